@@ -1,0 +1,38 @@
+"""A simulated interconnect (PCIe or NVLink) with one FIFO queue per direction.
+
+A transfer waits for its direction to be free, then takes latency + bytes / bandwidth; concurrent
+transfers in one direction therefore queue and share the link's bandwidth over time.
+"""
+from __future__ import annotations
+
+import simpy
+
+from tessera.types import LinkSpec
+
+DIRECTIONS = ("h2d", "d2h")
+
+
+class Link:
+    def __init__(self, env: simpy.Environment, spec: LinkSpec) -> None:
+        self.env = env
+        self.spec = spec
+        self._lanes = {d: simpy.Resource(env, capacity=1) for d in DIRECTIONS}
+        self.bytes_moved = {d: 0.0 for d in DIRECTIONS}
+        self.busy_s = {d: 0.0 for d in DIRECTIONS}
+
+    def transfer_time(self, num_bytes: float) -> float:
+        return self.spec.latency_s + num_bytes / self.spec.bandwidth_Bps
+
+    def transfer(self, num_bytes: float, direction: str):
+        """SimPy process: move `num_bytes` in `direction` ('h2d' or 'd2h'); returns the finish time."""
+        if direction not in self._lanes:
+            raise ValueError(f"link direction {direction!r} is not one of {DIRECTIONS}")
+        if num_bytes < 0:
+            raise ValueError(f"transfer of {num_bytes} bytes: the size must be >= 0")
+        with self._lanes[direction].request() as slot:
+            yield slot
+            duration = self.transfer_time(num_bytes)
+            yield self.env.timeout(duration)
+            self.bytes_moved[direction] += num_bytes
+            self.busy_s[direction] += duration
+        return self.env.now

@@ -1,0 +1,239 @@
+"""A serving replica in the simulator: one model on one or more GPUs, with vLLM-style iteration-level batching.
+
+Each loop the worker asks the shared BatchScheduler for a batch, asks its CostModel how long the
+iteration takes, waits that long and advances its requests' token counters.
+"""
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections import deque
+from typing import Callable
+
+import simpy
+
+from tessera.interface import BatchScheduler, BatchShape, CostModel, ScheduledBatch
+from tessera.types import WorkerSpec
+from tessera.sim.block_pool import BlockPool
+from tessera.sim.sequence import SeqState
+
+
+class Worker:
+    """Owns its SimPy process, its waiting/running queues and its KV block pool.
+
+    Decode-only stretches are simulated as one *span*: when every running request is decoding and
+    nobody waits, the iterations up to the next finish (or the next KV block shortage) are summed
+    into one timeout, with the exact per-iteration times of the cost model. A request arriving
+    mid-span interrupts it; the worker finishes the iteration in progress and re-plans, so the
+    result is identical to stepping one iteration per event.
+    """
+
+    def __init__(self, env: simpy.Environment, spec: WorkerSpec, cost: CostModel, scheduler: BatchScheduler,
+                 num_blocks: int, block_size: int, watermark: float,
+                 on_finish: Callable[[SeqState], None], fast_forward: bool = True) -> None:
+        self.env = env
+        self.spec = spec
+        self.worker_id = spec.worker_id
+        self.cost = cost
+        self.scheduler = scheduler
+        self.pool = BlockPool(num_blocks, block_size)
+        self.max_admissible_blocks = num_blocks - int(watermark * num_blocks)
+        self.on_finish = on_finish
+        self.fast_forward = fast_forward  # False: one event per iteration (the reference the spans must match)
+        self.waiting: deque[SeqState] = deque()
+        self.running: list[SeqState] = []
+        self.outstanding_tokens = 0  # prompt + output tokens of assigned, unfinished requests
+        self.busy_s = 0.0
+        self.num_iterations = 0
+        self.num_preemptions = 0
+        self.kv_usage_t: list[float] = []
+        self.kv_usage_blocks: list[int] = []
+        self._wakeup: simpy.Event | None = None
+        self._in_span = False
+        self._shape = BatchShape()
+        self.process = env.process(self._run())
+
+    # ------------------------------------------------------------------------------------ admission
+    def add(self, seq: SeqState) -> None:
+        """Hand a request to this worker (called by the router at its arrival time)."""
+        seq.worker_id = self.worker_id
+        peak_tokens = seq.num_prompt_tokens + seq.max_output_tokens - 1
+        if self.pool.blocks_for_tokens(peak_tokens) > self.max_admissible_blocks:
+            seq.status = (f"rejected: needs {self.pool.blocks_for_tokens(peak_tokens)} KV blocks "
+                          f"({peak_tokens} tokens), the pool admits at most {self.max_admissible_blocks}")
+            seq.finish_s = math.nan
+            self.on_finish(seq)
+            return
+        self.waiting.append(seq)
+        self.outstanding_tokens += seq.num_prompt_tokens + seq.max_output_tokens
+        if self._wakeup is not None:
+            wakeup, self._wakeup = self._wakeup, None
+            wakeup.succeed()
+        elif self._in_span:
+            self._in_span = False
+            self.process.interrupt("arrival")
+
+    # ------------------------------------------------------------------------------------- the loop
+    def _run(self):
+        env = self.env
+        while True:
+            if not self.waiting and not self.running:
+                self._wakeup = env.event()
+                yield self._wakeup
+                continue
+            batch = self.scheduler.schedule(self.waiting, self.running, self.pool)
+            self._record_usage()
+            if batch.preempted:
+                self.num_preemptions += len(batch.preempted)
+            if not batch.seqs:
+                raise RuntimeError(
+                    f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
+                    f"waiting and {len(self.running)} running requests (free blocks {self.pool.num_free_blocks})")
+            now = env.now
+            for seq in batch.seqs:
+                if seq.first_scheduled_s != seq.first_scheduled_s:  # NaN: first time scheduled
+                    seq.first_scheduled_s = now
+                seq.status = "running"
+            if self.fast_forward and not self.waiting and self._is_pure_decode(batch) and len(batch.seqs) == len(self.running):
+                yield from self._decode_span(batch.seqs)
+            else:
+                duration = self.cost.iteration_time(self._batch_shape(batch))
+                yield env.timeout(duration)
+                self.busy_s += duration
+                self.num_iterations += 1
+                self._complete_step(batch)
+
+    @staticmethod
+    def _is_pure_decode(batch: ScheduledBatch) -> bool:
+        for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
+            if n != 1 or seq.num_generated == 0 or seq.num_tokens - seq.num_computed_tokens != 1:
+                return False
+        return True
+
+    def _batch_shape(self, batch: ScheduledBatch) -> BatchShape:
+        shape = self._shape
+        prefill_tokens = 0
+        prefill_pairs = 0.0
+        decode_seqs = 0
+        decode_kv = 0
+        for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
+            computed = seq.num_computed_tokens
+            if n == 1 and seq.num_generated > 0 and seq.num_tokens - computed == 1:
+                decode_seqs += 1
+                decode_kv += computed + 1
+            else:
+                prefill_tokens += n
+                prefill_pairs += n * computed + n * (n + 1) / 2
+        shape.prefill_tokens = prefill_tokens
+        shape.prefill_attn_pairs = prefill_pairs
+        shape.decode_seqs = decode_seqs
+        shape.decode_kv_tokens = decode_kv
+        shape.extra_hbm_bytes = 0.0
+        return shape
+
+    def _complete_step(self, batch: ScheduledBatch) -> None:
+        now = self.env.now
+        finished = False
+        for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
+            seq.num_computed_tokens += n
+            if seq.num_computed_tokens == seq.num_tokens:  # caught up: the model samples a token
+                seq.num_generated += 1
+                if seq.num_generated == 1:
+                    seq.first_token_s = now
+                if seq.num_generated >= seq.max_output_tokens:
+                    finished = True
+                else:
+                    seq.num_tokens += 1
+        if finished:
+            self._retire_finished()
+
+    # ---------------------------------------------------------------------------------- decode spans
+    def _span_length(self, seqs: list[SeqState]) -> int:
+        """Iterations until the first request finishes or the pool cannot give the next KV block."""
+        max_steps = min(seq.max_output_tokens - seq.num_generated for seq in seqs)
+        block = self.pool.block_size
+        free = self.pool.num_free_blocks
+        computed = [seq.num_computed_tokens for seq in seqs]
+        held = [seq.num_blocks for seq in seqs]
+
+        def blocks_needed(steps: int) -> int:
+            return sum(max(0, -(-(c + steps) // block) - h) for c, h in zip(computed, held))
+
+        if blocks_needed(max_steps) <= free:
+            return max_steps
+        lo, hi = 1, max_steps  # step 1 is already allocated by the scheduler
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if blocks_needed(mid) <= free:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _decode_span(self, seqs: list[SeqState]):
+        env = self.env
+        steps = self._span_length(seqs)
+        shape = self._shape
+        shape.prefill_tokens = 0
+        shape.prefill_attn_pairs = 0.0
+        shape.extra_hbm_bytes = 0.0
+        shape.decode_seqs = batch_size = len(seqs)
+        kv_tokens = sum(seq.num_computed_tokens for seq in seqs)
+        start = env.now
+        ends: list[float] = []
+        t = start
+        iteration_time = self.cost.iteration_time
+        for _ in range(steps):
+            kv_tokens += batch_size
+            shape.decode_kv_tokens = kv_tokens
+            t += iteration_time(shape)
+            ends.append(t)
+        self._in_span = True
+        try:
+            yield env.timeout(ends[-1] - start)
+            self._in_span = False
+            done = steps
+        except simpy.Interrupt:
+            # An arrival: finish the iteration in progress (the first one ending at or after now).
+            done = bisect_left(ends, env.now) + 1
+            if ends[done - 1] > env.now:
+                yield env.timeout(ends[done - 1] - env.now)
+        self.busy_s += ends[done - 1] - start
+        self.num_iterations += done
+        self._apply_decode_steps(seqs, done)
+
+    def _apply_decode_steps(self, seqs: list[SeqState], steps: int) -> None:
+        pool = self.pool
+        finished = False
+        for seq in seqs:
+            if not pool.allocate(seq, steps):  # guaranteed by _span_length
+                raise AssertionError(f"KV allocation failed inside a decode span for {seq}")
+            seq.num_computed_tokens += steps
+            seq.num_generated += steps
+            if seq.num_generated >= seq.max_output_tokens:
+                seq.num_tokens += steps - 1
+                finished = True
+            else:
+                seq.num_tokens += steps
+        if finished:
+            self._retire_finished()
+
+    # ------------------------------------------------------------------------------------ bookkeeping
+    def _retire_finished(self) -> None:
+        now = self.env.now
+        still_running = []
+        for seq in self.running:
+            if seq.num_generated >= seq.max_output_tokens:
+                self.pool.free(seq)
+                seq.finish_s = now
+                seq.status = "finished"
+                self.outstanding_tokens -= seq.num_prompt_tokens + seq.max_output_tokens
+                self.on_finish(seq)
+            else:
+                still_running.append(seq)
+        self.running[:] = still_running
+        self._record_usage()
+
+    def _record_usage(self) -> None:
+        self.kv_usage_t.append(self.env.now)
+        self.kv_usage_blocks.append(self.pool.num_used_blocks)

@@ -1,0 +1,118 @@
+"""Plain data shared by every part of Tessera: hardware, models, workers, requests and MoA queries.
+
+Units are SI throughout (bytes, seconds, bytes/s, FLOP/s); names carry the unit where it is not obvious.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GB = 1e9
+GiB = 2**30
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSpec:
+    """A point-to-point interconnect (PCIe, NVLink): bandwidth per direction and fixed latency."""
+
+    name: str
+    bandwidth_Bps: float  # per direction
+    latency_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class GPUSpec:
+    """What a roofline needs of one accelerator."""
+
+    name: str
+    hbm_bytes: float
+    hbm_bandwidth_Bps: float
+    peak_bf16_flops: float  # dense, no sparsity
+    host_link: str  # LinkSpec name of the host (PCIe) link
+    peer_link: str  # LinkSpec name of the GPU-GPU link inside a node
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Shape of a decoder-only transformer (Llama-style unless noted)."""
+
+    name: str
+    hf_id: str
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    num_params: float
+    dtype_bytes: int = 2
+    gated_mlp: bool = True  # SwiGLU (3 MLP matrices) vs GELU (2)
+    max_position: int = 131072
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.num_params * self.dtype_bytes
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """K and V of one token across all layers and KV heads."""
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.dtype_bytes
+
+    @property
+    def kv_bytes_per_token_per_head(self) -> int:
+        """K and V of one token of one (layer, KV head)."""
+        return 2 * self.head_dim * self.dtype_bytes
+
+    @property
+    def gqa_group(self) -> int:
+        return self.num_heads // self.num_kv_heads
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """One serving replica: a model on `tp` GPUs of one type inside a node."""
+
+    worker_id: int
+    gpu: GPUSpec
+    model: ModelSpec
+    tp: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One generation request of a workload: when it arrives and how many tokens in and out.
+
+    `model` names the model/expert that must serve it (None: the worker's only model);
+    `query_id`/`stage` tie MoA prompts to their query (stage "expert" or "aggregator").
+    """
+
+    request_id: int
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    model: str | None = None
+    query_id: int | None = None
+    stage: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Expert:
+    """A model in a MoA expert pool."""
+
+    name: str
+    model: ModelSpec
+    kind: str  # "reasoning" | "instruct"
+    max_output_tokens: int
+
+
+@dataclass(slots=True)
+class Query:
+    """One MoA query: its dataset and skill, the experts it is routed to and its reference answer."""
+
+    query_id: int
+    dataset: str
+    skill: str
+    experts: tuple[str, ...]
+    prompt_tokens: int
+    reference_answer: str
+    expert_answers: dict[int, str] = field(default_factory=dict)  # slot index -> answer

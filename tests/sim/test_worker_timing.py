@@ -1,0 +1,42 @@
+"""Hand-computed iteration timing of a single worker with the linear cost model."""
+import pytest
+
+from tessera.memory import MemoryConfig
+from tessera.scheduling import SchedulerConfig
+from tessera.sim import Cluster, make_router
+from tessera.types import Request
+from tests.sim.fakes import LinearCost, worker_specs
+
+
+def run_one(requests, **sched):
+    cost = LinearCost(base=1e-3, per_token=1e-5, per_kv=1e-7)
+    cluster = Cluster(worker_specs(1), lambda s: cost, SchedulerConfig(**sched), MemoryConfig(0.5, 0.0),
+                      make_router("round_robin"))
+    return {s.request_id: s for s in cluster.run(requests).seqs}
+
+
+def test_single_request_prefill_then_decodes():
+    # prefill 100 tokens: 1e-3 + 100e-5 = 2e-3 -> first token at 2 ms.
+    # decode i (i = 1..3) reads 100 + i tokens: 1e-3 + 1e-5 + (100 + i) * 1e-7.
+    seqs = run_one([Request(0, 0.0, 100, 4)])
+    seq = seqs[0]
+    assert seq.first_token_s == pytest.approx(2e-3)
+    decodes = sum(1e-3 + 1e-5 + (100 + i) * 1e-7 for i in (1, 2, 3))
+    assert seq.finish_s == pytest.approx(2e-3 + decodes)
+
+
+def test_chunked_prefill_splits_a_long_prompt_by_the_token_budget():
+    seq = run_one([Request(0, 0.0, 100, 1)], max_num_batched_tokens=40)[0]
+    # three chunks of 40, 40, 20 tokens; the token comes after the last chunk.
+    assert seq.first_token_s == pytest.approx(3e-3 + 100e-5)
+    assert seq.finish_s == seq.first_token_s
+
+
+def test_arrival_mid_decode_joins_at_the_next_iteration_boundary():
+    # request 0 decodes alone; request 1 arrives inside an iteration and is first scheduled at its end.
+    seqs = run_one([Request(0, 0.0, 16, 50), Request(1, 0.0105, 16, 2)])
+    start = seqs[1].first_scheduled_s
+    assert start >= 0.0105
+    boundaries_before = seqs[0].first_token_s
+    assert start > boundaries_before
+    assert seqs[1].finish_s < seqs[0].finish_s
