@@ -1,0 +1,1 @@
+"""Backends an experiment hands a workload to: they return the shared results tables."""

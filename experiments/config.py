@@ -1,0 +1,81 @@
+"""The structured config of a Tessera run, registered in Hydra's ConfigStore, and its semantic validation.
+
+OmegaConf checks types; `validate` checks values against the catalogs and ranges and raises ConfigError
+naming the key, the allowed values and the fix (the app prints it on one line and exits with code 2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; the message names the key, what is allowed and the fix."""
+
+
+@dataclass
+class ModelConf:
+    name: str = "Llama-2-7B"
+
+
+@dataclass
+class ClusterConf:
+    gpu: str = "H100-SXM-80GB"
+    num_workers: int = 1
+    tp: int = 1
+    router: str = "round_robin"
+
+
+@dataclass
+class EngineConf:
+    """vLLM-like engine limits of every worker."""
+
+    block_size: int = 16
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    chunked_prefill: bool = True
+    watermark: float = 0.01
+    gpu_memory_utilization: float = 0.9
+    activation_reserve_gib: float = 2.0
+
+
+@dataclass
+class CostConf:
+    kind: str = "profiled"  # profiled | roofline
+    params: dict[str, Any] = field(default_factory=dict)  # RooflineEfficiency fields etc.
+
+
+@dataclass
+class BackendConf:
+    kind: str = "sim"
+    cost: CostConf = field(default_factory=CostConf)
+    fast_forward: bool = True  # simulate decode-only stretches as one event (exact; False for debugging)
+
+
+@dataclass
+class OutputConf:
+    print_table: bool = True
+    figures: bool = True
+    progress: bool = True
+
+
+@dataclass
+class RunConf:
+    experiment: str = MISSING
+    seed: int = 0
+    sweep_name: str = "sweep"
+    force: bool = False  # re-run even when this run dir already holds complete results
+    backend: BackendConf = field(default_factory=BackendConf)
+    model: ModelConf = field(default_factory=ModelConf)
+    cluster: ClusterConf = field(default_factory=ClusterConf)
+    engine: EngineConf = field(default_factory=EngineConf)
+    workload: dict[str, Any] = field(default_factory=dict)
+    output: OutputConf = field(default_factory=OutputConf)
+    notes: Optional[str] = None
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="run_schema", node=RunConf)

@@ -1,0 +1,49 @@
+"""Console tables and figures of a run: the latency summary table and latency CDFs.
+
+Figures are matplotlib PNGs written into the run dir.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from tessera.results import add_latency_columns  # noqa: E402
+from tessera.results.summary import summary_table  # noqa: E402
+
+
+def format_summary(summary: dict, title: str) -> str:
+    lines = [title, summary_table(summary).to_string()]
+    lines.append(f"requests: {summary['num_finished']}/{summary['num_requests']} finished, "
+                 f"{summary['num_rejected']} rejected, {summary['preemptions']} preemptions")
+    lines.append(f"throughput: {summary['request_throughput_per_s']:.2f} req/s, "
+                 f"{summary['output_token_throughput_per_s']:.0f} output tok/s, "
+                 f"{summary['total_token_throughput_per_s']:.0f} total tok/s over {summary['duration_s']:.1f} s")
+    if "kv_utilisation" in summary:
+        kv = summary["kv_utilisation"]
+        lines.append(f"KV pool utilisation: mean {kv['mean']:.1%}, max {kv['max']:.1%}")
+    return "\n".join(lines)
+
+
+def latency_cdf_figure(frame: pd.DataFrame, path: Path, title: str) -> Path:
+    lat = add_latency_columns(frame)
+    lat = lat[lat["status"] == "finished"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, (col, label) in zip(axes, (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E latency"))):
+        values = np.sort(lat[col].dropna().to_numpy(float) * 1e3)
+        if values.size:
+            ax.plot(values, np.arange(1, values.size + 1) / values.size)
+            ax.set_xscale("log")
+        ax.set_xlabel(f"{label} (ms)")
+        ax.set_ylabel("fraction of requests")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,63 @@
+"""The `tessera` command: compose the Hydra config, validate it, run the chosen experiment, save results.
+
+`tessera -m ...` sweeps (joblib or submitit launchers); a run whose dir already holds results is skipped.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from tessera.experiments import serve_trace
+from tessera.experiments.config import ConfigError, register_configs
+from tessera.paths import REPO_ROOT
+from tessera.results import is_complete_run
+from tessera.workload import TraceError
+
+EXPERIMENTS = {"serve_trace": serve_trace.run}
+
+register_configs()
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_config(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
+    """Run one composed config into run_dir (skipping it if complete, unless cfg.force)."""
+    if cfg.experiment not in EXPERIMENTS:
+        raise ConfigError(f"experiment={cfg.experiment!r} is unknown: use one of {sorted(EXPERIMENTS)}")
+    if is_complete_run(run_dir) and not cfg.force:
+        print(f"skipping {run_dir}: results exist (force=true re-runs it)")
+        return json.loads((run_dir / "summary.json").read_text())["summary"]
+    metadata = {"config": OmegaConf.to_container(cfg, resolve=True), "seed": cfg.seed, "git_sha": git_sha(),
+                "overrides": overrides, "started_unix": time.time()}
+    return EXPERIMENTS[cfg.experiment](cfg, run_dir, metadata)
+
+
+@hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="config")
+def hydra_main(cfg: DictConfig) -> dict:
+    hc = HydraConfig.get()
+    try:
+        return run_config(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
+    except (ConfigError, TraceError) as err:
+        print(f"tessera: config error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

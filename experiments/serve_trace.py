@@ -1,0 +1,41 @@
+"""Experiment `serve_trace`: replay a workload on a cluster; report latency percentiles and throughput.
+
+Writes requests.parquet, kv_usage.parquet, workers.csv, summary.json and latency_cdf.png into the run dir.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from tessera.experiments.backends.sim import run_sim
+from tessera.experiments.config import ConfigError
+from tessera.experiments.report import format_summary, latency_cdf_figure
+from tessera.experiments.resolve import resolve
+from tessera.results import save_run, summarize
+from tessera.workload import TraceError, build_workload, describe
+
+
+def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
+    spec = resolve(cfg)
+    try:
+        requests = build_workload(spec.workload)
+    except TraceError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+    result = run_sim(spec, requests, fast_forward=cfg.backend.fast_forward, progress=cfg.output.progress)
+    summary = summarize(result.requests, result.kv_usage)
+    summary["workload"] = describe(requests)
+    summary["workers"] = result.workers.to_dict(orient="records")
+    result.workers.to_csv(run_dir / "workers.csv", index=False)
+    save_run(run_dir, result.requests, summary, result.kv_usage, metadata)
+    title = (f"{cfg.experiment}: {spec.model.name} on {cfg.cluster.num_workers} x "
+             f"{cfg.cluster.tp} x {spec.gpu.name}, workload {spec.workload.get('name', spec.workload.get('kind'))}, "
+             f"{cfg.backend.kind}/{spec.cost_kind} costs")
+    if cfg.output.figures:
+        latency_cdf_figure(result.requests, run_dir / "latency_cdf.png", title)
+    if cfg.output.print_table:
+        print(format_summary(summary, title))
+        print(f"results: {run_dir}")
+    return summary
