@@ -33,11 +33,11 @@ class RunSpec:
     workload: dict[str, Any]
 
 
-def _lookup(key: str, fn, name: str, allowed: list[str]):
+def _lookup(key: str, fn, name: str):
     try:
         return fn(name)
-    except (KeyError, ValueError) as err:
-        raise ConfigError(f"{key}={name!r} is unknown: use one of {allowed} ({err})") from None
+    except (KeyError, ValueError) as err:  # the catalogs' messages list close matches and the known names
+        raise ConfigError(f"{key}={name!r}: {str(err).strip(chr(34))}") from None
 
 
 def _check(key: str, ok: bool, value, allowed: str) -> None:
@@ -52,8 +52,8 @@ def resolve(cfg: DictConfig) -> RunSpec:
     _check("cluster.router", cfg.cluster.router in ROUTERS, cfg.cluster.router, f"one of {sorted(ROUTERS)}")
     _check("cluster.num_workers", cfg.cluster.num_workers >= 1, cfg.cluster.num_workers, "an integer >= 1")
     _check("cluster.tp", cfg.cluster.tp in (1, 2, 4, 8), cfg.cluster.tp, "one of [1, 2, 4, 8] (GPUs in a node)")
-    model = _lookup("model.name", models.model, cfg.model.name, models.list_models())
-    gpu = _lookup("cluster.gpu", hardware.gpu, cfg.cluster.gpu, hardware.list_gpus())
+    model = _lookup("model.name", models.model, cfg.model.name)
+    gpu = _lookup("cluster.gpu", hardware.gpu, cfg.cluster.gpu)
     e = cfg.engine
     try:
         scheduler = SchedulerConfig(block_size=e.block_size, max_num_seqs=e.max_num_seqs,

@@ -55,7 +55,39 @@ def hydra_main(cfg: DictConfig) -> dict:
         sys.exit(2)
 
 
+def precheck_overrides(argv: list[str]) -> str | None:
+    """Compose a single run's config up front so a type error in an override is one line and exit code 2.
+
+    Returns the error line, or None when the config composes (or for multirun/help invocations,
+    which Hydra handles itself).
+    """
+    if any(a in ("-m", "--multirun", "-h", "--help", "--hydra-help", "--info") or a.startswith("--cfg")
+           for a in argv):
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(REPO_ROOT / "conf"), job_name="precheck"):
+            compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        cause = err.__cause__ or err
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        key = getattr(cause, "full_key", None)
+        where = f"{key}: " if key else ""
+        head = "" if cause is err else f"{str(err).splitlines()[0]}: "
+        return (f"{head}{where}{first}; fix the override (see conf/ and "
+                "experiments/config.py for allowed values)")
+    return None
+
+
 def main() -> None:
+    error = precheck_overrides(sys.argv[1:])
+    if error:
+        print(f"tessera: config error: {error}", file=sys.stderr)
+        sys.exit(2)
     hydra_main()
 
 

@@ -22,8 +22,8 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
         requests = build_workload(spec.workload)
     except TraceError:
         raise
-    except (ValueError, TypeError) as err:
-        raise ConfigError(str(err)) from None
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise ConfigError(f"workload: {err}") from None
     result = run_sim(spec, requests, fast_forward=cfg.backend.fast_forward, progress=cfg.output.progress)
     summary = summarize(result.requests, result.kv_usage)
     summary["workload"] = describe(requests)

@@ -1,0 +1,153 @@
+"""Roofline cost model: an engine iteration's time from the model shape and the GPU's peak numbers.
+
+Each op group (linear layers, element-wise ops, prefill attention, decode attention, LM head) takes
+max(FLOPs / achievable FLOP/s, bytes / achievable HBM bandwidth); groups run one after another, then
+tensor-parallel all-reduces and a fixed per-iteration CPU overhead are added. Ignores kernel-launch
+gaps inside a step, L2 caching, and overlap between groups.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tessera.cost.network import all_reduce_time_fn, transfer_time
+from tessera.interface import BatchShape
+from tessera.models import linear_params_per_layer
+from tessera.types import GPUSpec, LinkSpec, ModelSpec
+
+LOGIT_BYTES = 4  # logits are produced in fp32
+
+
+@dataclass(frozen=True, slots=True)
+class RooflineEfficiency:
+    """How close the machine gets to the datasheet peaks, and what an iteration costs besides the GPU.
+
+    Defaults come from Vidur's per-layer profiles (data/vidur-profiling): the linear layers of
+    Llama-2-7B/70B on H100 and Llama-3-8B on A100 reach 0.70-0.77 of dense BF16 peak at 2-4k
+    tokens, and 0.77-0.89 of HBM bandwidth at batch 1 (TP 1). overhead_s is the engine's CPU time
+    per step (scheduling, input preparation, sampling, output processing); vLLM-class engines with
+    CUDA graphs spend roughly 0.5-2 ms there, so 1 ms is the middle; calibrate it on a machine.
+    """
+
+    flops_fraction: float = 0.7
+    hbm_fraction: float = 0.8
+    overhead_s: float = 1e-3
+
+    def __post_init__(self):
+        for field, value in (("flops_fraction", self.flops_fraction),
+                             ("hbm_fraction", self.hbm_fraction)):
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"RooflineEfficiency.{field}={value!r} is out of range: allowed "
+                                 f"(0, 1], the achievable fraction of the datasheet peak")
+        if not 0.0 <= self.overhead_s < 1.0:
+            raise ValueError(f"RooflineEfficiency.overhead_s={self.overhead_s!r} is out of range: "
+                             f"allowed [0, 1) seconds of CPU time per iteration")
+
+
+def check_tp(model: ModelSpec, tp: int) -> None:
+    """Tensor parallelism must split the attention heads evenly (KV heads split or replicate)."""
+    if not isinstance(tp, int) or tp < 1:
+        raise ValueError(f"tp must be a positive integer, got {tp!r}")
+    kv = model.num_kv_heads
+    if model.num_heads % tp or (kv % tp and tp % kv):
+        raise ValueError(f"tp={tp} does not divide {model.name}'s {model.num_heads} attention heads "
+                         f"/ {kv} KV heads; choose tp among the common divisors")
+
+
+class RooflineCostModel:
+    """CostModel from first principles; every per-iteration constant is precomputed in __init__."""
+
+    def __init__(self, model: ModelSpec, gpu: GPUSpec, tp: int = 1,
+                 efficiency: RooflineEfficiency | None = None, use_nccl_tables: bool = True):
+        check_tp(model, tp)
+        eff = efficiency or RooflineEfficiency()
+        self.model, self.gpu, self.tp, self.efficiency = model, gpu, tp, eff
+        flops = gpu.peak_bf16_flops * eff.flops_fraction
+        bw = gpu.hbm_bandwidth_Bps * eff.hbm_fraction
+        L, d, h = model.num_layers, model.dtype_bytes, model.hidden_size
+        q = model.num_heads * model.head_dim // tp  # query width on this GPU
+        kv = max(1, model.num_kv_heads // tp) * model.head_dim  # KV width (replicated if kv < tp)
+        inter = model.intermediate_size // tp
+        w = linear_params_per_layer(model) / tp  # weights of one layer on this GPU
+        vocab = model.vocab_size / tp  # vocab-parallel LM head
+
+        # Linear layers: weights read once per iteration; per token the activations in and out.
+        self._lin_flop_s = L * 2 * w / flops
+        self._lin_weight_s = L * w * d / bw
+        act = (h + q + 2 * kv) + (q + h) + (h + (3 if model.gated_mlp else 2) * inter) + (inter + h)
+        self._lin_act_s = L * act * d / bw
+        # Element-wise ops (2 norms, RoPE, activation, 2 residual adds, embedding), memory-bound.
+        elementwise = 2 * 2 * h + 2 * (q + kv) + 3 * inter + 2 * 3 * h
+        self._elementwise_s = (L * elementwise + 2 * h) * d / bw
+        # Prefill attention: 4 FLOPs per (query, key, head, dim); reads Q, writes O, writes new KV.
+        self._pf_flop_s = L * 4 * q / flops
+        self._pf_token_s = L * (2 * q + 2 * kv) * d / bw
+        # Decode attention: streams the KV it attends to; per sequence reads Q, writes O and new KV.
+        self._dec_kv_s = L * 2 * kv * d / bw
+        self._dec_flop_s = L * 4 * q / flops
+        self._dec_seq_s = L * (2 * q + 2 * kv) * d / bw
+        # LM head on the sampled tokens only: weights once, logits per token.
+        self._lm_weight_s = vocab * h * d / bw
+        self._lm_token_s = vocab * LOGIT_BYTES / bw
+        self._lm_flop_s = 2 * vocab * h / flops
+        self._byte_s = 1.0 / bw
+        self._overhead_s = eff.overhead_s
+        # TP: two all-reduces of a (tokens, hidden) activation per layer.
+        self._all_reduce = all_reduce_time_fn(gpu, tp, use_nccl_tables)
+        self._ar_bytes_per_token = h * d
+        self._ar_per_layer = 2 * L
+        self._ar_cache: dict[int, float] = {}
+
+    def all_reduce_time(self, num_tokens: int) -> float:
+        """All TP all-reduces of one iteration of num_tokens tokens (0 at tp=1)."""
+        t = self._ar_cache.get(num_tokens)
+        if t is None:
+            t = self._ar_per_layer * self._all_reduce(num_tokens * self._ar_bytes_per_token)
+            if len(self._ar_cache) < 1 << 16:
+                self._ar_cache[num_tokens] = t
+        return t
+
+    def linear_time(self, num_tokens: int) -> float:
+        """Linear layers + element-wise ops of all layers for num_tokens tokens (no attention)."""
+        compute = num_tokens * self._lin_flop_s
+        memory = self._lin_weight_s + num_tokens * self._lin_act_s
+        return (compute if compute > memory else memory) + num_tokens * self._elementwise_s
+
+    def _rest_time(self, pf: int, pairs: float, ds: int, kv_tokens: float, extra: float) -> float:
+        """Attention, LM head, extra HBM traffic and overhead: the part shared with ProfiledCostModel."""
+        if pf < 0 or ds < 0 or pairs < 0 or kv_tokens < 0 or extra < 0:
+            raise ValueError(f"BatchShape counters must be >= 0, got prefill_tokens={pf}, "
+                             f"prefill_attn_pairs={pairs}, decode_seqs={ds}, "
+                             f"decode_kv_tokens={kv_tokens}, extra_hbm_bytes={extra}")
+        t = self._overhead_s + extra * self._byte_s
+        sampled = ds
+        if pf:
+            compute = pairs * self._pf_flop_s
+            memory = pf * self._pf_token_s
+            t += compute if compute > memory else memory
+            sampled += 1  # assume one prefill finishes per iteration and samples its first token
+        if ds:
+            compute = kv_tokens * self._dec_flop_s
+            memory = kv_tokens * self._dec_kv_s + ds * self._dec_seq_s
+            t += compute if compute > memory else memory
+        compute = sampled * self._lm_flop_s
+        memory = self._lm_weight_s + sampled * self._lm_token_s
+        return t + (compute if compute > memory else memory)
+
+    def iteration_time(self, batch: BatchShape) -> float:
+        pf = batch.prefill_tokens
+        ds = batch.decode_seqs
+        n = pf + ds
+        if n <= 0:
+            if n < 0 or batch.extra_hbm_bytes < 0:
+                self._rest_time(pf, 0.0, ds, 0.0, batch.extra_hbm_bytes)  # raises
+            return batch.extra_hbm_bytes * self._byte_s
+        compute = n * self._lin_flop_s
+        memory = self._lin_weight_s + n * self._lin_act_s
+        t = (compute if compute > memory else memory) + n * self._elementwise_s
+        if self.tp > 1:
+            t += self.all_reduce_time(n)
+        return t + self._rest_time(pf, batch.prefill_attn_pairs, ds, batch.decode_kv_tokens,
+                                   batch.extra_hbm_bytes)
+
+    def transfer_time(self, num_bytes: float, link: LinkSpec) -> float:
+        return transfer_time(num_bytes, link)

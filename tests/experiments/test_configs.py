@@ -1,0 +1,47 @@
+"""Every config in conf/ composes and validates; bad values are refused with one clear line and exit code 2."""
+import pytest
+
+from tessera.experiments.config import ConfigError
+from tessera.experiments.resolve import resolve
+from tests.experiments.conftest import CONF, run_cli
+
+GROUP_OPTIONS = [(group.name, yaml.stem) for group in sorted(CONF.iterdir()) if group.is_dir()
+                 for yaml in sorted(group.glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("group,option", GROUP_OPTIONS)
+def test_every_config_option_composes_and_resolves(composed, group, option):
+    cfg = composed([f"{group}={option}"])
+    spec = resolve(cfg)
+    assert spec.workers and spec.workload
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local", "submitit_slurm"])
+def test_sweep_launchers_compose(composed, launcher):
+    cfg = composed([f"hydra/launcher={launcher}"])
+    assert cfg.experiment == "serve_trace"
+
+
+@pytest.mark.parametrize("override,key", [
+    ("cluster.num_workers=0", "cluster.num_workers"),
+    ("engine.gpu_memory_utilization=1.5", "engine.gpu_memory_utilization"),
+    ("cluster.router=random", "cluster.router"),
+    ("model.name=Llama-9", "model.name"),
+    ("cluster.gpu=TPU", "cluster.gpu"),
+])
+def test_bad_values_are_config_errors_naming_the_key(composed, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        resolve(composed([override]))
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("engine.max_num_seqs=abc", "engine.max_num_seqs"),
+    ("cluster.tp=3", "cluster.tp=3 is invalid"),
+    ("workload.name=nope", "neither a named trace"),
+    ("cluster=nope", "cluster/nope"),
+])
+def test_cli_prints_one_line_and_exits_2(tmp_path, override, needle):
+    proc = run_cli([override, "output.progress=false"], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tessera: config error:") and needle in lines[0], proc.stderr
