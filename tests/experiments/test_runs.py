@@ -1,0 +1,49 @@
+"""End-to-end runs of the app: determinism, sweeps that skip finished runs, and the analysis notebook."""
+import os
+
+import nbformat
+import pandas as pd
+from nbclient import NotebookClient
+
+from tessera.paths import REPO_ROOT
+from tests.experiments.conftest import SMALL, run_cli
+
+
+def test_same_seed_gives_identical_parquet(tmp_path):
+    for name in ("a", "b"):
+        proc = run_cli(["output.progress=false", f"hydra.run.dir={tmp_path / name}", "workload=sharegpt_poisson",
+                        "workload.num_requests=200", "seed=3"], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    a, b = (tmp_path / n / "requests.parquet" for n in ("a", "b"))
+    assert a.read_bytes() == b.read_bytes()
+    frame = pd.read_parquet(a)
+    assert len(frame) == 200 and (frame["status"] == "finished").all()
+
+
+def test_default_experiment_prints_the_summary_table_and_saves_a_cdf(tmp_path):
+    proc = run_cli(["workload.limit=300", "output.progress=false", f"hydra.run.dir={tmp_path / 'run'}"],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "TTFT" in proc.stdout and "TPOT" in proc.stdout and "p99 (ms)" in proc.stdout
+    assert (tmp_path / "run" / "latency_cdf.png").stat().st_size > 10_000
+
+
+def test_sweep_with_joblib_skips_finished_runs_and_feeds_the_notebook(tmp_path):
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            *SMALL, "workload.limit=200", "cluster.num_workers=1,2"]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name != ".submitit")
+    assert runs == ["cluster.num_workers=1,workload.limit=200", "cluster.num_workers=2,workload.limit=200"]
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("skipping") == 2
+
+    nb = nbformat.read(REPO_ROOT / "notebooks" / "sweep_analysis.ipynb", as_version=4)
+    os.environ["TESSERA_SWEEP_DIR"] = str(tmp_path / "sweep")
+    try:
+        NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        del os.environ["TESSERA_SWEEP_DIR"]
+    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "2 runs, 400 requests" in outputs
