@@ -8,7 +8,7 @@ from __future__ import annotations
 class BlockPool:
     def __init__(self, num_blocks: int, block_size: int) -> None:
         if num_blocks < 1:
-            raise ValueError(f"KV pool has {num_blocks} blocks: the model's weights leave no room for KV "
+            raise MemoryError(f"KV pool has {num_blocks} blocks: the model's weights leave no room for KV "
                              "cache; use a bigger GPU, more tensor parallelism or a higher gpu_memory_utilization")
         self.num_blocks = num_blocks
         self.block_size = block_size

@@ -1,17 +1,18 @@
-"""A simulated cluster: workers (each a model on its GPUs), the host links, and the arrival process.
+"""A simulated cluster: workers (each a model replica on its GPUs), the GPUs they share, host links and arrivals.
 
-`Cluster.run(requests)` replays a workload through the router and returns every request's final state.
+`Cluster.run(requests)` replays a workload (through the router, or an explicit assignment) and returns
+every request's final state; callbacks may submit new requests while it runs (multi-stage pipelines).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import simpy
 from tqdm.auto import tqdm
 
 from tessera.interface import CostModel
-from tessera.memory import MemoryConfig, num_kv_blocks
+from tessera.memory import MemoryConfig, kv_budget_bytes_per_gpu, kv_bytes_per_token_per_gpu
 from tessera.scheduling import FCFSScheduler, SchedulerConfig
 from tessera.types import LinkSpec, Request, WorkerSpec
 from tessera.sim.gpu import GPU
@@ -39,31 +40,71 @@ class Cluster:
         self.env = simpy.Environment()
         self.router = router
         self.progress = progress
-        self.gpus: list[GPU] = []
-        self.links: list[Link] = []
+        self.memory = memory
+        self.block_size = scheduler_config.block_size
+        self.gpus: dict[int, GPU] = {}
+        self.links: dict[int, Link] = {}
         self.workers: list[Worker] = []
-        self._finished: list[SeqState] = []
+        self._host_link = host_link
+        self._seqs: list[SeqState] = []
+        self._finished = 0
         self._expected = 0
         self._all_done = self.env.event()
+        self._user_on_finish: Callable[[SeqState, "Cluster"], None] | None = None
         self._bar = None
-        for spec in worker_specs:
-            gpus = [GPU(len(self.gpus) + i, spec.gpu) for i in range(spec.tp)]
+        placed = [self._place(spec) for spec in worker_specs]
+        residents: dict[int, int] = {}
+        for gpus in placed:
             for gpu in gpus:
-                gpu.reserve(f"{spec.model.name} weights (worker {spec.worker_id})", spec.model.weight_bytes / spec.tp)
-            self.gpus.extend(gpus)
-            if host_link is not None:
-                self.links.extend(Link(self.env, host_link) for _ in gpus)
-            blocks = num_kv_blocks(spec.model, spec.gpu, spec.tp, memory, scheduler_config.block_size)
+                residents[gpu.gpu_id] = residents.get(gpu.gpu_id, 0) + 1
+        for spec, gpus in zip(worker_specs, placed):
+            shared = any(residents[g.gpu_id] > 1 for g in gpus)
+            lanes = [g.compute for g in sorted(gpus, key=lambda g: g.gpu_id)] if shared else None
             self.workers.append(Worker(self.env, spec, cost_for(spec), FCFSScheduler(scheduler_config),
-                                       blocks, scheduler_config.block_size, scheduler_config.watermark,
-                                       self._on_finish, fast_forward))
+                                       self._kv_blocks(spec), self.block_size, scheduler_config.watermark,
+                                       self._on_finish, fast_forward and not shared, compute_lanes=lanes))
+        self._by_id = {w.worker_id: w for w in self.workers}
+        if len(self._by_id) != len(self.workers):
+            raise ValueError("worker ids must be unique across the cluster's worker specs")
 
-    def _on_finish(self, seq: SeqState) -> None:
-        self._finished.append(seq)
-        if self._bar is not None:
-            self._bar.update(1)
-        if len(self._finished) == self._expected:
-            self._all_done.succeed()
+    # ------------------------------------------------------------------------------------- building
+    def _gpu(self, gpu_id: int, spec) -> GPU:
+        if gpu_id not in self.gpus:
+            self.gpus[gpu_id] = GPU(self.env, gpu_id, spec, usable_fraction=self.memory.gpu_memory_utilization)
+            if self._host_link is not None:
+                self.links[gpu_id] = Link(self.env, self._host_link)
+        elif self.gpus[gpu_id].spec != spec:
+            raise ValueError(f"GPU {gpu_id} is a {self.gpus[gpu_id].spec.name} but a worker spec says {spec.name}")
+        return self.gpus[gpu_id]
+
+    def _place(self, spec: WorkerSpec) -> list[GPU]:
+        if spec.gpu_ids is None:
+            first = max(self.gpus, default=-1) + 1
+            ids = tuple(range(first, first + spec.tp))
+        else:
+            ids = spec.gpu_ids
+            if len(ids) != spec.tp or len(set(ids)) != len(ids):
+                raise ValueError(f"worker {spec.worker_id}: gpu_ids {ids} must name tp={spec.tp} distinct GPUs")
+        gpus = [self._gpu(i, spec.gpu) for i in ids]
+        tag = f"{spec.model.name} (worker {spec.worker_id})"
+        kv_bytes = (spec.kv_bytes_per_gpu if spec.kv_bytes_per_gpu is not None
+                    else kv_budget_bytes_per_gpu(spec.model, spec.gpu, spec.tp, self.memory))
+        for gpu in gpus:
+            gpu.reserve(f"{tag} weights", spec.model.weight_bytes / spec.tp)
+            gpu.reserve(f"{tag} activations", self.memory.activation_reserve_gib * 2**30)
+            gpu.reserve(f"{tag} KV cache", max(kv_bytes, 0.0))
+        return gpus
+
+    def _kv_blocks(self, spec: WorkerSpec) -> int:
+        kv_bytes = (spec.kv_bytes_per_gpu if spec.kv_bytes_per_gpu is not None
+                    else kv_budget_bytes_per_gpu(spec.model, spec.gpu, spec.tp, self.memory))
+        return int(max(kv_bytes, 0.0) // (self.block_size * kv_bytes_per_token_per_gpu(spec.model, spec.tp)))
+
+    # ------------------------------------------------------------------------------------- running
+    def worker(self, worker_id: int) -> Worker:
+        if worker_id not in self._by_id:
+            raise ValueError(f"no worker {worker_id}; the cluster has workers {sorted(self._by_id)}")
+        return self._by_id[worker_id]
 
     def _candidates(self, request: Request) -> list[Worker]:
         if request.model is None:
@@ -75,31 +116,67 @@ class Cluster:
                              f"serves only {served}; fix the workload's model names or the cluster's models")
         return found
 
-    def _arrivals(self, seqs: list[SeqState]):
+    def _dispatch(self, seq: SeqState, worker_id: int | None) -> None:
+        seq.arrival_s = self.env.now
+        if worker_id is None:
+            worker = self.router.pick(seq, self._candidates(seq.request))
+        else:
+            worker = self.worker(worker_id)
+            model = seq.request.model
+            if model is not None and worker.spec.model.name != model:
+                raise ValueError(f"request {seq.request_id} for {model!r} assigned to worker {worker_id}, "
+                                 f"which serves {worker.spec.model.name!r}")
+        worker.add(seq)
+
+    def submit(self, request: Request, worker_id: int | None = None) -> SeqState:
+        """Add a request now (from a callback or process during run); routed unless worker_id is given."""
+        seq = SeqState(request)
+        self._seqs.append(seq)
+        self._expected += 1
+        self._dispatch(seq, worker_id)
+        return seq
+
+    def _on_finish(self, seq: SeqState) -> None:
+        self._finished += 1
+        if self._bar is not None:
+            self._bar.update(1)
+        if self._user_on_finish is not None:
+            self._user_on_finish(seq, self)
+        if self._finished == self._expected and not self._all_done.triggered:
+            self._all_done.succeed()
+
+    def _arrivals(self, seqs: list[SeqState], assignment: Mapping[int, int]):
         env = self.env
         for seq in seqs:
             delay = seq.request.arrival_s - env.now
             if delay > 0:
                 yield env.timeout(delay)
-            seq.arrival_s = env.now
-            self.router.pick(seq, self._candidates(seq.request)).add(seq)
+            self._dispatch(seq, assignment.get(seq.request_id))
 
-    def run(self, requests: Sequence[Request]) -> ClusterRun:
+    def run(self, requests: Sequence[Request], assignment: Mapping[int, int] | None = None,
+            on_finish: Callable[[SeqState, "Cluster"], None] | None = None) -> ClusterRun:
+        """Simulate until every request (including ones submitted by `on_finish`) has finished.
+
+        assignment: request_id -> worker_id for requests that bypass the router.
+        on_finish(seq, cluster): called as each request finishes or is rejected; may call cluster.submit.
+        """
         seqs = [SeqState(r) for r in sorted(requests, key=lambda r: (r.arrival_s, r.request_id))]
         if seqs and seqs[0].request.arrival_s < 0:
             raise ValueError(f"request {seqs[0].request_id} arrives at {seqs[0].request.arrival_s} s: "
                              "arrival times must be >= 0")
+        self._seqs.extend(seqs)
+        self._expected += len(seqs)
+        self._user_on_finish = on_finish
         self._bar = tqdm(total=len(seqs), desc="simulating", unit="req", disable=not self.progress,
                          mininterval=0.5)
-        self._expected = len(seqs)
         if seqs:
-            self.env.process(self._arrivals(seqs))
+            self.env.process(self._arrivals(seqs, assignment or {}))
             try:
                 self.env.run(until=self._all_done)
             except RuntimeError as err:  # SimPy: no events left before every request finished
-                stuck = [q for q in seqs if q.status not in ("finished",) and not q.status.startswith("rejected")]
+                stuck = [q for q in self._seqs if q.status != "finished" and not q.status.startswith("rejected")]
                 raise RuntimeError(f"simulation stalled with {len(stuck)} unfinished requests, "
                                    f"e.g. {stuck[:3]}") from err
         self._bar.close()
-        end = max((s.finish_s for s in seqs if s.finish_s == s.finish_s), default=0.0)
-        return ClusterRun(seqs=seqs, workers=self.workers, end_s=end)
+        end = max((s.finish_s for s in self._seqs if s.finish_s == s.finish_s), default=0.0)
+        return ClusterRun(seqs=list(self._seqs), workers=self.workers, end_s=end)

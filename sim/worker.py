@@ -30,7 +30,8 @@ class Worker:
 
     def __init__(self, env: simpy.Environment, spec: WorkerSpec, cost: CostModel, scheduler: BatchScheduler,
                  num_blocks: int, block_size: int, watermark: float,
-                 on_finish: Callable[[SeqState], None], fast_forward: bool = True) -> None:
+                 on_finish: Callable[[SeqState], None], fast_forward: bool = True,
+                 compute_lanes: list[simpy.Resource] | None = None) -> None:
         self.env = env
         self.spec = spec
         self.worker_id = spec.worker_id
@@ -40,6 +41,7 @@ class Worker:
         self.max_admissible_blocks = num_blocks - int(watermark * num_blocks)
         self.on_finish = on_finish
         self.fast_forward = fast_forward  # False: one event per iteration (the reference the spans must match)
+        self.compute_lanes = compute_lanes  # GPUs shared with other replicas: hold them for each iteration
         self.waiting: deque[SeqState] = deque()
         self.running: list[SeqState] = []
         self.outstanding_tokens = 0  # prompt + output tokens of assigned, unfinished requests
@@ -76,10 +78,15 @@ class Worker:
     # ------------------------------------------------------------------------------------- the loop
     def _run(self):
         env = self.env
+        if self.spec.ready_s > 0:  # model load: requests queue until the replica is up
+            yield env.timeout(self.spec.ready_s)
         while True:
             if not self.waiting and not self.running:
                 self._wakeup = env.event()
                 yield self._wakeup
+                continue
+            if self.compute_lanes is not None:
+                yield from self._shared_iteration()
                 continue
             batch = self.scheduler.schedule(self.waiting, self.running, self.pool)
             self._record_usage()
@@ -102,6 +109,33 @@ class Worker:
                 self.busy_s += duration
                 self.num_iterations += 1
                 self._complete_step(batch)
+
+    def _shared_iteration(self):
+        """One iteration on GPUs shared with other replicas: take every lane (in GPU id order), run, release."""
+        held = []
+        for lane in self.compute_lanes:
+            request = lane.request()
+            yield request
+            held.append((lane, request))
+        try:
+            batch = self.scheduler.schedule(self.waiting, self.running, self.pool)
+            self._record_usage()
+            self.num_preemptions += len(batch.preempted)
+            if not batch.seqs:
+                raise RuntimeError(f"worker {self.worker_id}: empty batch with {len(self.waiting)} waiting")
+            now = self.env.now
+            for seq in batch.seqs:
+                if seq.first_scheduled_s != seq.first_scheduled_s:
+                    seq.first_scheduled_s = now
+                seq.status = "running"
+            duration = self.cost.iteration_time(self._batch_shape(batch))
+            yield self.env.timeout(duration)
+            self.busy_s += duration
+            self.num_iterations += 1
+            self._complete_step(batch)
+        finally:
+            for lane, request in held:
+                lane.release(request)
 
     @staticmethod
     def _is_pure_decode(batch: ScheduledBatch) -> bool:

@@ -70,12 +70,22 @@ class ModelSpec:
 
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
-    """One serving replica: a model on `tp` GPUs of one type inside a node."""
+    """One serving replica: a model on `tp` GPUs of one type inside a node.
+
+    gpu_ids: the physical GPUs it runs on (None: GPUs of its own). Replicas that name the same GPU are
+        co-resident: they split its memory and take turns on its compute.
+    kv_bytes_per_gpu: the KV reservation on each of its GPUs (None: vLLM's rule, all memory left after
+        weights and the activation reserve; co-resident replicas must set it).
+    ready_s: when the replica can start serving (model load time), seconds from the start of the run.
+    """
 
     worker_id: int
     gpu: GPUSpec
     model: ModelSpec
     tp: int = 1
+    gpu_ids: tuple[int, ...] | None = None
+    kv_bytes_per_gpu: float | None = None
+    ready_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ def test_link_rejects_bad_direction():
 
 
 def test_gpu_reservation_error_names_what_and_how_much():
-    gpu = GPU(0, TINY_GPU)
+    gpu = GPU(simpy.Environment(), 0, TINY_GPU)
     gpu.reserve("weights", TINY_GPU.hbm_bytes * 0.9)
     with pytest.raises(MemoryError, match="KV pool needs"):
         gpu.reserve("KV pool", TINY_GPU.hbm_bytes * 0.2)
