@@ -5,9 +5,14 @@ Policies are fed plain data views and never know which backend runs them (see DE
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 from tessera.types import LinkSpec
+
+if TYPE_CHECKING:
+    from tessera.kvcache.head_plan import HeadPlan
+    from tessera.kvcache.request_kv import RequestKV
+    from tessera.kvcache.topk import TopKSource
 
 
 # --------------------------------------------------------------------------------------------- costs
@@ -146,32 +151,23 @@ class Placer(Protocol):
 
 
 # ------------------------------------------------------------------------------------------- KV policy
-@dataclass(slots=True)
-class HeadPageView:
-    """One (request, layer, KV head): its page count, which pages are on device, and page scores."""
-
-    num_pages: int
-    resident: Sequence[int]
-    scores: Sequence[float] | None = None
-
-
-@dataclass(slots=True)
-class PageDecision:
-    """A KV policy's answer for one (request, layer, KV head) at one decode step."""
-
-    attend: list[int]
-    fetch: list[int] = field(default_factory=list)  # host -> device
-    evict: list[int] = field(default_factory=list)  # device -> dropped/host
-
-
 class KVPolicy(Protocol):
-    """Per request, per layer, per KV head: which pages are resident and attended, what moves, when to rerank."""
+    """Per request, per layer, per KV head: which pages are resident and attended, what moves, when to rerank.
+
+    A policy is a HeadPlan (each (layer, KV head)'s mode: full, resident top-K, window, offloaded
+    top-K with a rerank interval) plus a factory of per-request states. Backends hold one RequestKV
+    per request and call, in order: on_prefill_done, on_decode_step (with top-K pages from real
+    scores in the runtime or the head model in the sim), on_reload_done after a reload's copy
+    lands, on_preempt, on_finish; each returns a StepSummary (pages held, bytes to move, stall).
+    Implementations: tessera/kvcache/policies (full, quest, streaming, head_split, flexicache,
+    flexicache_adaptive).
+    """
 
     name: str
+    plan: "HeadPlan"
 
-    def needs_scores(self, layer: int, head: int, decode_step: int) -> bool: ...
-
-    def decide(self, layer: int, head: int, decode_step: int, view: HeadPageView) -> PageDecision: ...
+    def new_request(self, request_id: int, prompt_tokens: int, topk_source: "TopKSource | None" = None,
+                    track_pages: bool = True) -> "RequestKV": ...
 
 
 # ----------------------------------------------------------------------------------------- aggregation

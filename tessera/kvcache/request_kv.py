@@ -1,0 +1,395 @@
+"""Per-request KV page state under any HeadPlan: which pages of each (layer, KV head) live on device/host.
+
+The backend (simulator or runtime) calls, in order: on_prefill_done, then on_decode_step once per
+decode step (and on_reload_done when a reload's H2D copy lands), and on_finish (or on_preempt).
+Counters are kept as aggregates so a step that neither fills a page nor reranks costs O(1); page
+sets are touched only at reranks, with numpy over all heads being ranked.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tessera.kvcache.head_plan import HeadMode, HeadPlan
+from tessera.kvcache.summary import PageMoves, StepSummary, empty_pages
+from tessera.kvcache.topk import TopKSource
+
+
+class RequestKV:
+    """Page accounting of one request.
+
+    Invariants (tested): every page of an OFFLOAD head is on device or on host, never lost; a full
+    OFFLOAD page is written to host exactly once; a ranked OFFLOAD head holds exactly its top-K plus
+    its tail (pages created since its last rerank) once any reload has landed; only pages promoted
+    into the top-K and not already on device are copied H2D; non-OFFLOAD heads never touch the host;
+    the current (last) page is always attended.
+
+    Rerank semantics follow the authors' code (flexicache.md §2.2): at decode step n the OFFLOAD heads
+    due (n == 1, n % interval == 0, or the first step after a preemption) get a new top-K; at n == 1
+    (and after preemption) the new set is used at once and non-selected pages leave the device;
+    otherwise the step still attends the old set + tail, and the new set is used once its H2D copy
+    has landed (the request stalls meanwhile: `is_reloading`).
+    """
+
+    def __init__(self, plan: HeadPlan, request_id: int, prompt_tokens: int,
+                 topk_source: TopKSource | None = None, track_pages: bool = True) -> None:
+        if prompt_tokens < 1:
+            raise ValueError(f"request {request_id}: prompt_tokens={prompt_tokens} is invalid: use >= 1")
+        g = plan.geometry
+        self.plan = plan
+        self.request_id = request_id
+        self.prompt_tokens = prompt_tokens
+        self.topk_source = topk_source
+        self.track_pages = track_pages
+        self.num_tokens = 0  # tokens whose KV exists
+        self.decode_step = 0  # n = tokens generated and written so far
+        self.num_host_pages = 0  # pages [0, num_host_pages) of every OFFLOAD head are on host
+        self.phase = "waiting"  # waiting -> decoding <-> reloading -> finished
+        self._page = g.page_tokens
+        self._k = plan.topk_pages
+        mode = plan.mode
+        self._num_full = plan.count(HeadMode.FULL)
+        self._num_topk = plan.count(HeadMode.RESIDENT_TOPK)
+        self._win_layers, self._win_heads = np.nonzero(mode == HeadMode.WINDOW)
+        self._off_layers, self._off_heads = np.nonzero(mode == HeadMode.OFFLOAD)
+        n_off = len(self._off_layers)
+        intervals = plan.rerank_interval[self._off_layers, self._off_heads].astype(np.int64)
+        self._rows_by_interval = {int(r): np.flatnonzero(intervals == r) for r in np.unique(intervals)}
+        self._all_rows = np.arange(n_off)
+        # OFFLOAD rows: current top-K (-1 pad), its size, pages at last rank (tail = pages >= ranked)
+        self._topk = np.full((n_off, self._k), -1, dtype=np.int32)
+        self._topk_size = np.zeros(n_off, dtype=np.int64)
+        self._ranked = np.zeros(n_off, dtype=np.int64)
+        self._last_rank_step = np.zeros(n_off, dtype=np.int64)
+        self._sum_topk_size = 0
+        self._sum_ranked = 0
+        self._is_ranked = False  # False until the first rank after (re)prefill: all pages on device
+        self._held_pages = 0  # blocks held until the in-flight reload lands (its evicted pages)
+        self._held_page_ids = empty_pages()
+
+    # ------------------------------------------------------------------------------------- counters
+    @property
+    def num_pages(self) -> int:
+        return -(-self.num_tokens // self._page)
+
+    @property
+    def num_offload_heads(self) -> int:
+        return len(self._off_layers)
+
+    @property
+    def is_reloading(self) -> bool:
+        return self.phase == "reloading"
+
+    @property
+    def device_pages(self) -> int:
+        n = self.num_pages
+        plan = self.plan
+        pages = (self._num_full + self._num_topk) * n
+        pages += len(self._win_layers) * min(n, plan.sink_pages + plan.window_pages)
+        pages += self._offload_device_pages(n)
+        return pages
+
+    def _offload_device_pages(self, n: int) -> int:
+        n_off = len(self._off_layers)
+        if not self._is_ranked:
+            return n_off * n
+        return self._sum_topk_size + n_off * n - self._sum_ranked + self._held_pages
+
+    @property
+    def host_pages(self) -> int:
+        return len(self._off_layers) * self.num_host_pages
+
+    @property
+    def minmax_bytes(self) -> int:
+        if not self.plan.keeps_minmax:
+            return 0
+        g = self.plan.geometry
+        return g.num_heads_total * (self.num_tokens // self._page) * g.minmax_bytes_per_page
+
+    def summary(self, **step) -> StepSummary:
+        g = self.plan.geometry
+        device, host = self.device_pages, self.host_pages
+        return StepSummary(request_id=self.request_id, decode_step=self.decode_step, device_pages=device,
+                           device_kv_bytes=device * g.page_bytes, host_pages=host,
+                           host_kv_bytes=host * g.page_bytes, minmax_bytes=self.minmax_bytes,
+                           is_reloading=self.is_reloading, **step)
+
+    # --------------------------------------------------------------------------------------- events
+    def on_prefill_done(self, num_tokens: int | None = None) -> StepSummary:
+        """The prompt's KV (or prompt + generated, after a preemption) is on device for every head.
+
+        WINDOW heads drop what is outside sink + window; OFFLOAD heads copy every full page to host.
+        """
+        if self.phase != "waiting":
+            raise RuntimeError(f"request {self.request_id}: on_prefill_done in phase {self.phase!r}")
+        self.num_tokens = self.prompt_tokens if num_tokens is None else num_tokens
+        n = self.num_pages
+        moves = PageMoves() if self.track_pages else None
+        sink, window = self.plan.sink_pages, self.plan.window_pages
+        if moves is not None and len(self._win_layers) and n > sink + window:
+            moves.drop = self._pages_of(self._win_layers, self._win_heads, np.arange(sink, n - window))
+        full = self.num_tokens // self._page
+        d2h_pages = self._write_to_host(full, moves)
+        self.phase = "decoding"
+        return self.summary(d2h_bytes=d2h_pages * self.plan.geometry.page_bytes, moves=moves)
+
+    def due_heads(self) -> tuple[np.ndarray, np.ndarray]:
+        """(layers, heads) of the OFFLOAD heads the next on_decode_step ranks, in the order its `topk` rows use."""
+        rows = self._due_rows(self.decode_step + 1)
+        return self._off_layers[rows], self._off_heads[rows]
+
+    def on_decode_step(self, topk: np.ndarray | None = None) -> StepSummary:
+        """Write one new token, attend, and rerank the OFFLOAD heads that are due.
+
+        Args:
+            topk: new top-K ids [m, >= K] for the heads of due_heads() (rows in that order; best first,
+                -1 pad); None asks the request's topk_source. Not needed while the request has <= K pages.
+        """
+        if self.phase != "decoding":
+            hint = "; call on_reload_done when its H2D copy lands" if self.is_reloading else ""
+            raise RuntimeError(f"request {self.request_id}: on_decode_step in phase {self.phase!r}{hint}")
+        page, k, plan = self._page, self._k, self.plan
+        self.num_tokens += 1
+        self.decode_step += 1
+        n = self.num_pages
+        fill = self.num_tokens - (n - 1) * page  # tokens in the current page, 1..page
+        moves = PageMoves() if self.track_pages else None
+        sink, window = plan.sink_pages, plan.window_pages
+        if moves is not None and len(self._win_layers) and fill == 1 and n > sink + window:
+            moves.drop = self._pages_of(self._win_layers, self._win_heads, np.array([n - window - 1]))
+        d2h_pages = self._write_to_host(self.num_tokens // page, moves)
+
+        rows = self._due_rows(self.decode_step)
+        first = not self._is_ranked
+        attended_off = self._offload_device_pages(n)  # old top-K + tail (the step attends the old set)
+        promoted = fetched = 0
+        if len(rows):
+            promoted, fetched = self._rank(rows, n, first, topk, moves)
+            if first:
+                attended_off = self._offload_device_pages(n)  # first rank: the new set is used at once
+
+        attended = self._num_full * self.num_tokens
+        attended += self._num_topk * (self.num_tokens if n <= k else (k - 1) * page + fill)
+        kept = sink + window
+        attended += len(self._win_layers) * (self.num_tokens if n <= kept else (kept - 1) * page + fill)
+        attended += attended_off * page - len(self._off_layers) * (page - fill)
+        g = plan.geometry
+        scanned = 0
+        if plan.keeps_minmax and n > k:
+            scanned = (self._num_topk + len(rows)) * (n - 1) * g.minmax_bytes_per_page
+        return self.summary(attended_tokens_per_head=attended / g.num_heads_total, minmax_bytes_scanned=scanned,
+                            h2d_bytes=fetched * g.page_bytes, d2h_bytes=d2h_pages * g.page_bytes,
+                            num_promoted_pages=promoted, moves=moves)
+
+    def on_reload_done(self) -> StepSummary:
+        """The reload's H2D copy landed: the evicted pages' blocks are released and decoding resumes."""
+        if self.phase != "reloading":
+            raise RuntimeError(f"request {self.request_id}: on_reload_done in phase {self.phase!r}")
+        self._held_pages = 0
+        self._held_page_ids = empty_pages()
+        self.phase = "decoding"
+        return self.summary()
+
+    def on_preempt(self) -> StepSummary:
+        """Preempted for recompute: device and host pages are released; the resumed request reranks at once."""
+        self._release()
+        self.phase = "waiting"
+        return self.summary()
+
+    def on_finish(self) -> StepSummary:
+        """Release every device page, host page and MinMax entry of the request."""
+        self._release()
+        self.phase = "finished"
+        return self.summary()
+
+    # ----------------------------------------------------------------------------------- page views
+    def residency(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bool masks [layers, kv_heads, pages]: on device, on host. For tests and debugging, not per step."""
+        g, n = self.plan.geometry, self.num_pages
+        device = np.zeros((g.num_layers, g.num_kv_heads, n), dtype=bool)
+        host = np.zeros_like(device)
+        if self.phase in ("waiting", "finished"):
+            return device, host
+        mode = self.plan.mode
+        device[(mode == HeadMode.FULL) | (mode == HeadMode.RESIDENT_TOPK)] = True
+        win = device[self._win_layers, self._win_heads]
+        win[:, : self.plan.sink_pages] = True
+        win[:, max(0, n - self.plan.window_pages):] = True
+        device[self._win_layers, self._win_heads] = win
+        device[self._off_layers, self._off_heads] = self._offload_device_mask(self._all_rows, n)
+        held = self._held_page_ids
+        device[held[:, 0], held[:, 1], held[:, 2]] = True
+        host[self._off_layers, self._off_heads, : self.num_host_pages] = True
+        return device, host
+
+    def attended_pages(self, layer: int, head: int) -> np.ndarray | None:
+        """Pages the next decode of this head reads; None for RESIDENT_TOPK heads (chosen per step by scores)."""
+        mode = HeadMode(int(self.plan.mode[layer, head]))
+        n = self.num_pages
+        if mode == HeadMode.RESIDENT_TOPK:
+            return None
+        if mode == HeadMode.FULL:
+            return np.arange(n)
+        if mode == HeadMode.WINDOW:
+            sink, window = self.plan.sink_pages, self.plan.window_pages
+            return np.union1d(np.arange(min(sink, n)), np.arange(max(0, n - window), n))
+        row = np.flatnonzero((self._off_layers == layer) & (self._off_heads == head))
+        return np.flatnonzero(self._offload_device_mask(row, n)[0])
+
+    def topk_pages(self, layer: int, head: int) -> np.ndarray:
+        """The current top-K set of an OFFLOAD head (sorted; empty before its first rank)."""
+        row = np.flatnonzero((self._off_layers == layer) & (self._off_heads == head))
+        if len(row) == 0:
+            raise ValueError(f"head ({layer}, {head}) is not an OFFLOAD head under policy {self.plan.policy}")
+        ids = self._topk[row[0]]
+        return np.sort(ids[ids >= 0])
+
+    # -------------------------------------------------------------------------------------- helpers
+    def _due_rows(self, step: int) -> np.ndarray:
+        if not len(self._off_layers):
+            return self._all_rows
+        if not self._is_ranked:
+            return self._all_rows
+        due = [rows for r, rows in self._rows_by_interval.items() if step % r == 0]
+        if not due:
+            return self._all_rows[:0]
+        return due[0] if len(due) == 1 else np.sort(np.concatenate(due))
+
+    def _offload_device_mask(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """Bool [len(rows), n]: top-K + tail of the given OFFLOAD rows (all pages before the first rank)."""
+        if not self._is_ranked:
+            return np.ones((len(rows), n), dtype=bool)
+        mask = np.arange(n)[None, :] >= self._ranked[rows][:, None]
+        ids = self._topk[rows]
+        r, c = np.nonzero(ids >= 0)
+        mask[r, ids[r, c]] = True
+        return mask
+
+    def _write_to_host(self, num_full_pages: int, moves: PageMoves | None) -> int:
+        """Copy the OFFLOAD heads' newly full pages to host (each page once); returns pages copied."""
+        lo = self.num_host_pages
+        if num_full_pages <= lo or not len(self._off_layers):
+            return 0
+        self.num_host_pages = num_full_pages
+        if moves is not None:
+            moves.d2h = self._pages_of(self._off_layers, self._off_heads, np.arange(lo, num_full_pages))
+        return (num_full_pages - lo) * len(self._off_layers)
+
+    def _rank(self, rows: np.ndarray, n: int, first: bool, given: np.ndarray | None,
+              moves: PageMoves | None) -> tuple[int, int]:
+        """New top-K for `rows`; returns (promoted pages, pages to fetch H2D).
+
+        Set differences use one bool mask [rows, pages + 1] (column n absorbs the -1 pads) with
+        scatter/gather lookups; page lists are extracted only when the backend tracks pages.
+        """
+        k, m = self._k, len(rows)
+        if n <= k:
+            new = np.full((m, k), -1, dtype=np.int32)
+            new[:, :n] = np.arange(n, dtype=np.int32)
+        else:
+            if given is None:
+                if self.topk_source is None:
+                    raise ValueError(f"request {self.request_id}: {m} heads need a new top-K at step "
+                                     f"{self.decode_step}; pass topk= or give the request a topk_source")
+                prev = None if first else self._topk[rows]
+                steps_since = self.decode_step - self._last_rank_step[rows]
+                given = self.topk_source.select(self.decode_step, n, self._off_layers[rows],
+                                                self._off_heads[rows], prev, steps_since, k)
+            new = self._normalise(np.asarray(given), m, n)
+        new_valid = new >= 0
+        new_cols = np.where(new_valid, new, n)
+        row_ix = np.arange(m)[:, None]
+        ranked = self._ranked[rows]
+        if first:
+            before = np.ones((m, n + 1), dtype=bool)
+            before_size = np.full(m, n)
+            in_before = new_valid
+            in_old = np.zeros_like(new_valid)
+        else:
+            old = self._topk[rows]
+            before = np.zeros((m, n + 1), dtype=bool)
+            before[row_ix, np.where(old >= 0, old, n)] = True
+            tail = np.arange(n + 1)[None, :] >= ranked[:, None]
+            tail[:, n] = False
+            before |= tail
+            before_size = self._topk_size[rows] + (n - ranked)
+            in_before = before[row_ix, new_cols] & new_valid
+            in_old = in_before & (new < ranked[:, None])  # old top-K pages all precede the old rank's page count
+        fetch = new_valid & ~in_before
+        num_fetch = int(fetch.sum())
+        num_free = int(before_size.sum() - in_before.sum())
+        promoted = 0 if first else int((new_valid & ~in_old).sum())
+        if moves is not None:
+            r, c = np.nonzero(fetch)
+            moves.h2d = self._row_page_ids(rows, r, new[r, c])
+            before[:, n] = False
+            before[row_ix, new_cols] = False
+            free_rows, p = np.nonzero(before)
+            moves.free = self._row_page_ids(rows, free_rows, p)
+        new_size = new_valid.sum(1)
+        self._sum_topk_size += int(new_size.sum() - self._topk_size[rows].sum())
+        self._sum_ranked += int(n * m - ranked.sum())
+        self._topk[rows] = new
+        self._topk_size[rows] = new_size
+        self._ranked[rows] = n
+        self._last_rank_step[rows] = self.decode_step
+        self._is_ranked = True
+        if num_fetch:
+            # incoming pages reuse evicted blocks; the rest of the evicted blocks go when the copy lands
+            self.phase = "reloading"
+            self._held_pages = num_free - num_fetch
+            if moves is not None:
+                self._held_page_ids = self._held_after_reuse(fetch.sum(1), free_rows, moves.free)
+        return promoted, num_fetch
+
+    @staticmethod
+    def _held_after_reuse(fetch_per_row: np.ndarray, free_rows: np.ndarray, free: np.ndarray) -> np.ndarray:
+        """Evicted pages whose blocks stay held until the reload lands: per head, those beyond the ones
+        whose blocks the head's incoming pages reuse (a head never fetches more than it evicts).
+        free_rows: row of each `free` entry, ascending."""
+        starts = np.searchsorted(free_rows, np.arange(len(fetch_per_row)))
+        rank_in_row = np.arange(len(free_rows)) - starts[free_rows]
+        return free[rank_in_row >= fetch_per_row[free_rows]]
+
+    def _normalise(self, ids: np.ndarray, m: int, n: int) -> np.ndarray:
+        """Validate [m, >= K] ids, keep K columns, force the current page in (replacing the worst entry)."""
+        k = self._k
+        if ids.ndim != 2 or ids.shape[0] != m or ids.shape[1] < min(k, n):
+            raise ValueError(f"request {self.request_id}: topk has shape {ids.shape}; expected [{m}, >= {k}] "
+                             "(one row per due head, in due_heads() order)")
+        ids = ids[:, :k].astype(np.int32, copy=True)
+        if ids.min(initial=0) < -1 or ids.max(initial=0) >= n:
+            raise ValueError(f"request {self.request_id}: topk page ids must be -1 (pad) or in [0, {n}); "
+                             f"got min {ids.min()} max {ids.max()}")
+        s = np.sort(ids, axis=1)
+        if np.any((s[:, 1:] == s[:, :-1]) & (s[:, 1:] >= 0)):
+            raise ValueError(f"request {self.request_id}: a topk row repeats a page id")
+        missing = np.flatnonzero(~(ids == n - 1).any(1))
+        if len(missing):
+            pad = ids[missing] == -1
+            slot = np.where(pad.any(1), pad.argmax(1), k - 1)
+            ids[missing, slot] = n - 1
+        return ids
+
+    def _row_page_ids(self, rows: np.ndarray, r: np.ndarray, pages: np.ndarray) -> np.ndarray:
+        """(layer, head, page) for entries (row index into `rows`, page)."""
+        return np.stack([self._off_layers[rows][r], self._off_heads[rows][r], pages], axis=1).astype(np.int32)
+
+    @staticmethod
+    def _pages_of(layers: np.ndarray, heads: np.ndarray, pages: np.ndarray) -> np.ndarray:
+        """(layer, head, page) for every head x every page."""
+        out = np.empty((len(layers) * len(pages), 3), dtype=np.int32)
+        out[:, 0] = np.repeat(layers, len(pages))
+        out[:, 1] = np.repeat(heads, len(pages))
+        out[:, 2] = np.tile(pages, len(layers))
+        return out
+
+    def _release(self) -> None:
+        self.num_tokens = 0
+        self.num_host_pages = 0
+        self._topk[:] = -1
+        self._topk_size[:] = 0
+        self._ranked[:] = 0
+        self._sum_topk_size = self._sum_ranked = 0
+        self._is_ranked = False
+        self._held_pages = 0
+        self._held_page_ids = empty_pages()
