@@ -73,6 +73,10 @@ class RunConf:
     cluster: ClusterConf = field(default_factory=ClusterConf)
     engine: EngineConf = field(default_factory=EngineConf)
     workload: dict[str, Any] = field(default_factory=dict)
+    kvpolicy: dict[str, Any] = field(default_factory=lambda: {"name": "full"})  # conf/kvpolicy/
+    placement: dict[str, Any] = field(default_factory=dict)  # conf/placement/ (MoA experiments)
+    aggregation: dict[str, Any] = field(default_factory=dict)  # conf/aggregation/ (MoA experiments)
+    params: dict[str, Any] = field(default_factory=dict)  # experiment-specific settings (see conf/experiment/)
     output: OutputConf = field(default_factory=OutputConf)
     notes: Optional[str] = None
 

@@ -14,13 +14,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from tessera.experiments import serve_trace
 from tessera.experiments.config import ConfigError, register_configs
+from tessera.experiments.registry import experiment_runner
 from tessera.paths import REPO_ROOT
 from tessera.results import is_complete_run
 from tessera.workload import TraceError
-
-EXPERIMENTS = {"serve_trace": serve_trace.run}
 
 register_configs()
 
@@ -35,14 +33,13 @@ def git_sha() -> str:
 
 def run_config(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     """Run one composed config into run_dir (skipping it if complete, unless cfg.force)."""
-    if cfg.experiment not in EXPERIMENTS:
-        raise ConfigError(f"experiment={cfg.experiment!r} is unknown: use one of {sorted(EXPERIMENTS)}")
+    runner = experiment_runner(cfg.experiment)
     if is_complete_run(run_dir) and not cfg.force:
         print(f"skipping {run_dir}: results exist (force=true re-runs it)")
         return json.loads((run_dir / "summary.json").read_text())["summary"]
     metadata = {"config": OmegaConf.to_container(cfg, resolve=True), "seed": cfg.seed, "git_sha": git_sha(),
                 "overrides": overrides, "started_unix": time.time()}
-    return EXPERIMENTS[cfg.experiment](cfg, run_dir, metadata)
+    return runner(cfg, run_dir, metadata)
 
 
 @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="config")

@@ -1,0 +1,32 @@
+"""Which module runs each `experiment=<name>`: imported lazily, so one experiment's imports never slow another.
+
+Each module exposes run(cfg, run_dir, metadata) -> summary dict and writes its results into run_dir.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from tessera.experiments.config import ConfigError
+
+EXPERIMENT_MODULES = {
+    "serve_trace": "tessera.experiments.serve_trace",
+    "mosaic": "tessera.experiments.mosaic",
+    "flexicache_memory": "tessera.experiments.flexicache.memory",
+    "flexicache_throughput": "tessera.experiments.flexicache.throughput",
+    "flexicache_online": "tessera.experiments.flexicache.online",
+    "flexicache_rerank_cost": "tessera.experiments.flexicache.rerank_cost",
+    "flexicache_sensitivity": "tessera.experiments.flexicache.sensitivity",
+}
+
+
+def experiment_runner(name: str) -> Callable:
+    if name not in EXPERIMENT_MODULES:
+        raise ConfigError(f"experiment={name!r} is unknown: use one of {sorted(EXPERIMENT_MODULES)}")
+    try:
+        module = importlib.import_module(EXPERIMENT_MODULES[name])
+    except ModuleNotFoundError as err:
+        if err.name == EXPERIMENT_MODULES[name]:
+            raise ConfigError(f"experiment={name!r} is registered but not built yet ({err.name})") from None
+        raise
+    return module.run
