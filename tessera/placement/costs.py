@@ -17,8 +17,8 @@ from tessera.cost.roofline import check_tp
 from tessera.hardware import gpu as gpu_by_name
 from tessera.interface import BatchShape
 from tessera.memory import MemoryConfig
-from tessera.types import GPUSpec
-from tessera.workload.moa import MoAWorkload, expert_info, output_lengths
+from tessera.types import GPUSpec, Request
+from tessera.workload.moa import MoAWorkload, expert_info, moa_experts, output_lengths
 from tessera.placement.problem import MoAPlacementProblem
 
 PREDICTORS = ("mean", "quantile", "oracle")
@@ -98,9 +98,14 @@ def profile_expert(expert: str, gpu: GPUSpec, config: CostConfig, mean_prompt_to
     kv_per_token = spec.kv_bytes_per_token
     memory = (spec.weight_bytes / tp + config.memory.activation_reserve_gib * 2**30
               + reserve * kv_per_token / tp)
-    load = config.engine_start_s + spec.weight_bytes / tp / config.weight_load_Bps
+    load = load_time_s(expert, config, tp)
     return ExpertProfile(expert, gpu.name, tp, prefill, steps, context, spec.weight_bytes,
                          kv_per_token, reserve, memory, load)
+
+
+def load_time_s(expert: str, config: CostConfig, tp: int = 1) -> float:
+    """lambda_e: engine start + reading the replica's share of the weights."""
+    return config.engine_start_s + expert_info(expert).model.weight_bytes / tp / config.weight_load_Bps
 
 
 def predicted_output_tokens(workload: MoAWorkload, experts: list[str], config: CostConfig
@@ -123,16 +128,21 @@ def predicted_output_tokens(workload: MoAWorkload, experts: list[str], config: C
 
 
 def build_placement_problem(workload: MoAWorkload, gpus: list[GPUSpec | str],
-                            config: CostConfig | None = None) -> MoAPlacementProblem:
-    """The MOSAIC placement problem of the workload's expert stage on one worker per GPU."""
+                            config: CostConfig | None = None,
+                            requests: list[Request] | None = None) -> MoAPlacementProblem:
+    """The MOSAIC placement problem of the workload's expert stage (or of `requests`, e.g. the
+    aggregator stage's) on one worker per GPU."""
     config = config or CostConfig()
     gpus = [gpu_by_name(g) if isinstance(g, str) else g for g in gpus]
     if len({g.name for g in gpus}) != 1:
         raise ValueError(f"build_placement_problem: workers must share one GPU type (got "
                          f"{sorted({g.name for g in gpus})}); per-worker costs are not modelled yet")
     gpu, num_workers = gpus[0], len(gpus)
-    requests = workload.expert_requests()
-    experts = list(workload.expert_counts())
+    requests = workload.expert_requests() if requests is None else requests
+    if not requests:
+        raise ValueError("build_placement_problem: no requests to place")
+    pool_order = list(moa_experts())
+    experts = sorted({r.model for r in requests}, key=pool_order.index)
     index = {name: i for i, name in enumerate(experts)}
     predicted = predicted_output_tokens(workload, experts, config)
     profiles, profiles_tp = {}, {}

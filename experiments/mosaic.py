@@ -1,0 +1,221 @@
+"""Experiment `mosaic`: MoA serving on 4 GPUs, the baselines against MOSAIC (ILP placement + aggregator bypass).
+
+Per dataset, one sampled MoA workload runs under every scheduler on the same prompts; the table gives
+expert-stage, aggregator-stage and end-to-end times, speedups over the baseline, bypass rate, accuracy,
+replicas per expert and GPU busy fractions. Writes mosaic_table.csv, requests.parquet, queries.parquet,
+summary.json, a Gantt chart of MOSAIC's run on the first dataset and a speedup bar chart.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from tessera.aggregation import make_aggregator
+from tessera.cost import make_cost_model
+from tessera.experiments.config import ConfigError
+from tessera.experiments.mosaic_report import gantt_figure, records_frame, speedup_figure
+from tessera.hardware import gpu as gpu_by_name
+from tessera.memory import MemoryConfig
+from tessera.placement import CostConfig, MosaicConfig, build_placement_problem, make_placer
+from tessera.placement.costs import load_time_s
+from tessera.results import save_run
+from tessera.scheduling import SchedulerConfig
+from tessera.sim.moa import AGGREGATION_MODES, MoASimContext, run_aggregator_stage, run_expert_stage
+from tessera.workload.moa import generate_moa_workload
+from tessera.workload.moa_defaults import DATASETS, MoAConfig
+
+
+@dataclass(frozen=True)
+class MosaicParams:
+    datasets: tuple[str, ...] = ("mmlu_pro", "gpqa", "aime", "medmcqa")
+    schedulers: tuple[str, ...] = ("sequential", "static", "least_loaded", "lpt", "mosaic")
+    baseline: str = "sequential"
+    aggregation_mode: str = "barrier"
+    query_fraction: float = 1.0  # < 1 scales every dataset's query count down (quick runs)
+    cost_model: str = "roofline"
+
+
+def _params(cfg: DictConfig) -> MosaicParams:
+    raw = OmegaConf.to_container(cfg.params, resolve=True) if cfg.params else {}
+    known = {f.name for f in fields(MosaicParams)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"params: unknown keys {sorted(unknown)} for experiment mosaic; allowed {sorted(known)}")
+    p = MosaicParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    bad = [d for d in p.datasets if d not in DATASETS]
+    if bad:
+        raise ConfigError(f"params.datasets has {bad}: use names from {sorted(DATASETS)}")
+    if p.aggregation_mode not in AGGREGATION_MODES:
+        raise ConfigError(f"params.aggregation_mode={p.aggregation_mode!r}: use one of {AGGREGATION_MODES}")
+    if p.baseline not in p.schedulers:
+        raise ConfigError(f"params.baseline={p.baseline!r} must be one of params.schedulers {list(p.schedulers)}")
+    if not 0 < p.query_fraction <= 1:
+        raise ConfigError(f"params.query_fraction={p.query_fraction}: use a fraction in (0, 1]")
+    return p
+
+
+def _context(cfg: DictConfig, params: MosaicParams, cost_cfg: CostConfig, experts: list[str]) -> MoASimContext:
+    gpu = gpu_by_name(cfg.cluster.gpu)
+    n = cfg.cluster.num_workers
+    e = cfg.engine
+    cache: dict = {}
+
+    def cost_for(spec):
+        key = (spec.model.name, spec.tp)
+        if key not in cache:
+            cache[key] = make_cost_model(params.cost_model, spec.model, gpu, spec.tp)
+        return cache[key]
+
+    load = {x: load_time_s(x, cost_cfg) for x in experts}
+    load_tp = {x: load_time_s(x, cost_cfg, tp=n) for x in experts}
+    return MoASimContext(gpu=gpu, num_gpus=n,
+                         scheduler=SchedulerConfig(block_size=e.block_size, max_num_seqs=e.max_num_seqs,
+                                                   max_num_batched_tokens=e.max_num_batched_tokens,
+                                                   chunked_prefill=e.chunked_prefill, watermark=e.watermark),
+                         memory=cost_cfg.memory, cost_for=cost_for, load_s=load, load_tp_s=load_tp,
+                         teardown_s=cost_cfg.teardown_s)
+
+
+def run_one(workload, problem, ctx, cost_cfg, placer_name, placer_params, aggregator, mode) -> dict:
+    """Both stages of one (scheduler, aggregation) on one workload; returns times, outcomes and records."""
+    t0 = time.perf_counter()
+    plan = make_placer(placer_name, **placer_params).place(problem)
+    solve_s = time.perf_counter() - t0
+    stage1 = run_expert_stage(ctx, problem, plan, workload.expert_requests())
+    done: dict[int, float] = {}
+    for seq, offset in stage1.records:
+        q = seq.request.query_id
+        done[q] = max(done.get(q, 0.0), seq.finish_s + offset)
+    barrier = stage1.end_s
+    outcomes = {q.query_id: workload.aggregate(q, aggregator, done[q.query_id]) for q in workload.queries}
+    agg_requests = [o.request for o in outcomes.values() if o.request is not None]
+    stage2 = None
+    if agg_requests:
+        if mode == "barrier":
+            agg_requests = [_at(r, barrier) for r in agg_requests]
+        aggregator_name = agg_requests[0].model
+        agg_cost = CostConfig(**{**{f.name: getattr(cost_cfg, f.name) for f in fields(CostConfig)},
+                                 "instruct_max_replicas": None})
+        agg_problem = build_placement_problem(workload, [ctx.gpu] * ctx.num_gpus, agg_cost, agg_requests)
+        agg_plan = make_placer(placer_name, **placer_params).place(agg_problem)
+        gpus = sorted(w for w, experts in agg_plan.replicas.items() if experts) or [0]
+        if agg_plan.tensor_parallel:
+            gpus = list(range(ctx.num_gpus))
+        ready = ({g: barrier for g in gpus} if mode == "barrier" else {g: stage1.gpu_end_s[g] for g in gpus})
+        assignment = None
+        if mode == "barrier" and not agg_plan.tensor_parallel:
+            slot = {g: i for i, g in enumerate(gpus)}
+            assignment = {agg_problem.prompt_ids[p]: slot[w] for p, w in enumerate(agg_plan.assignment)}
+        stage2 = run_aggregator_stage(ctx, aggregator_name, agg_requests, gpus, ready,
+                                      agg_plan.tensor_parallel, assignment)
+    end = max(barrier, stage2.end_s if stage2 else 0.0)
+    return {"plan": plan, "solve_s": solve_s, "stage1": stage1, "stage2": stage2, "outcomes": outcomes,
+            "expert_stage_s": barrier, "aggregator_stage_s": end - barrier, "e2e_s": end}
+
+
+def _at(request, arrival_s):
+    return replace(request, arrival_s=float(arrival_s))
+
+
+def _row(dataset, scheduler, aggregation, result, problem, ctx) -> dict:
+    outcomes = result["outcomes"].values()
+    busy = {g: 0.0 for g in range(ctx.num_gpus)}
+    for stage in (result["stage1"], result["stage2"]):
+        if stage:
+            for g, b in stage.gpu_busy_s.items():
+                busy[g] += b
+    replicas = {}
+    for w, experts in result["plan"].replicas.items():
+        for e in experts:
+            replicas[problem.experts[e]] = replicas.get(problem.experts[e], 0) + 1
+    plan = result["plan"]
+    return {
+        "dataset": dataset, "scheduler": scheduler, "aggregation": aggregation,
+        "expert_stage_s": result["expert_stage_s"], "aggregator_stage_s": result["aggregator_stage_s"],
+        "e2e_s": result["e2e_s"],
+        "bypass_rate": sum(o.request is None for o in outcomes) / len(outcomes),
+        "accuracy": sum(o.is_correct for o in outcomes) / len(outcomes),
+        "replicas": ("tp" + str(ctx.num_gpus) + " group" if plan.tensor_parallel else
+                     ";".join(f"{k}:{v}" for k, v in sorted(replicas.items()) if v > 1) or "none>1"),
+        "num_replicas": sum(replicas.values()),
+        "phases": max((len(p) for p in plan.phases.values()), default=1),
+        "gpu_busy_frac": ";".join(f"{busy[g] / result['e2e_s']:.2f}" for g in sorted(busy)),
+        "placement_solve_s": result["solve_s"], "ilp_gap": plan.gap, "fallback": plan.fallback,
+    }
+
+
+def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
+    params = _params(cfg)
+    try:
+        mosaic_cfg = MosaicConfig(**OmegaConf.to_container(cfg.placement, resolve=True)) if cfg.placement else MosaicConfig()
+        agg = OmegaConf.to_container(cfg.aggregation, resolve=True) if cfg.aggregation else {"name": "unanimous"}
+        policy_name = agg.pop("name")
+        make_aggregator(policy_name, **agg)  # validate once up front
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"placement/aggregation: {err}") from None
+    memory = MemoryConfig(cfg.engine.gpu_memory_utilization, cfg.engine.activation_reserve_gib)
+    cost_cfg = CostConfig(cost_model=params.cost_model, memory=memory)
+    always = make_aggregator("always")
+    rows, frames, query_rows, gantt_source = [], [], [], None
+    runs = [(d, s) for d in params.datasets for s in params.schedulers]
+    for dataset, scheduler in tqdm(runs, desc="mosaic", disable=not cfg.output.progress):
+        counts = {dataset: max(1, round(DATASETS[dataset].num_queries * params.query_fraction))}
+        workload = generate_moa_workload(MoAConfig(datasets=(dataset,), num_queries=counts), seed=cfg.seed)
+        problem = build_placement_problem(workload, [cfg.cluster.gpu] * cfg.cluster.num_workers, cost_cfg)
+        ctx = _context(cfg, params, cost_cfg, list(problem.experts) + [DATASETS[dataset].aggregator])
+        if policy_name == "weighted" and "weights" not in agg:  # reliability = each expert's accuracy
+            policy = make_aggregator(policy_name, weights=dict(workload.config.accuracy[dataset]), **agg)
+        else:
+            policy = make_aggregator(policy_name, **agg)
+        variants = [(scheduler, "always", always)]
+        if scheduler == "mosaic" and policy_name != "always":
+            variants.append((scheduler, policy_name, policy))
+        for name, agg_name, aggregator in variants:
+            placer_params = ({f.name: getattr(mosaic_cfg, f.name) for f in fields(MosaicConfig)}
+                             if name == "mosaic" else {})
+            result = run_one(workload, problem, ctx, cost_cfg, name, placer_params, aggregator,
+                             params.aggregation_mode)
+            rows.append(_row(dataset, name, agg_name, result, problem, ctx))
+            frames.append(records_frame(workload, result, f"{dataset}/{name}/{agg_name}"))
+            query_rows.extend({"dataset": dataset, "scheduler": name, "aggregation": agg_name, "query_id": q,
+                               "bypass": o.request is None, "agreement": o.decision.agreement,
+                               "final_answer": o.final_answer, "correct": o.is_correct}
+                              for q, o in result["outcomes"].items())
+            if gantt_source is None and name == "mosaic" and agg_name == policy_name:
+                gantt_source = (dataset, result)
+    table = _with_speedups(pd.DataFrame(rows), params.baseline)
+    table.to_csv(run_dir / "mosaic_table.csv", index=False)
+    pd.DataFrame(query_rows).to_parquet(run_dir / "queries.parquet", index=False)
+    requests = pd.concat(frames, ignore_index=True)
+    summary = {"table": table.to_dict(orient="records"), "aggregation_mode": params.aggregation_mode,
+               "baseline": params.baseline}
+    save_run(run_dir, requests, summary, None, metadata)
+    if cfg.output.figures:
+        speedup_figure(table, run_dir / "mosaic_speedups.png")
+        if gantt_source:
+            gantt_figure(gantt_source[1], run_dir / "mosaic_gantt.png",
+                         f"MOSAIC ({policy_name} aggregation) on {gantt_source[0]}")
+    if cfg.output.print_table:
+        show = table[["dataset", "scheduler", "aggregation", "expert_stage_s", "aggregator_stage_s", "e2e_s",
+                      "speedup_expert", "speedup_aggregator", "speedup_e2e", "bypass_rate", "accuracy",
+                      "accuracy_change_pts", "replicas", "gpu_busy_frac"]]
+        with pd.option_context("display.width", 250, "display.max_columns", 30):
+            print(show.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(f"results: {run_dir}")
+    return summary
+
+
+def _with_speedups(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    base = table[(table["scheduler"] == baseline) & (table["aggregation"] == "always")].set_index("dataset")
+    out = table.copy()
+    b = base.loc[out["dataset"]]
+    out["speedup_expert"] = b["expert_stage_s"].to_numpy() / out["expert_stage_s"].to_numpy()
+    out["speedup_aggregator"] = b["aggregator_stage_s"].to_numpy() / out["aggregator_stage_s"].clip(lower=1e-9).to_numpy()
+    out["speedup_e2e"] = b["e2e_s"].to_numpy() / out["e2e_s"].to_numpy()
+    out["accuracy_change_pts"] = 100 * (out["accuracy"].to_numpy() - b["accuracy"].to_numpy())
+    return out
