@@ -21,7 +21,8 @@ from tessera.experiments.config import ConfigError
 from tessera.experiments.mosaic_report import gantt_figure, records_frame, speedup_figure
 from tessera.hardware import gpu as gpu_by_name
 from tessera.memory import MemoryConfig
-from tessera.placement import CostConfig, MosaicConfig, build_placement_problem, make_placer
+from tessera.placement import (CostConfig, MosaicConfig, PlacementInfeasible, build_placement_problem,
+                               make_placer)
 from tessera.placement.costs import load_time_s
 from tessera.results import save_run
 from tessera.scheduling import SchedulerConfig
@@ -38,6 +39,7 @@ class MosaicParams:
     aggregation_mode: str = "barrier"
     query_fraction: float = 1.0  # < 1 scales every dataset's query count down (quick runs)
     cost_model: str = "roofline"
+    profiled_batch_size: int = 128  # B*: the steady batch the placer's profiled costs amortise decode over
 
 
 def _params(cfg: DictConfig) -> MosaicParams:
@@ -81,11 +83,20 @@ def _context(cfg: DictConfig, params: MosaicParams, cost_cfg: CostConfig, expert
                          teardown_s=cost_cfg.teardown_s)
 
 
-def run_one(workload, problem, ctx, cost_cfg, placer_name, placer_params, aggregator, mode) -> dict:
-    """Both stages of one (scheduler, aggregation) on one workload; returns times, outcomes and records."""
+def place(problem, placer_name: str, placer_params: dict):
+    """The scheduler's plan and its solve time; an infeasible instance becomes a one-line config error."""
     t0 = time.perf_counter()
-    plan = make_placer(placer_name, **placer_params).place(problem)
-    solve_s = time.perf_counter() - t0
+    try:
+        plan = make_placer(placer_name, **placer_params).place(problem)
+    except (PlacementInfeasible, MemoryError) as err:
+        raise ConfigError(f"placement {placer_name!r}: {err} (lower params.profiled_batch_size to shrink KV "
+                          "reservations, or use bigger GPUs)") from None
+    return plan, time.perf_counter() - t0
+
+
+def run_one(workload, problem, ctx, cost_cfg, placer_name, placer_params, plan, solve_s, aggregator,
+            mode) -> dict:
+    """Both stages of one (scheduler, aggregation) on one workload; returns times, outcomes and records."""
     stage1 = run_expert_stage(ctx, problem, plan, workload.expert_requests())
     done: dict[int, float] = {}
     for seq, offset in stage1.records:
@@ -102,7 +113,7 @@ def run_one(workload, problem, ctx, cost_cfg, placer_name, placer_params, aggreg
         agg_cost = CostConfig(**{**{f.name: getattr(cost_cfg, f.name) for f in fields(CostConfig)},
                                  "instruct_max_replicas": None})
         agg_problem = build_placement_problem(workload, [ctx.gpu] * ctx.num_gpus, agg_cost, agg_requests)
-        agg_plan = make_placer(placer_name, **placer_params).place(agg_problem)
+        agg_plan, _ = place(agg_problem, placer_name, placer_params)
         gpus = sorted(w for w, experts in agg_plan.replicas.items() if experts) or [0]
         if agg_plan.tensor_parallel:
             gpus = list(range(ctx.num_gpus))
@@ -145,6 +156,7 @@ def _row(dataset, scheduler, aggregation, result, problem, ctx) -> dict:
         "num_replicas": sum(replicas.values()),
         "phases": max((len(p) for p in plan.phases.values()), default=1),
         "gpu_busy_frac": ";".join(f"{busy[g] / result['e2e_s']:.2f}" for g in sorted(busy)),
+        "predicted_expert_stage_s": plan.makespan_s,  # the placer's own estimate from profiled costs
         "placement_solve_s": result["solve_s"], "ilp_gap": plan.gap, "fallback": plan.fallback,
     }
 
@@ -159,7 +171,7 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     except (TypeError, ValueError) as err:
         raise ConfigError(f"placement/aggregation: {err}") from None
     memory = MemoryConfig(cfg.engine.gpu_memory_utilization, cfg.engine.activation_reserve_gib)
-    cost_cfg = CostConfig(cost_model=params.cost_model, memory=memory)
+    cost_cfg = CostConfig(cost_model=params.cost_model, memory=memory, batch_size=params.profiled_batch_size)
     always = make_aggregator("always")
     rows, frames, query_rows, gantt_source = [], [], [], None
     runs = [(d, s) for d in params.datasets for s in params.schedulers]
@@ -175,10 +187,11 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
         variants = [(scheduler, "always", always)]
         if scheduler == "mosaic" and policy_name != "always":
             variants.append((scheduler, policy_name, policy))
+        placer_params = ({f.name: getattr(mosaic_cfg, f.name) for f in fields(MosaicConfig)}
+                         if scheduler == "mosaic" else {})
+        plan, solve_s = place(problem, scheduler, placer_params)  # one plan for every aggregation variant
         for name, agg_name, aggregator in variants:
-            placer_params = ({f.name: getattr(mosaic_cfg, f.name) for f in fields(MosaicConfig)}
-                             if name == "mosaic" else {})
-            result = run_one(workload, problem, ctx, cost_cfg, name, placer_params, aggregator,
+            result = run_one(workload, problem, ctx, cost_cfg, name, placer_params, plan, solve_s, aggregator,
                              params.aggregation_mode)
             rows.append(_row(dataset, name, agg_name, result, problem, ctx))
             frames.append(records_frame(workload, result, f"{dataset}/{name}/{agg_name}"))
