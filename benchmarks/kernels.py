@@ -1,0 +1,205 @@
+"""Sparse (top-K pages) vs dense paged decode attention, in achieved GB/s against this machine's memory.
+
+CPU: the torch reference path (what the CPU runtime runs), against read bandwidth measured in the same
+run. CUDA: the Triton kernels against the torch reference and against SDPA on K/V gathered beforehand
+(a contiguous-cache baseline), against the GPU's peak HBM bandwidth.
+Layer shape: Llama-3-8B (32 query heads, 8 KV heads, head_dim 128); every KV head's pages are
+scattered at random over the pool, as after fragmentation.
+
+    .venv/bin/python benchmarks/kernels.py                      # CPU, fp32, the full table
+    .venv/bin/python benchmarks/kernels.py --contexts 4096 --batches 1 4
+    .venv/bin/python benchmarks/kernels.py --threads 1             # on a loaded machine (OpenMP barriers)
+Columns "of BW" are achieved K/V GB/s over the measured bandwidth; "gather-only" is the same for the
+dense reference's page gathers alone, a ceiling for a torch path that must gather pages.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from tessera.kernels import dispatch
+from tessera.kernels._decode_common import _gather_tiles
+from tessera.kernels.layout import PAGE_SIZE
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Peak HBM bandwidth (bytes/s) by device-name fragment; anything else falls back to a measured copy.
+GPU_PEAK_BPS = {"H100 SXM": 3.35e12, "H100 NVL": 3.9e12, "H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12,
+                "A100-SXM4-80GB": 2.04e12, "A100": 1.56e12, "L40S": 0.864e12, "A10G": 0.6e12, "L4": 0.3e12}
+
+
+@dataclass
+class Case:
+    q: torch.Tensor
+    kv_pool: torch.Tensor
+    block_tables: torch.Tensor
+    seq_lens: torch.Tensor
+    pages: torch.Tensor  # top-K page lists (random K - 1 pages + the current one)
+    minmax: torch.Tensor
+
+    def kv_bytes(self, num_pages: int) -> int:
+        """K and V bytes of `num_pages` pages for every (seq, KV head)."""
+        num_seqs, num_kv_heads = self.block_tables.shape[:2]
+        return 2 * num_seqs * num_kv_heads * num_pages * PAGE_SIZE * self.kv_pool.shape[3] * self.kv_pool.element_size()
+
+
+def make_case(pool: torch.Tensor, num_seqs: int, context: int, num_heads: int, num_kv_heads: int,
+              k_pages: int, gen: torch.Generator) -> Case:
+    """Sequences of `context` tokens whose pages are random blocks of `pool` (shared, never written)."""
+    device, dtype, head_dim = pool.device, pool.dtype, pool.shape[3]
+    num_pages = context // PAGE_SIZE
+    total = num_seqs * num_kv_heads * num_pages
+    tables = torch.randperm(pool.shape[1], generator=gen)[:total].view(num_seqs, num_kv_heads, num_pages)
+    lens = torch.full((num_seqs,), context, dtype=torch.int32)
+    chosen = torch.rand(num_seqs, num_kv_heads, num_pages - 1, generator=gen).topk(k_pages - 1, dim=-1).indices
+    last = torch.full((num_seqs, num_kv_heads, 1), num_pages - 1)
+    pages = torch.cat((chosen, last), dim=-1).sort(dim=-1).values
+    q = torch.randn(num_seqs, num_heads, head_dim, generator=gen).to(dtype)
+    minmax = torch.randn(pool.shape[1], 2, head_dim, generator=gen).to(dtype)
+    return Case(q.to(device), pool, tables.int().to(device), lens.to(device), pages.int().to(device),
+                minmax.to(device))
+
+
+def fill_pool(num_blocks: int, head_dim: int, dtype: torch.dtype, device: str, gen: torch.Generator) -> torch.Tensor:
+    """A pool of random-looking values, filled by tiling a small random tensor (randn on GBs is slow)."""
+    tile = torch.randn(2, 256, PAGE_SIZE, head_dim, generator=gen).to(dtype)
+    pool = torch.empty(2, num_blocks, PAGE_SIZE, head_dim, dtype=dtype, device=device)
+    for b0 in range(0, num_blocks, 256):
+        n = min(256, num_blocks - b0)
+        pool[:, b0:b0 + n] = tile[:, :n].to(device)
+    return pool
+
+
+def time_cpu(fn, repeats: int) -> float:
+    """Best of `repeats` wall times after a warm-up (the machine is shared: the best is the least noisy)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def time_cuda(fn, repeats: int) -> float:
+    import triton.testing
+    return triton.testing.do_bench(fn, warmup=5, rep=max(repeats * 20, 50), return_mode="median") / 1e3
+
+
+def cpu_read_bandwidth(repeats: int) -> float:
+    """Bytes/s of a sum over 512 MiB (read-only, like attention over K/V): best of `repeats`."""
+    x = torch.ones(128 * 2**20)
+    return x.nbytes / time_cpu(lambda: x.sum(), repeats)
+
+
+def gpu_peak_bandwidth(device: torch.device) -> tuple[float, str]:
+    name = torch.cuda.get_device_name(device)
+    for fragment, bps in GPU_PEAK_BPS.items():
+        if fragment in name:
+            return bps, f"{name} peak (spec sheet)"
+    x = torch.empty(2**28, dtype=torch.uint8, device=device)
+    y = torch.empty_like(x)
+    return 2 * x.nbytes / time_cuda(lambda: y.copy_(x), 10), f"{name} measured copy"
+
+
+def gather_only(c: Case) -> None:
+    """The dense reference's K/V gathers without the math: the ceiling of any gather-based path."""
+    ids = c.block_tables.long().view(-1, c.block_tables.shape[2])
+    for pool in c.kv_pool:
+        for _ in _gather_tiles(pool, ids):
+            pass
+
+
+def run_cpu(args, gen: torch.Generator) -> None:
+    dtype = DTYPES[args.dtype]
+    bandwidth = cpu_read_bandwidth(args.repeats)
+    print(f"CPU, {torch.get_num_threads()} torch threads, {args.dtype}, Hq={args.heads} Hkv={args.kv_heads} D={args.head_dim}, "
+          f"K={args.k_pages} pages; measured read bandwidth {bandwidth / 1e9:.1f} GB/s (sum over 512 MiB, best of "
+          f"{args.repeats}); times are best of {args.repeats}")
+    print(f"{'context':>8} {'batch':>5} | {'dense ms':>9} {'GB/s':>6} {'of BW':>6} | {'sparse ms':>9} {'GB/s':>6} "
+          f"{'of BW':>6} | {'dense/sparse':>12} | {'score+topk ms':>13} | {'gather-only':>11}")
+    max_blocks = max(args.batches) * args.kv_heads * max(args.contexts) // PAGE_SIZE
+    pool = fill_pool(max_blocks, args.head_dim, dtype, "cpu", gen)
+    for context in args.contexts:
+        for num_seqs in args.batches:
+            c = make_case(pool, num_seqs, context, args.heads, args.kv_heads, args.k_pages, gen)
+            dense_s = time_cpu(lambda: dispatch.paged_decode_attention(c.q, c.kv_pool, c.block_tables, c.seq_lens),
+                               args.repeats)
+            sparse_s = time_cpu(lambda: dispatch.sparse_paged_decode_attention(
+                c.q, c.kv_pool, c.block_tables, c.seq_lens, c.pages), args.repeats)
+            select_s = time_cpu(lambda: dispatch.select_topk(
+                dispatch.score_pages(c.q, c.minmax, c.block_tables, c.seq_lens), args.k_pages), args.repeats)
+            gather_s = time_cpu(lambda: gather_only(c), args.repeats)
+            dense_bps = c.kv_bytes(context // PAGE_SIZE) / dense_s
+            sparse_bps = c.kv_bytes(args.k_pages) / sparse_s
+            print(f"{context:>8} {num_seqs:>5} | {dense_s * 1e3:>9.2f} {dense_bps / 1e9:>6.1f} {dense_bps / bandwidth:>6.0%} "
+                  f"| {sparse_s * 1e3:>9.2f} {sparse_bps / 1e9:>6.1f} {sparse_bps / bandwidth:>6.0%} "
+                  f"| {dense_s / sparse_s:>11.1f}x | {select_s * 1e3:>13.2f} | "
+                  f"{c.kv_bytes(context // PAGE_SIZE) / gather_s / bandwidth:>11.0%}")
+
+
+def run_cuda(args, gen: torch.Generator) -> None:
+    device = torch.device("cuda")
+    dtype = DTYPES[args.dtype]
+    peak, source = gpu_peak_bandwidth(device)
+    print(f"{args.dtype}, Hq={args.heads} Hkv={args.kv_heads} D={args.head_dim}, K={args.k_pages} pages; "
+          f"bandwidth {peak / 1e12:.2f} TB/s ({source}); medians of triton.testing.do_bench")
+    print(f"{'context':>8} {'batch':>5} | {'triton dense ms':>15} {'of BW':>6} | {'ref dense':>9} {'sdpa':>8} "
+          f"{'ref/tri':>7} {'sdpa/tri':>8} | {'triton sparse ms':>16} {'of BW':>6} {'ref/tri':>7} | "
+          f"{'dense/sparse':>12}")
+    max_blocks = max(args.batches) * args.kv_heads * max(args.contexts) // PAGE_SIZE
+    pool = fill_pool(max_blocks, args.head_dim, dtype, "cuda", gen)
+    group = args.heads // args.kv_heads
+    for context in args.contexts:
+        for num_seqs in args.batches:
+            c = make_case(pool, num_seqs, context, args.heads, args.kv_heads, args.k_pages, gen)
+            dense = (c.q, c.kv_pool, c.block_tables, c.seq_lens)
+            t_tri = time_cuda(lambda: dispatch.paged_decode_attention(*dense, impl="triton"), args.repeats)
+            t_ref = time_cuda(lambda: dispatch.paged_decode_attention(*dense, impl="ref"), args.repeats)
+            # Contiguous K/V gathered outside the timing: [B, Hkv, T, D]; SDPA expands the GQA groups.
+            ids = c.block_tables.long().view(num_seqs, args.kv_heads, -1)
+            k = c.kv_pool[0][ids].view(num_seqs, args.kv_heads, context, args.head_dim)
+            v = c.kv_pool[1][ids].view(num_seqs, args.kv_heads, context, args.head_dim)
+            q4 = c.q.view(num_seqs, args.heads, 1, args.head_dim)
+            t_sdpa = time_cuda(lambda: F.scaled_dot_product_attention(q4, k, v, enable_gqa=group > 1), args.repeats)
+            sparse = (*dense, c.pages)
+            s_tri = time_cuda(lambda: dispatch.sparse_paged_decode_attention(*sparse, impl="triton"), args.repeats)
+            s_ref = time_cuda(lambda: dispatch.sparse_paged_decode_attention(*sparse, impl="ref"), args.repeats)
+            d_bps = c.kv_bytes(context // PAGE_SIZE) / t_tri
+            s_bps = c.kv_bytes(args.k_pages) / s_tri
+            print(f"{context:>8} {num_seqs:>5} | {t_tri * 1e3:>15.3f} {d_bps / peak:>6.0%} | {t_ref * 1e3:>9.3f} "
+                  f"{t_sdpa * 1e3:>8.3f} {t_ref / t_tri:>6.1f}x {t_sdpa / t_tri:>7.2f}x | {s_tri * 1e3:>16.3f} "
+                  f"{s_bps / peak:>6.0%} {s_ref / s_tri:>6.1f}x | {t_tri / s_tri:>11.1f}x")
+            del k, v
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--dtype", choices=list(DTYPES), default=None, help="default: fp32 on CPU, bf16 on CUDA")
+    parser.add_argument("--contexts", type=int, nargs="+", default=[4096, 16384, 32768])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--k-pages", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=32)
+    parser.add_argument("--kv-heads", type=int, default=8)
+    parser.add_argument("--head-dim", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+    use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    args.dtype = args.dtype or ("bf16" if use_cuda else "fp32")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(args.seed)
+    start = time.perf_counter()
+    with torch.no_grad():
+        (run_cuda if use_cuda else run_cpu)(args, gen)
+    print(f"({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
