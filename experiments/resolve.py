@@ -15,6 +15,7 @@ from tessera.memory import MemoryConfig
 from tessera.scheduling import SchedulerConfig
 from tessera.types import GPUSpec, ModelSpec, WorkerSpec
 from tessera.experiments.config import ConfigError
+from tessera.sim.kv_manager import KVSetup
 from tessera.sim.router import ROUTERS
 
 BACKENDS = ("sim",)
@@ -31,6 +32,21 @@ class RunSpec:
     cost_kind: str
     cost_params: dict[str, Any]
     workload: dict[str, Any]
+    kv: KVSetup | None = None  # None: full KV on the fast token-block path
+
+
+def resolve_kv(conf, model: ModelSpec) -> KVSetup | None:
+    """cfg.kvpolicy -> KVSetup (None for plain full KV); the policy is built once to validate its params."""
+    conf = OmegaConf.to_container(conf, resolve=True) if isinstance(conf, DictConfig) else dict(conf or {})
+    try:
+        kv = KVSetup.from_conf(conf)
+        if kv.name == "full":
+            return None
+        kv.policy_for(model)
+    except (ValueError, TypeError, KeyError) as err:
+        msg = str(err).strip(chr(34))
+        raise ConfigError(msg if msg.startswith("kvpolicy") else f"kvpolicy: {msg}") from None
+    return kv
 
 
 def _lookup(key: str, fn, name: str):
@@ -70,4 +86,5 @@ def resolve(cfg: DictConfig) -> RunSpec:
     return RunSpec(model=model, gpu=gpu, workers=workers, scheduler=scheduler, memory=memory,
                    router=cfg.cluster.router, cost_kind=cfg.backend.cost.kind,
                    cost_params=OmegaConf.to_container(cfg.backend.cost.params, resolve=True),
-                   workload=OmegaConf.to_container(cfg.workload, resolve=True))
+                   workload=OmegaConf.to_container(cfg.workload, resolve=True),
+                   kv=resolve_kv(cfg.get("kvpolicy"), model))

@@ -28,14 +28,23 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     summary = summarize(result.requests, result.kv_usage)
     summary["workload"] = describe(requests)
     summary["workers"] = result.workers.to_dict(orient="records")
+    summary["kvpolicy"] = spec.kv.name if spec.kv is not None else "full"
+    if result.kv:
+        summary["kv"] = result.kv
+        result.kv_requests.to_csv(run_dir / "kv_requests.csv", index=False)
     result.workers.to_csv(run_dir / "workers.csv", index=False)
     save_run(run_dir, result.requests, summary, result.kv_usage, metadata)
-    title = (f"{cfg.experiment}: {spec.model.name} on {cfg.cluster.num_workers} x "
+    title = (f"{cfg.experiment} ({summary['kvpolicy']} KV): {spec.model.name} on {cfg.cluster.num_workers} x "
              f"{cfg.cluster.tp} x {spec.gpu.name}, workload {spec.workload.get('name', spec.workload.get('kind'))}, "
              f"{cfg.backend.kind}/{spec.cost_kind} costs")
     if cfg.output.figures:
         latency_cdf_figure(result.requests, run_dir / "latency_cdf.png", title)
     if cfg.output.print_table:
         print(format_summary(summary, title))
+        if result.kv:
+            kv = result.kv
+            print(f"KV policy {summary['kvpolicy']}: PCIe H2D {kv['pcie_h2d_bytes'] / 1e9:.2f} GB, D2H "
+                  f"{kv['pcie_d2h_bytes'] / 1e9:.2f} GB, {kv['num_reloads']} reloads, stall {kv['stall_s']:.2f} s, "
+                  f"peak host KV {kv['peak_host_kv_bytes'] / 2**30:.1f} GiB")
         print(f"results: {run_dir}")
     return summary

@@ -16,6 +16,7 @@ from tessera.memory import MemoryConfig, kv_budget_bytes_per_gpu, kv_bytes_per_t
 from tessera.scheduling import FCFSScheduler, SchedulerConfig
 from tessera.types import LinkSpec, Request, WorkerSpec
 from tessera.sim.gpu import GPU
+from tessera.sim.kv_manager import KVManager, KVSetup, truth_head_model
 from tessera.sim.link import Link
 from tessera.sim.router import Router
 from tessera.sim.sequence import SeqState
@@ -34,7 +35,9 @@ class ClusterRun:
 class Cluster:
     def __init__(self, worker_specs: Sequence[WorkerSpec], cost_for: Callable[[WorkerSpec], CostModel],
                  scheduler_config: SchedulerConfig, memory: MemoryConfig, router: Router,
-                 host_link: LinkSpec | None = None, progress: bool = False, fast_forward: bool = True) -> None:
+                 host_link: LinkSpec | None = None, progress: bool = False, fast_forward: bool = True,
+                 kv: KVSetup | None = None) -> None:
+        """kv: the KV policy every worker runs (None: plain full KV in token blocks, the fast path)."""
         if not worker_specs:
             raise ValueError("cluster has no workers: set cluster.num_workers >= 1")
         self.env = simpy.Environment()
@@ -60,9 +63,11 @@ class Cluster:
         for spec, gpus in zip(worker_specs, placed):
             shared = any(residents[g.gpu_id] > 1 for g in gpus)
             lanes = [g.compute for g in sorted(gpus, key=lambda g: g.gpu_id)] if shared else None
+            manager = self._kv_manager(spec, gpus, kv) if kv is not None else None
             self.workers.append(Worker(self.env, spec, cost_for(spec), FCFSScheduler(scheduler_config),
                                        self._kv_blocks(spec), self.block_size, scheduler_config.watermark,
-                                       self._on_finish, fast_forward and not shared, compute_lanes=lanes))
+                                       self._on_finish, fast_forward and not shared, compute_lanes=lanes,
+                                       kv=manager))
         self._by_id = {w.worker_id: w for w in self.workers}
         if len(self._by_id) != len(self.workers):
             raise ValueError("worker ids must be unique across the cluster's worker specs")
@@ -94,6 +99,17 @@ class Cluster:
             gpu.reserve(f"{tag} activations", self.memory.activation_reserve_gib * 2**30)
             gpu.reserve(f"{tag} KV cache", max(kv_bytes, 0.0))
         return gpus
+
+    def _kv_manager(self, spec: WorkerSpec, gpus: list[GPU], kv: KVSetup) -> KVManager:
+        """A worker's KV manager: its policy, the model's head behaviour and its first GPU's host link."""
+        if spec.tp > 1 and spec.model.num_kv_heads % spec.tp:
+            raise ValueError(f"worker {spec.worker_id}: KV policies need tp dividing {spec.model.name}'s "
+                             f"{spec.model.num_kv_heads} KV heads, got tp={spec.tp}")
+        kv_bytes = (spec.kv_bytes_per_gpu if spec.kv_bytes_per_gpu is not None
+                    else kv_budget_bytes_per_gpu(spec.model, spec.gpu, spec.tp, self.memory))
+        link = self.links.get(min(g.gpu_id for g in gpus))
+        return KVManager(self.env, kv.policy_for(spec.model), max(kv_bytes, 0.0) * spec.tp, self.block_size,
+                         link, kv.sim, truth_head_model(spec.model), spec.tp)
 
     def _kv_blocks(self, spec: WorkerSpec) -> int:
         kv_bytes = (spec.kv_bytes_per_gpu if spec.kv_bytes_per_gpu is not None

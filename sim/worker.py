@@ -8,14 +8,19 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import deque
-from typing import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Callable
 
 import simpy
 
 from tessera.interface import BatchScheduler, BatchShape, CostModel, ScheduledBatch
+from tessera.scheduling import FCFSScheduler
 from tessera.types import WorkerSpec
 from tessera.sim.block_pool import BlockPool
 from tessera.sim.sequence import SeqState
+
+if TYPE_CHECKING:
+    from tessera.sim.kv_manager import KVManager
 
 
 class Worker:
@@ -26,18 +31,24 @@ class Worker:
     into one timeout, with the exact per-iteration times of the cost model. A request arriving
     mid-span interrupts it; the worker finishes the iteration in progress and re-plans, so the
     result is identical to stepping one iteration per event.
+
+    With a KV manager (a KV policy other than plain full KV) the pool counts head-pages, every
+    iteration is one event (each decode step updates the requests' page state) and a request whose
+    reload is in flight sits in `stalled` instead of `running` (see sim/kv_manager.py).
     """
 
     def __init__(self, env: simpy.Environment, spec: WorkerSpec, cost: CostModel, scheduler: BatchScheduler,
                  num_blocks: int, block_size: int, watermark: float,
                  on_finish: Callable[[SeqState], None], fast_forward: bool = True,
-                 compute_lanes: list[simpy.Resource] | None = None) -> None:
+                 compute_lanes: list[simpy.Resource] | None = None, kv: "KVManager | None" = None) -> None:
         self.env = env
         self.spec = spec
         self.worker_id = spec.worker_id
         self.cost = cost
         self.scheduler = scheduler
-        self.pool = BlockPool(num_blocks, block_size)
+        self.kv = kv
+        self.pool = BlockPool(num_blocks, block_size) if kv is None else kv.pool
+        num_blocks = self.pool.num_blocks
         self.max_admissible_blocks = num_blocks - int(watermark * num_blocks)
         self.on_finish = on_finish
         self.fast_forward = fast_forward  # False: one event per iteration (the reference the spans must match)
@@ -53,14 +64,26 @@ class Worker:
         self._wakeup: simpy.Event | None = None
         self._in_span = False
         self._shape = BatchShape()
-        self.process = env.process(self._run())
+        if kv is not None:
+            kv.worker = self
+            self.fast_forward = False
+            self.stalled: set[SeqState] = set()
+            self._stall_schedulers: dict[int, BatchScheduler] = {}
+        self.process = env.process(self._run() if kv is None else self._run_kv())
 
     # ------------------------------------------------------------------------------------ admission
     def add(self, seq: SeqState) -> None:
         """Hand a request to this worker (called by the router at its arrival time)."""
         seq.worker_id = self.worker_id
         peak_tokens = seq.num_prompt_tokens + seq.max_output_tokens - 1
-        if self.pool.blocks_for_tokens(peak_tokens) > self.max_admissible_blocks:
+        if self.kv is not None:
+            reason = self.kv.rejection(seq, self.max_admissible_blocks)
+            if reason is not None:
+                seq.status = reason
+                seq.finish_s = math.nan
+                self.on_finish(seq)
+                return
+        elif self.pool.blocks_for_tokens(peak_tokens) > self.max_admissible_blocks:
             seq.status = (f"rejected: needs {self.pool.blocks_for_tokens(peak_tokens)} KV blocks "
                           f"({peak_tokens} tokens), the pool admits at most {self.max_admissible_blocks}")
             seq.finish_s = math.nan
@@ -74,6 +97,20 @@ class Worker:
         elif self._in_span:
             self._in_span = False
             self.process.interrupt("arrival")
+
+    def wake(self) -> None:
+        """Pages came back or a request resumed: an idle loop re-plans."""
+        if self._wakeup is not None:
+            wakeup, self._wakeup = self._wakeup, None
+            wakeup.succeed()
+
+    def resume(self, seq: SeqState, order: int) -> None:
+        """A stalled request's reload landed: back into `running` at its admission position."""
+        self.stalled.discard(seq)
+        order_of = self.kv.order_of
+        keys = [order_of(s) for s in self.running]
+        self.running.insert(bisect_left(keys, order), seq)
+        self.wake()
 
     # ------------------------------------------------------------------------------------- the loop
     def _run(self):
@@ -109,6 +146,67 @@ class Worker:
                 self.busy_s += duration
                 self.num_iterations += 1
                 self._complete_step(batch)
+
+    def _scheduler_kv(self) -> BatchScheduler:
+        """Stalled requests still count against max_num_seqs: schedule with that many fewer slots."""
+        k = len(self.stalled)
+        if k == 0:
+            return self.scheduler
+        sched = self._stall_schedulers.get(k)
+        if sched is None:
+            config = self.scheduler.config
+            sched = FCFSScheduler(replace(config, max_num_seqs=max(1, config.max_num_seqs - k)))
+            self._stall_schedulers[k] = sched
+        return sched
+
+    def _run_kv(self):
+        """The loop with a KV manager: one event per iteration, page events after each step."""
+        env, kv = self.env, self.kv
+        if self.spec.ready_s > 0:
+            yield env.timeout(self.spec.ready_s)
+        while True:
+            idle = not self.waiting and not self.running
+            if not idle and not self.running and len(self.stalled) >= self.scheduler.config.max_num_seqs:
+                idle = True  # every slot is taken by a reloading request
+            if idle:
+                self._wakeup = env.event()
+                yield self._wakeup
+                continue
+            held = []
+            if self.compute_lanes is not None:
+                for lane in self.compute_lanes:
+                    request = lane.request()
+                    yield request
+                    held.append((lane, request))
+            try:
+                batch = self._scheduler_kv().schedule(self.waiting, self.running, self.pool)
+                self._record_usage()
+                self.num_preemptions += len(batch.preempted)
+                if batch.seqs:
+                    now = env.now
+                    for seq in batch.seqs:
+                        if seq.first_scheduled_s != seq.first_scheduled_s:
+                            seq.first_scheduled_s = now
+                        seq.status = "running"
+                    duration = self.cost.iteration_time(kv.batch_shape(batch, self._shape))
+                    yield env.timeout(duration)
+                    self.busy_s += duration
+                    self.num_iterations += 1
+                    for seq in kv.after_step(batch):
+                        self.running.remove(seq)
+                        self.stalled.add(seq)
+                    self._complete_step(batch)
+            finally:
+                for lane, request in held:
+                    lane.release(request)
+            if not batch.seqs:
+                if not kv.has_pending():
+                    raise RuntimeError(
+                        f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
+                        f"waiting and {len(self.running)} running requests (free head-pages "
+                        f"{self.pool.num_free_blocks}) and no copy in flight")
+                self._wakeup = env.event()
+                yield self._wakeup
 
     def _shared_iteration(self):
         """One iteration on GPUs shared with other replicas: take every lane (in GPU id order), run, release."""

@@ -4,7 +4,7 @@ Returns the shared results tables (requests, KV usage, per-worker counters).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import pandas as pd
@@ -14,6 +14,7 @@ from tessera.experiments.config import ConfigError
 from tessera.experiments.resolve import RunSpec
 from tessera.hardware import host_link
 from tessera.sim import Cluster, kv_usage_frame, make_router, request_frame, worker_frame
+from tessera.sim.kv_manager import KVSetup
 from tessera.types import Request, WorkerSpec
 
 
@@ -22,6 +23,26 @@ class BackendResult:
     requests: pd.DataFrame
     kv_usage: pd.DataFrame
     workers: pd.DataFrame
+    kv: dict = field(default_factory=dict)  # KV-policy counters (PCIe bytes, stalls, host peak); empty for full KV
+    kv_requests: pd.DataFrame | None = None  # per request: h2d/d2h bytes, stall time, reloads
+
+
+def kv_results(run, frame: pd.DataFrame) -> tuple[dict, pd.DataFrame | None]:
+    """Run-level KV counters summed over workers, per-request copy/stall stats, and bytes_moved filled in."""
+    managers = [w.kv for w in run.workers if w.kv is not None]
+    if not managers:
+        return {}, None
+    stats = [m.run_stats() for m in managers]
+    totals = {key: (sum(s[key] for s in stats) if key.endswith(("_bytes", "_s", "reloads", "pages"))
+                    else stats[0][key]) for key in stats[0]}
+    totals["peak_host_kv_bytes"] = max(s["peak_host_kv_bytes"] for s in stats)  # per worker
+    rows = {}
+    for m in managers:
+        rows.update(m.request_stats())
+    per_request = pd.DataFrame.from_dict(rows, orient="index").rename_axis("request_id").reset_index()
+    moved = per_request.set_index("request_id")
+    frame["bytes_moved"] = frame["request_id"].map(moved["h2d_bytes"] + moved["d2h_bytes"]).fillna(0.0).astype(float)
+    return totals, per_request
 
 
 def cost_model_for(spec: RunSpec):
@@ -40,11 +61,20 @@ def cost_model_for(spec: RunSpec):
 
 
 def run_sim(spec: RunSpec, requests: Sequence[Request], *, fast_forward: bool = True,
-            progress: bool = False) -> BackendResult:
+            progress: bool = False, kv: KVSetup | None | str = "spec") -> BackendResult:
+    """kv: the KV policy ("spec": the run's cfg.kvpolicy; None: full KV on the fast path)."""
+    kv = spec.kv if kv == "spec" else kv
     try:
         cluster = Cluster(spec.workers, cost_model_for(spec), spec.scheduler, spec.memory, make_router(spec.router),
-                          host_link=host_link(spec.gpu), progress=progress, fast_forward=fast_forward)
+                          host_link=host_link(spec.gpu), progress=progress, fast_forward=fast_forward, kv=kv)
     except MemoryError as err:
         raise ConfigError(f"cluster/model: {err}") from None
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(f"kvpolicy: {err}") from None
     run = cluster.run(requests)
-    return BackendResult(requests=request_frame(run), kv_usage=kv_usage_frame(run), workers=worker_frame(run))
+    frame = request_frame(run)
+    totals, per_request = kv_results(run, frame)
+    return BackendResult(requests=frame, kv_usage=kv_usage_frame(run), workers=worker_frame(run), kv=totals,
+                         kv_requests=per_request)

@@ -18,6 +18,8 @@ _DUO_FOLDERS = {
     "Llama-3.1-8B": "Meta-Llama-3.1-8B-Instruct",
     "Llama-3.1-8B-Instruct": "Meta-Llama-3.1-8B-Instruct",
     "Mistral-7B-v0.2": "Mistral-7B-Instruct-v0.2",
+    "Llama-2-7B": "Llama-2-7B-32K-Instruct",  # a long-context fine-tune of the same weights' shape
+    "Llama-3-8B": "Llama-3-8B-Instruct-Gradient-1048k",
 }
 
 

@@ -1,0 +1,1 @@
+"""FlexiCache experiments (issue 4): GPU KV memory, offline throughput, online serving, rerank cost, sensitivity."""

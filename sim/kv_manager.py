@@ -1,0 +1,409 @@
+"""KV-policy page accounting inside a simulated worker: head-pages on device and host, MinMax, PCIe copies.
+
+One KVManager per worker drives one RequestKV per request (tessera/kvcache/request_kv.py) and turns
+its StepSummaries into simulator effects:
+- device pages: the worker's pool counts head-pages (kv_pool.HeadPagePool); after each event a
+  request's `num_blocks` is reconciled with RequestKV.device_pages. Pages leaving the device go back
+  only once the request's D2H copies in flight have landed (prompt pages of stable heads: after the
+  first decode AND the prompt offload).
+- MinMax metadata: as in the authors' code, a region reserved out of the GPU KV budget with
+  share = MinMax / (KV + MinMax) of an average request (avg_num_tokens_per_req tokens; flexicache.md
+  §2.1). Each admitted request reserves its peak MinMax (all pages of prompt + output) in that region;
+  admission waits while it does not fit (a second counter, not head-pages).
+- host memory: a pinned host KV pool (host_kv_gib, 180 GB on the paper's testbed); each admitted
+  request reserves its peak host pages; admission waits while they do not fit, a request that can
+  never fit is rejected with a message naming kvpolicy.host_kv_gib.
+- PCIe: D2H copies (prompt offload, pages that fill) and H2D reloads (promoted pages at a rerank)
+  are SimPy processes on the worker's host Link (FIFO per direction, shared by all requests). A
+  reloading request leaves `running` until its copy lands, keeping its pages, then rejoins in its
+  admission order.
+- decode cost: decode_kv_tokens += attended tokens per head (sparse attention over the selected
+  pages), extra_hbm_bytes += MinMax bytes the scoring pass scans; prefill stays dense.
+
+Ignores: SM contention of the copy kernels with compute, the cost of the top-K selection itself
+(see experiments/flexicache/rerank_cost.py), and tensor parallelism beyond splitting bytes evenly
+over the replica's GPUs (the first GPU's link carries 1/tp of every copy, the others mirror it).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from itertools import count
+from typing import TYPE_CHECKING, Any, Mapping
+
+import simpy
+
+from tessera.interface import BatchShape, ScheduledBatch
+from tessera.kvcache.head_lists import shipped_unstable_heads
+from tessera.kvcache.head_model import HeadModel, default_params, model_seed
+from tessera.kvcache.head_plan import HeadMode, HeadPlan
+from tessera.kvcache.policies import POLICIES, make_policy
+from tessera.kvcache.policies.base import PlannedPolicy
+from tessera.kvcache.request_kv import RequestKV
+from tessera.kvcache.summary import StepSummary
+from tessera.types import ModelSpec
+from tessera.sim.kv_pool import HeadPagePool
+from tessera.sim.link import Link
+
+if TYPE_CHECKING:
+    from tessera.sim.worker import Worker
+
+GIB = 2**30
+
+
+@dataclass(frozen=True, slots=True)
+class KVSimConfig:
+    """Simulator-side settings of a KV policy (beside the policy's own parameters)."""
+
+    host_kv_gib: float = 180.0  # pinned host KV pool (the paper's H100-NVL testbed)
+    avg_num_tokens_per_req: int = 20_000  # MinMax region sizing only (authors' default)
+    minmax_region: bool = True  # reserve the MinMax region out of the GPU KV budget
+
+    def __post_init__(self) -> None:
+        checks = [("host_kv_gib", self.host_kv_gib > 0, "a positive size in GiB, e.g. 180"),
+                  ("avg_num_tokens_per_req", self.avg_num_tokens_per_req >= 1, "a token count >= 1, e.g. 20000")]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"kvpolicy.{name}={getattr(self, name)!r} is invalid: use {allowed}")
+
+
+SIM_KEYS = frozenset(KVSimConfig.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class KVSetup:
+    """A run's KV policy: the policy name, its parameters (tessera/kvcache/config.py) and sim settings."""
+
+    name: str = "full"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    sim: KVSimConfig = KVSimConfig()
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, Any]) -> "KVSetup":
+        """{name: flexicache, topk_pages: 64, host_kv_gib: 180, ...} -> KVSetup (policy keys checked later)."""
+        conf = dict(conf)
+        name = conf.pop("name", "full")
+        if name not in POLICIES:
+            raise ValueError(f"kvpolicy.name={name!r} is unknown: use one of {', '.join(POLICIES)}")
+        sim = KVSimConfig(**{k: conf.pop(k) for k in list(conf) if k in SIM_KEYS})
+        return cls(name, conf, sim)
+
+    def policy_for(self, model: ModelSpec) -> PlannedPolicy:
+        params = dict(self.params)
+        if isinstance(params.get("unstable_heads"), list):
+            params["unstable_heads"] = tuple(tuple(p) for p in params["unstable_heads"])
+        if self.name == "flexicache" and "unstable_source" not in params and "unstable_heads" not in params:
+            params["unstable_source"] = "shipped" if _has_shipped_list(model) else "synthetic"
+        return make_policy(self.name, model, **params)
+
+
+def _has_shipped_list(model: ModelSpec) -> bool:
+    try:
+        shipped_unstable_heads(model.name)
+    except KeyError:
+        return False
+    return True
+
+
+def truth_head_model(model: ModelSpec) -> HeadModel:
+    """The model's simulated head behaviour: the fitted population, with the paper's profiled unstable
+    heads as its unstable class where they ship (Llama-3.1-8B), a seeded random 25% otherwise."""
+    unstable = shipped_unstable_heads(model.name) if _has_shipped_list(model) else None
+    return HeadModel(default_params(), model.num_layers, model.num_kv_heads, unstable, seed=model_seed(model.name))
+
+
+def minmax_share(plan: HeadPlan, avg_tokens: int) -> float:
+    """MinMax / (KV + MinMax) of an average request under `plan` (authors' pool split, flexicache.md §2.1)."""
+    if not plan.keeps_minmax:
+        return 0.0
+    g = plan.geometry
+    kept = {HeadMode.FULL: avg_tokens, HeadMode.RESIDENT_TOPK: avg_tokens,
+            HeadMode.OFFLOAD: min(avg_tokens, plan.topk_pages * g.page_tokens),
+            HeadMode.WINDOW: min(avg_tokens, (plan.sink_pages + plan.window_pages) * g.page_tokens)}
+    kv = sum(plan.count(mode) * tokens * g.page_bytes / g.page_tokens for mode, tokens in kept.items())
+    mm = g.num_heads_total * avg_tokens / g.page_tokens * g.minmax_bytes_per_page
+    return mm / (kv + mm)
+
+
+class _SeqKV:
+    """The manager's per-request state: its RequestKV, copies in flight and counters for the results."""
+
+    __slots__ = ("rk", "epoch", "d2h_inflight", "shrink_pending", "order", "step", "reserved", "host_bytes",
+                 "minmax_reserved", "host_reserved", "h2d_bytes", "d2h_bytes", "stall_s", "num_reloads",
+                 "promoted_pages", "stalled_at", "minmax_bytes")
+
+    def __init__(self, rk: RequestKV) -> None:
+        self.rk = rk
+        self.epoch = 0
+        self.d2h_inflight = 0
+        self.shrink_pending = False
+        self.order = 0
+        self.step: StepSummary | None = None
+        self.reserved = False
+        self.host_bytes = 0
+        self.minmax_reserved = 0
+        self.host_reserved = 0
+        self.h2d_bytes = 0
+        self.d2h_bytes = 0
+        self.stall_s = 0.0
+        self.num_reloads = 0
+        self.promoted_pages = 0
+        self.stalled_at = math.nan
+        self.minmax_bytes = 0
+
+
+class KVManager:
+    def __init__(self, env: simpy.Environment, policy: PlannedPolicy, kv_bytes: float, page_tokens: int,
+                 link: Link | None, sim: KVSimConfig = KVSimConfig(), head_model: HeadModel | None = None,
+                 tp: int = 1) -> None:
+        plan = policy.plan
+        g = plan.geometry
+        if page_tokens != g.page_tokens:
+            raise ValueError(f"engine.block_size={page_tokens} must equal the KV policy's page_tokens="
+                             f"{g.page_tokens}: set one to the other")
+        offloads = plan.count(HeadMode.OFFLOAD) > 0
+        if offloads and link is None:
+            raise ValueError(f"kvpolicy {plan.policy} offloads pages to host but the cluster has no host link")
+        self.env = env
+        self.policy = policy
+        self.plan = plan
+        self.geometry = g
+        self.sim = sim
+        self.link = link
+        self.tp = tp
+        self.head_model = head_model
+        self.num_heads = g.num_heads_total
+        self.num_offload_heads = plan.count(HeadMode.OFFLOAD)
+        self.minmax_share = minmax_share(plan, sim.avg_num_tokens_per_req) if sim.minmax_region else 0.0
+        token_page_bytes = g.page_bytes * self.num_heads  # one 16-token block of every head
+        self.minmax_capacity_bytes = kv_bytes * self.minmax_share if plan.keeps_minmax else 0.0
+        num_pages = self.num_heads * int(max(kv_bytes - self.minmax_capacity_bytes, 0.0) // token_page_bytes)
+        self.host_capacity_bytes = sim.host_kv_gib * GIB
+        self.pool = HeadPagePool(num_pages, page_tokens, self.num_heads, self)
+        self.worker: Worker | None = None
+        self._states: dict = {}  # SeqState -> _SeqKV
+        self._order = count()
+        self.num_stalled = 0
+        self._deferred = 0  # requests whose page returns wait for a D2H copy
+        self.minmax_used_bytes = 0  # reserved
+        self.host_used_bytes = 0  # reserved
+        self.host_bytes = 0  # actually written
+        self.peak_host_bytes = 0
+        self.peak_minmax_bytes = 0
+        self.minmax_bytes = 0  # actually held
+        self.num_reloads = 0
+        self.num_prefills = 0
+
+    # --------------------------------------------------------------------------------- admission
+    def _state(self, seq) -> _SeqKV:
+        st = self._states.get(seq)
+        if st is None:
+            source = self.head_model.behaviour(seq.request_id) if self.head_model is not None else None
+            rk = self.policy.new_request(seq.request_id, seq.num_prompt_tokens, source, track_pages=False)
+            st = self._states[seq] = _SeqKV(rk)
+        return st
+
+    def _peak_needs(self, seq) -> tuple[int, int]:
+        """(MinMax bytes, host bytes) of a request at its longest."""
+        g = self.geometry
+        full_pages = (seq.num_prompt_tokens + seq.max_output_tokens) // g.page_tokens
+        minmax = self.num_heads * full_pages * g.minmax_bytes_per_page if self.plan.keeps_minmax else 0
+        return minmax, self.num_offload_heads * full_pages * g.page_bytes
+
+    def peak_device_pages(self, seq) -> int:
+        """Most head-pages the request holds: the whole prompt (+ first token) on every head right after
+        prefill, or its steady state at full length with a rerank interval of tail."""
+        from tessera.kvcache.memory_model import device_pages
+
+        g, plan = self.geometry, self.plan
+        total = seq.num_prompt_tokens + seq.max_output_tokens - 1
+        interval = int(plan.rerank_interval.max(initial=0))
+        prefill = self.num_heads * g.num_pages(seq.num_prompt_tokens + 1)
+        return max(min(prefill, self.num_heads * g.num_pages(total)),
+                   device_pages(plan, total, tail_tokens=(interval + 1) * g.page_tokens))
+
+    def rejection(self, seq, max_admissible_pages: int) -> str | None:
+        """Why the request can never run on this worker, or None."""
+        pages = self.peak_device_pages(seq)
+        if pages > max_admissible_pages:
+            return (f"rejected: needs {pages} KV head-pages, the pool admits at most {max_admissible_pages}")
+        minmax, host = self._peak_needs(seq)
+        if minmax > self.minmax_capacity_bytes and self.plan.keeps_minmax and self.minmax_share > 0:
+            return (f"rejected: needs {minmax / GIB:.2f} GiB of MinMax metadata, the region holds "
+                    f"{self.minmax_capacity_bytes / GIB:.2f} GiB; raise kvpolicy.avg_num_tokens_per_req or set "
+                    "kvpolicy.minmax_region=false")
+        if host > self.host_capacity_bytes:
+            return (f"rejected: needs {host / GIB:.2f} GiB of host KV memory, kvpolicy.host_kv_gib="
+                    f"{self.sim.host_kv_gib} holds less; raise kvpolicy.host_kv_gib")
+        return None
+
+    def reserve(self, seq) -> bool:
+        st = self._state(seq)
+        if st.reserved:
+            return True
+        minmax, host = self._peak_needs(seq)
+        if self.minmax_share > 0 and self.minmax_used_bytes + minmax > self.minmax_capacity_bytes:
+            return False
+        if self.host_used_bytes + host > self.host_capacity_bytes:
+            return False
+        self.minmax_used_bytes += minmax
+        self.host_used_bytes += host
+        st.minmax_reserved, st.host_reserved, st.reserved = minmax, host, True
+        return True
+
+    def unreserve(self, seq) -> None:
+        st = self._states[seq]
+        if st.reserved:
+            self.minmax_used_bytes -= st.minmax_reserved
+            self.host_used_bytes -= st.host_reserved
+            st.minmax_reserved = st.host_reserved = 0
+            st.reserved = False
+
+    def on_release(self, seq) -> None:
+        """The pool freed all of the request's pages: it finished or was preempted (recompute)."""
+        st = self._states[seq]
+        st.rk.on_finish() if seq.num_generated >= seq.max_output_tokens else st.rk.on_preempt()
+        st.epoch += 1
+        if st.shrink_pending:
+            self._deferred -= 1
+        st.d2h_inflight = 0
+        st.shrink_pending = False
+        st.step = None
+        self._set_host(st, 0, 0)
+        self.unreserve(seq)
+
+    # ------------------------------------------------------------------------------- per iteration
+    def batch_shape(self, batch: ScheduledBatch, shape: BatchShape) -> BatchShape:
+        """The iteration's cost counters; runs on_decode_step for every decoding request (before the step)."""
+        prefill_tokens = decode_seqs = 0
+        prefill_pairs = decode_kv = extra = 0.0
+        for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
+            st = self._state(seq)
+            rk = st.rk
+            if rk.phase == "decoding":
+                s = rk.on_decode_step()
+                st.step = s
+                decode_seqs += 1
+                decode_kv += s.attended_tokens_per_head
+                extra += s.minmax_bytes_scanned
+            else:
+                computed = seq.num_computed_tokens
+                if computed == 0:
+                    st.order = next(self._order)  # admitted now: FCFS appends it to `running`
+                prefill_tokens += n
+                prefill_pairs += n * computed + n * (n + 1) / 2
+        shape.prefill_tokens = prefill_tokens
+        shape.prefill_attn_pairs = prefill_pairs
+        shape.decode_seqs = decode_seqs
+        shape.decode_kv_tokens = decode_kv
+        shape.extra_hbm_bytes = extra
+        return shape
+
+    def after_step(self, batch: ScheduledBatch) -> list:
+        """Apply the step's page events (before token counters advance); returns requests to stall."""
+        stall = []
+        for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
+            st = self._states[seq]
+            samples = seq.num_computed_tokens + n == seq.num_tokens
+            s, st.step = st.step, None
+            if s is None:
+                if not samples:
+                    continue  # a prefill chunk that does not finish the prompt
+                s = st.rk.on_prefill_done(seq.num_computed_tokens + n)
+                self.num_prefills += 1
+            if samples and seq.num_generated + 1 >= seq.max_output_tokens:
+                continue  # finishing: its pages go back with it, no copy is worth starting
+            st.promoted_pages += s.num_promoted_pages
+            self._set_host(st, s.host_kv_bytes, s.minmax_bytes)
+            if s.d2h_bytes:
+                st.d2h_bytes += s.d2h_bytes
+                st.d2h_inflight += 1
+                self.env.process(self._d2h(seq, st, s.d2h_bytes))
+            if s.is_reloading:
+                st.h2d_bytes += s.h2d_bytes
+                st.num_reloads += 1
+                self.num_reloads += 1
+                self.num_stalled += 1
+                st.stalled_at = self.env.now
+                stall.append(seq)
+                self.env.process(self._reload(seq, st, s.h2d_bytes))
+            self._reconcile(seq, st)
+        return stall
+
+    # ------------------------------------------------------------------------------------ copies
+    def _d2h(self, seq, st: _SeqKV, num_bytes: int):
+        epoch = st.epoch
+        yield from self.link.transfer(num_bytes / self.tp, "d2h")
+        if st.epoch != epoch:
+            return
+        st.d2h_inflight -= 1
+        if st.d2h_inflight == 0 and st.shrink_pending:
+            st.shrink_pending = False
+            self._deferred -= 1
+            self._reconcile(seq, st)
+            self.worker.wake()
+
+    def _reload(self, seq, st: _SeqKV, num_bytes: int):
+        yield from self.link.transfer(num_bytes / self.tp, "h2d")
+        st.rk.on_reload_done()
+        self._reconcile(seq, st)
+        st.stall_s += self.env.now - st.stalled_at
+        self.num_stalled -= 1
+        self.worker.resume(seq, st.order)
+
+    def order_of(self, seq) -> int:
+        return self._states[seq].order
+
+    def has_pending(self) -> bool:
+        """Something in flight will free pages or return a request (a worker with no batch waits for it)."""
+        return self.num_stalled > 0 or self._deferred > 0
+
+    # ------------------------------------------------------------------------------- accounting
+    def _reconcile(self, seq, st: _SeqKV) -> None:
+        diff = st.rk.device_pages - seq.num_blocks
+        if diff > 0:
+            if not self.pool.grow(seq, diff):
+                raise AssertionError(f"request {seq.request_id} needs {diff} more head-pages than the scheduler "
+                                     f"reserved and the pool has only {self.pool.num_free_blocks} free")
+        elif diff < 0:
+            if st.d2h_inflight:
+                if not st.shrink_pending:
+                    st.shrink_pending = True
+                    self._deferred += 1
+            else:
+                self.pool.shrink(seq, -diff)
+
+    def _set_host(self, st: _SeqKV, host_bytes: int, minmax_bytes: int) -> None:
+        """Host KV and MinMax bytes the request holds now (the reservations are their peaks)."""
+        self.host_bytes += host_bytes - st.host_bytes
+        st.host_bytes = host_bytes
+        if self.host_bytes > self.peak_host_bytes:
+            self.peak_host_bytes = self.host_bytes
+        self.minmax_bytes += minmax_bytes - st.minmax_bytes
+        st.minmax_bytes = minmax_bytes
+        if self.minmax_bytes > self.peak_minmax_bytes:
+            self.peak_minmax_bytes = self.minmax_bytes
+
+    # ------------------------------------------------------------------------------------ results
+    def request_stats(self) -> dict[int, dict]:
+        return {seq.request_id: {"h2d_bytes": st.h2d_bytes, "d2h_bytes": st.d2h_bytes, "stall_s": st.stall_s,
+                                 "num_reloads": st.num_reloads, "promoted_pages": st.promoted_pages}
+                for seq, st in self._states.items()}
+
+    def run_stats(self) -> dict:
+        link = self.link
+        return {
+            "policy": self.plan.policy,
+            "pool_head_pages": self.pool.num_blocks,
+            "minmax_share": self.minmax_share,
+            "minmax_region_bytes": self.minmax_capacity_bytes,
+            "host_capacity_bytes": self.host_capacity_bytes,
+            "peak_host_kv_bytes": self.peak_host_bytes,
+            "peak_minmax_bytes": self.peak_minmax_bytes,
+            "pcie_h2d_bytes": link.bytes_moved["h2d"] * self.tp if link else 0.0,
+            "pcie_d2h_bytes": link.bytes_moved["d2h"] * self.tp if link else 0.0,
+            "pcie_h2d_busy_s": link.busy_s["h2d"] if link else 0.0,
+            "pcie_d2h_busy_s": link.busy_s["d2h"] if link else 0.0,
+            "num_reloads": self.num_reloads,
+            "stall_s": sum(st.stall_s for st in self._states.values()),
+        }

@@ -1,0 +1,127 @@
+"""The KV-managed worker: head-page conservation, identity with the plain path under full KV, PCIe bytes
+that match the page events, reload stalls, and admission against the host pool."""
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from tessera.memory import MemoryConfig
+from tessera.scheduling import SchedulerConfig
+from tessera.sim import Cluster, make_router, request_frame
+from tessera.sim.kv_manager import KVSetup
+from tessera.types import LinkSpec, Request
+from tests.sim.fakes import PCIE, LinearCost, worker_specs
+
+FLEXI = {"topk_pages": 4, "rerank_interval": 4}  # tiny model: 2 layers x 2 KV heads, 1 unstable (synthetic)
+
+
+def build(reqs, kv, *, max_seqs=6, budget=128, link=PCIE, fast_forward=True):
+    cluster = Cluster(worker_specs(1), lambda s: LinearCost(),
+                      SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=budget),
+                      MemoryConfig(0.5, 0.0), make_router("round_robin"), host_link=link, fast_forward=fast_forward,
+                      kv=kv)
+    return cluster, [Request(i, t, p, o) for i, (t, p, o) in enumerate(sorted(reqs))]
+
+
+requests_strategy = st.lists(st.tuples(st.floats(0, 0.5), st.integers(1, 300), st.integers(1, 80)),
+                             min_size=1, max_size=25)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reqs=requests_strategy, max_seqs=st.integers(1, 6), budget=st.sampled_from([16, 64, 512]),
+       policy=st.sampled_from(["flexicache", "quest", "streaming", "flexicache_adaptive"]))
+def test_head_pages_are_conserved(reqs, max_seqs, budget, policy):
+    params = {"streaming": {"sink_tokens": 16, "window_tokens": 48}}.get(policy, FLEXI)
+    if policy != "flexicache":
+        params = {k: v for k, v in params.items() if k != "rerank_interval"}
+    cluster, requests = build(reqs, KVSetup(policy, params), max_seqs=max_seqs, budget=budget)
+    run = cluster.run(requests)
+    worker = run.workers[0]
+    assert max(worker.kv_usage_blocks) <= worker.pool.num_blocks
+    assert worker.pool.num_free_blocks == worker.pool.num_blocks  # every head-page returned
+    assert worker.kv.minmax_used_bytes == 0 and worker.kv.host_used_bytes == 0 and worker.kv.host_bytes == 0
+    assert not worker.stalled and not worker.running and not worker.waiting
+    for seq in run.seqs:
+        assert seq.status == "finished" or seq.status.startswith("rejected")
+        assert seq.num_blocks == 0
+
+
+@settings(max_examples=20, deadline=None)
+@given(reqs=requests_strategy, max_seqs=st.integers(1, 6), budget=st.sampled_from([16, 64, 512]))
+def test_full_policy_is_identical_with_and_without_the_manager(reqs, max_seqs, budget):
+    # 100 token-blocks x 4 heads: the watermark and admission limits scale exactly by the head count
+    plain, requests = build(reqs, None, max_seqs=max_seqs, budget=budget)
+    managed, _ = build(reqs, KVSetup("full"), max_seqs=max_seqs, budget=budget)
+    a, b = request_frame(plain.run(requests)), request_frame(managed.run(requests))
+    for col in ("start_s", "first_token_s", "finish_s"):
+        assert a[col].fillna(-1).tolist() == pytest.approx(b[col].fillna(-1).tolist(), rel=1e-12, abs=1e-12)
+    assert a["preemptions"].tolist() == b["preemptions"].tolist()
+    assert a["status"].tolist() == b["status"].tolist()
+    assert b["bytes_moved"].sum() == 0
+
+
+def test_pcie_moves_only_prompt_offload_fills_and_promoted_pages():
+    # 6 requests with 200-300-token prompts (13-19 pages > K = 4): every stable page is written to host
+    # once; H2D carries only reloads of promoted pages; no preemption (small batch, plenty of pages).
+    reqs = [(0.0, 200 + 20 * i, 30 + 7 * i) for i in range(6)]
+    cluster, requests = build(reqs, KVSetup("flexicache", FLEXI), max_seqs=3)
+    run = cluster.run(requests)
+    kv = run.workers[0].kv
+    page_bytes, n_off = kv.geometry.page_bytes, kv.num_offload_heads
+    stats = kv.request_stats()
+    link = cluster.links[0]
+    assert link.bytes_moved["d2h"] == sum(s["d2h_bytes"] for s in stats.values())
+    assert link.bytes_moved["h2d"] == sum(s["h2d_bytes"] for s in stats.values()) > 0
+    for seq in run.seqs:
+        assert seq.num_preemptions == 0
+        # pages written by the last step whose events apply (the final token's step frees everything)
+        tokens = seq.num_prompt_tokens + seq.max_output_tokens - 2
+        assert stats[seq.request_id]["d2h_bytes"] == n_off * (tokens // 16) * page_bytes
+        assert stats[seq.request_id]["h2d_bytes"] % page_bytes == 0
+        assert stats[seq.request_id]["h2d_bytes"] <= stats[seq.request_id]["promoted_pages"] * page_bytes
+    for policy, params in (("quest", {"topk_pages": 4}), ("streaming", {})):
+        other, requests = build(reqs, KVSetup(policy, params), max_seqs=3)
+        other.run(requests)
+        assert other.links[0].bytes_moved == {"h2d": 0.0, "d2h": 0.0}
+
+
+def test_stalled_requests_do_not_decode_during_their_reload():
+    slow = LinkSpec(name="slow-pcie", bandwidth_Bps=2e6, latency_s=1e-4)  # a reload spans several iterations
+    cluster, requests = build([(0.0, 256, 40), (0.0, 300, 40), (0.0, 280, 40)], KVSetup("flexicache", FLEXI),
+                              link=slow)
+    worker = cluster.workers[0]
+    decoded, intervals = [], {}
+    shape_fn, resume_fn, after_fn = worker.kv.batch_shape, worker.resume, worker.kv.after_step
+
+    def batch_shape(batch, shape):
+        decoded.append((cluster.env.now, {s.request_id for s, n in zip(batch.seqs, batch.num_scheduled_tokens)}))
+        return shape_fn(batch, shape)
+
+    def after_step(batch):
+        stalled = after_fn(batch)
+        for seq in stalled:
+            intervals.setdefault(seq.request_id, []).append([cluster.env.now, math.inf])
+        return stalled
+
+    def resume(seq, order):
+        intervals[seq.request_id][-1][1] = cluster.env.now
+        resume_fn(seq, order)
+
+    worker.kv.batch_shape, worker.kv.after_step, worker.resume = batch_shape, after_step, resume
+    run = cluster.run(requests)
+    assert all(s.status == "finished" for s in run.seqs)
+    assert intervals and sum(len(v) for v in intervals.values()) == worker.kv.num_reloads
+    for rid, spans in intervals.items():
+        for start, end in spans:
+            assert end > start  # the copy takes time
+            assert not any(start <= t < end and rid in ids for t, ids in decoded)
+    assert worker.kv.run_stats()["stall_s"] > 0
+
+
+def test_a_request_too_big_for_the_host_pool_is_rejected_naming_the_field():
+    kv = KVSetup.from_conf({"name": "flexicache", **FLEXI, "host_kv_gib": 1e-6})
+    cluster, requests = build([(0.0, 300, 10), (0.0, 10, 5)], kv)
+    run = cluster.run(requests)
+    by_id = {s.request_id: s for s in run.seqs}
+    assert "kvpolicy.host_kv_gib" in by_id[1].status or "kvpolicy.host_kv_gib" in by_id[0].status
+    assert any(s.status == "finished" for s in run.seqs)
