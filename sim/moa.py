@@ -45,6 +45,7 @@ class StageRun:
     segments: list[Segment] = field(default_factory=list)
     gpu_end_s: dict[int, float] = field(default_factory=dict)
     gpu_busy_s: dict[int, float] = field(default_factory=dict)
+    expert_busy_s: dict[str, float] = field(default_factory=dict)  # GPU time of all of an expert's replicas
 
     @property
     def end_s(self) -> float:
@@ -109,6 +110,7 @@ def _run_phase(ctx: MoASimContext, gpu: int, experts: list[str], kv_bytes: dict[
         out.segments.append(Segment(gpu, expert, stage, start_s + ready[expert] - ctx.load_s[expert],
                                     start_s + ready[expert], start_s + max(served, default=ready[expert])))
         out.gpu_busy_s[gpu] = out.gpu_busy_s.get(gpu, 0.0) + worker.busy_s
+        out.expert_busy_s[expert] = out.expert_busy_s.get(expert, 0.0) + worker.busy_s
     return start_s + end
 
 
