@@ -6,6 +6,7 @@ configured fallback placer's plan is returned with `fallback` and `message` set.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import pyomo.environ as pyo
@@ -18,6 +19,7 @@ from tessera.placement.ilp_model import Bucket, build_model, make_buckets
 from tessera.placement.phases import MemoryShortage, choose_num_phases
 from tessera.placement.plan import PlacementPlan, plan_from_assignment, worker_loads
 from tessera.placement.problem import active_experts, check_problem
+from tessera.placement.replica_pack import replica_pack_assignment
 
 FORMS = ("auto", "per_prompt", "bucketed")
 FALLBACKS = ("lpt", "static", "least_loaded", "sequential", "raise")
@@ -73,6 +75,7 @@ class MosaicPlacer:
         self.config = config or MosaicConfig()
 
     def place(self, problem: PlacementProblem) -> PlacementPlan:
+        started = time.perf_counter()  # time_limit_s budgets the whole placement, model build included
         check_problem(problem)
         cfg = self.config
         try:
@@ -81,6 +84,17 @@ class MosaicPlacer:
             return self._fallback(problem, "infeasible", str(shortage))
         buckets = self._buckets(problem)
         start_plan = _start_plan(problem, num_phases) if cfg.warm_start else None
+        if start_plan is not None:
+            bound = combinatorial_bound(problem)
+            if start_plan.makespan_s <= bound * (1 + cfg.mip_gap):  # certified: no need for the ILP
+                start_plan.method, start_plan.status = self.name, "optimal"
+                start_plan.lower_bound_s, start_plan.gap = bound, max(0.0, start_plan.makespan_s / bound - 1)
+                start_plan.solve_time_s = time.perf_counter() - started
+                start_plan.message = (f"{start_plan.message or 'warm start'} within mip_gap of the "
+                                      "combinatorial lower bound; ILP not needed")
+                if cfg.compute_lp_bound:
+                    start_plan.lp_bound_s = lp_relaxation_bound(problem, num_phases, cfg.epsilon)
+                return start_plan
         cap = None if start_plan is None else _model_makespan(problem, buckets, start_plan)
         model = build_model(problem, buckets=buckets, num_phases=num_phases, epsilon=cfg.epsilon,
                             makespan_cap_s=None if cap is None else cap * (1 + 1e-6),
@@ -89,7 +103,8 @@ class MosaicPlacer:
             model.r[_heaviest_expert(problem), 0].fix(1)
         start = None if start_plan is None else _mip_start(problem, model, buckets, num_phases,
                                                            start_plan, cap)
-        report = solve(model, time_limit_s=cfg.time_limit_s, mip_gap=cfg.mip_gap,
+        remaining_s = max(1.0, cfg.time_limit_s - (time.perf_counter() - started))
+        report = solve(model, time_limit_s=remaining_s, mip_gap=cfg.mip_gap,
                        threads=cfg.threads, mip_start=start)
         if not report.has_incumbent:
             why = ("the ILP is infeasible: replica caps, memory and phases admit no plan"
@@ -168,6 +183,19 @@ def deal_buckets(problem: PlacementProblem, buckets: list[Bucket], counts: dict,
     return assignment
 
 
+def combinatorial_bound(problem: PlacementProblem) -> float:
+    """A lower bound on the makespan: no expert finishes faster than its load plus its work over its
+    replica cap, no prompt faster than its load plus its cost, and all work shares the workers."""
+    work: dict[int, float] = {}
+    for p, e in enumerate(problem.prompt_expert):
+        work[e] = work.get(e, 0.0) + problem.prompt_cost_s[p]
+    load = problem.expert_load_s
+    per_expert = max(load[e] + w / problem.max_replicas[e] for e, w in work.items())
+    per_prompt = max(load[e] + c for e, c in zip(problem.prompt_expert, problem.prompt_cost_s))
+    shared = (sum(load[e] for e in work) + sum(work.values())) / len(problem.workers)
+    return max(per_expert, per_prompt, shared)
+
+
 def _heaviest_expert(problem: PlacementProblem) -> int:
     work: dict[int, float] = {}
     for p, e in enumerate(problem.prompt_expert):
@@ -176,15 +204,22 @@ def _heaviest_expert(problem: PlacementProblem) -> int:
 
 
 def _start_plan(problem: PlacementProblem, num_phases: int) -> PlacementPlan | None:
-    """LPT's plan with its workers relabelled so worker 0 holds the heaviest expert (matching the
-    symmetry fix), or None if it needs more phases than the model has."""
-    assignment = lpt_assignment(problem)
+    """The better of LPT's and replica packing's plans that fit in num_phases, with workers relabelled
+    so worker 0 holds the heaviest expert (matching the symmetry fix); None if neither fits."""
+    plans = [p for p in (_relabelled_plan(problem, lpt_assignment(problem), "lpt", num_phases),
+                         _relabelled_plan(problem, replica_pack_assignment(problem), "replica_pack",
+                                          num_phases)) if p is not None]
+    return min(plans, key=lambda p: p.makespan_s, default=None)
+
+
+def _relabelled_plan(problem: PlacementProblem, assignment: list[int], method: str,
+                     num_phases: int) -> PlacementPlan | None:
     if len(set(problem.worker_memory_bytes)) == 1:
         heavy = _heaviest_expert(problem)
         w0 = next(w for p, w in enumerate(assignment) if problem.prompt_expert[p] == heavy)
         assignment = [{0: w0, w0: 0}.get(w, w) for w in assignment]
     try:
-        plan = plan_from_assignment(problem, assignment, "lpt")
+        plan = plan_from_assignment(problem, assignment, method)
     except MemoryError:
         return None
     if any(len(phases) > num_phases for phases in plan.phases.values()):
