@@ -53,6 +53,7 @@ class BackendConf:
     kind: str = "sim"
     cost: CostConf = field(default_factory=CostConf)
     fast_forward: bool = True  # simulate decode-only stretches as one event (exact; False for debugging)
+    runtime: dict[str, Any] = field(default_factory=dict)  # backend=runtime settings (conf/backend/runtime.yaml)
 
 
 @dataclass

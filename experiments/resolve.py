@@ -18,7 +18,7 @@ from tessera.experiments.config import ConfigError
 from tessera.sim.kv_manager import KVSetup
 from tessera.sim.router import ROUTERS
 
-BACKENDS = ("sim",)
+BACKENDS = ("sim", "runtime")
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,19 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
         raise
     except (ValueError, TypeError, FileNotFoundError) as err:
         raise ConfigError(f"workload: {err}") from None
-    result = run_sim(spec, requests, fast_forward=cfg.backend.fast_forward, progress=cfg.output.progress)
+    if cfg.backend.kind == "runtime":
+        from tessera.experiments.backends.runtime import run_runtime
+
+        result = run_runtime(spec, requests, cfg.backend.get("runtime"), cfg.get("kvpolicy"), seed=cfg.seed,
+                             progress=cfg.output.progress)
+    else:
+        result = run_sim(spec, requests, fast_forward=cfg.backend.fast_forward, progress=cfg.output.progress)
     summary = summarize(result.requests, result.kv_usage)
     summary["workload"] = describe(requests)
     summary["workers"] = result.workers.to_dict(orient="records")
     summary["kvpolicy"] = spec.kv.name if spec.kv is not None else "full"
+    if cfg.backend.kind == "runtime":
+        summary["runtime"] = result.engine_stats
     if result.kv:
         summary["kv"] = result.kv
         result.kv_requests.to_csv(run_dir / "kv_requests.csv", index=False)
@@ -37,6 +45,10 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     title = (f"{cfg.experiment} ({summary['kvpolicy']} KV): {spec.model.name} on {cfg.cluster.num_workers} x "
              f"{cfg.cluster.tp} x {spec.gpu.name}, workload {spec.workload.get('name', spec.workload.get('kind'))}, "
              f"{cfg.backend.kind}/{spec.cost_kind} costs")
+    if cfg.backend.kind == "runtime":
+        title = (f"{cfg.experiment} ({summary['kvpolicy']} KV): {result.model_name} on the runtime "
+                 f"({result.workers['gpu'].iloc[0]}), workload {spec.workload.get('name', spec.workload.get('kind'))}, "
+                 "measured")
     if cfg.output.figures:
         latency_cdf_figure(result.requests, run_dir / "latency_cdf.png", title)
     if cfg.output.print_table:

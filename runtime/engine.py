@@ -1,0 +1,651 @@
+"""The runtime engine: iteration-level continuous batching of a Transformer over the paged KV cache.
+
+One step = three calls (nano-vllm): the shared FCFSScheduler picks the batch (chunked prefill, token
+budget, max_num_seqs, preemption by recompute), ``_forward`` runs prefill chunks and decodes of many
+requests as ONE flattened token batch through the model (linear layers once; attention per segment for
+prefill, batched paged kernels for decode), and ``_postprocess`` advances counters, drives each
+request's RequestKV (the shared KV policy, in the simulator's call order), executes the page moves it
+reports, samples and finishes requests.
+
+KV policy per (layer, KV head) (tessera/kvcache): FULL heads attend every page; RESIDENT_TOPK heads
+attend the top-K of this step's MinMax scores (score_pages + select_topk); OFFLOAD heads attend their
+resident top-K + tail, and at their first rank after a (re)prefill this step's top-K (RequestKV's rule);
+WINDOW heads attend sinks + window. New top-K sets of due OFFLOAD heads come from the same scores and
+are handed to RequestKV.on_decode_step; the moves it returns (d2h, h2d, free, drop) are executed at once.
+Reloads land before the next forward (a stream wait on CUDA, synchronous on CPU), so on_reload_done is
+called right after the copy is queued and a request never stalls a step (a deviation from the authors'
+asynchronous reload, documented).
+
+Times are engine-clock seconds (time.perf_counter since construction, plus idle time skipped when
+``realtime`` is False).
+"""
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tessera.kernels import dispatch
+from tessera.kernels.layout import PAGE_SIZE, slot_mapping
+from tessera.kvcache import HeadMode, make_policy
+from tessera.kvcache.head_lists import shipped_unstable_heads
+from tessera.results.schema import REQUEST_COLUMNS
+from tessera.runtime.attention import DecodeLayerPlan, decode_attention, prefill_attention
+from tessera.runtime.kv_cache import KVCache, SeqTables
+from tessera.runtime.model import Transformer
+from tessera.runtime.sampling import sample
+from tessera.runtime.sequence import SamplingParams, Sequence
+from tessera.scheduling import FCFSScheduler, SchedulerConfig
+from tessera.types import ModelSpec
+
+GIB = 2**30
+
+
+@dataclass
+class EngineConfig:
+    """Engine limits (vLLM names), pool sizes and the KV policy. Validated on construction."""
+
+    max_num_seqs: int = 16
+    max_num_batched_tokens: int = 512
+    chunked_prefill: bool = True
+    watermark: float = 0.01
+    num_device_blocks: int | None = None  # head-pages in the device pool; None: from device_kv_gib
+    device_kv_gib: float = 0.25
+    host_kv_gib: float = 0.5  # host pool, allocated only for policies that offload
+    kvpolicy: str = "full"
+    kvpolicy_params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    realtime: bool = False  # True: sleep until the next arrival when idle; False: skip idle time
+    check_invariants: bool = True  # device blocks held == RequestKV.device_pages after every event
+
+    def __post_init__(self) -> None:
+        checks = [("device_kv_gib", self.device_kv_gib > 0, "a positive size in GiB"),
+                  ("host_kv_gib", self.host_kv_gib >= 0, "a size in GiB >= 0"),
+                  ("num_device_blocks", self.num_device_blocks is None or self.num_device_blocks >= 1,
+                   "null or a block count >= 1")]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"runtime.{name}={getattr(self, name)!r} is invalid: use {allowed}")
+        self.scheduler_config()  # validates the scheduler limits
+
+    def scheduler_config(self) -> SchedulerConfig:
+        return SchedulerConfig(block_size=PAGE_SIZE, max_num_seqs=self.max_num_seqs,
+                               max_num_batched_tokens=self.max_num_batched_tokens,
+                               chunked_prefill=self.chunked_prefill, watermark=self.watermark)
+
+
+def model_spec(model: Transformer, name: str) -> ModelSpec:
+    """The catalog-style ModelSpec of a loaded model (what the KV policies are built for)."""
+    c = model.config
+    dtype = model.model.embed_tokens.weight.dtype
+    return ModelSpec(name=name, hf_id=name, num_layers=c.num_hidden_layers, hidden_size=c.hidden_size,
+                     num_heads=c.num_attention_heads, num_kv_heads=c.num_key_value_heads, head_dim=c.head_dim,
+                     intermediate_size=c.intermediate_size, vocab_size=c.vocab_size,
+                     num_params=float(model.num_params()), dtype_bytes=torch.empty((), dtype=dtype).element_size(),
+                     max_position=c.max_position_embeddings)
+
+
+def build_policy(name: str, spec: ModelSpec, params: dict[str, Any] | None = None, seed: int = 0):
+    """make_policy with the runtime's defaults for models outside the catalogs.
+
+    flexicache: the paper's shipped unstable-head list when the model has one, else the synthetic class.
+    head_split: DuoAttention gates when a pattern maps to the model, else seeded random gates.
+    """
+    params = dict(params or {})
+    if isinstance(params.get("unstable_heads"), list):
+        params["unstable_heads"] = tuple(tuple(p) for p in params["unstable_heads"])
+    if isinstance(params.get("intervals"), list):
+        params["intervals"] = tuple(params["intervals"])
+    if name == "flexicache" and "unstable_source" not in params and "unstable_heads" not in params:
+        try:
+            shipped_unstable_heads(spec.name)
+            params["unstable_source"] = "shipped"
+        except KeyError:
+            params["unstable_source"] = "synthetic"
+    if name == "head_split" and params.get("pattern_model") is None:
+        from tessera.kvcache.config import HeadSplitConfig
+        from tessera.kvcache.policies import HeadSplitPolicy
+        try:
+            return make_policy(name, spec, **params)
+        except (KeyError, ValueError):
+            gates = np.random.default_rng(seed).random((spec.num_layers, spec.num_kv_heads))
+            return HeadSplitPolicy(spec, HeadSplitConfig(**params), gate_values=gates)
+    return make_policy(name, spec, **params)
+
+
+class _SchedulerPool:
+    """The device pool as the shared batch scheduler sees it (tessera.interface.KVBlockPool), in head-pages.
+
+    Growth gives every head of every layer blocks for the pages a token range starts (like the
+    simulator's HeadPagePool); the policy's moves then return what it does not keep. Admission also
+    reserves a request's peak host pages and MinMax blocks, so a running request never runs out of them.
+    """
+
+    block_size = PAGE_SIZE
+
+    def __init__(self, engine: "Engine") -> None:
+        self.engine = engine
+        self.cache = engine.cache
+        self.num_blocks = self.cache.device_blocks.num_blocks
+        self.num_heads = self.cache.num_heads_total
+
+    @property
+    def num_free_blocks(self) -> int:
+        return self.cache.device_blocks.num_free
+
+    def blocks_needed(self, seq: Sequence, num_new_tokens: int) -> int:
+        c = seq.num_computed_tokens
+        return self.num_heads * (-(-(c + num_new_tokens) // PAGE_SIZE) - -(-c // PAGE_SIZE))
+
+    def allocate(self, seq: Sequence, num_new_tokens: int) -> bool:
+        need = self.blocks_needed(seq, num_new_tokens)
+        fresh = seq.num_computed_tokens == 0 and seq.num_blocks == 0
+        if fresh and not self.engine._reserve(seq):
+            return False
+        if need > self.cache.device_blocks.num_free:
+            self.cache.poll(wait=True)
+        if need > self.cache.device_blocks.num_free:
+            if fresh:
+                self.engine._unreserve(seq)
+            return False
+        c = seq.num_computed_tokens
+        self.cache.grow(seq.tables, c, c + num_new_tokens)
+        return True
+
+    def free(self, seq: Sequence) -> None:
+        self.engine._release(seq)
+
+
+class Engine:
+    """Continuous-batching engine. API: add_request, step, run, generate, records, kv_usage."""
+
+    def __init__(self, model: Transformer, tokenizer=None, config: EngineConfig | None = None, policy=None,
+                 name: str = "model") -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config = config or EngineConfig()
+        self.name = name
+        self.device = model.model.embed_tokens.weight.device
+        self.dtype = model.model.embed_tokens.weight.dtype
+        self.spec = model_spec(model, name)
+        self.policy = policy or build_policy(config.kvpolicy, self.spec, config.kvpolicy_params, config.seed)
+        plan = self.plan = self.policy.plan
+        if plan.geometry.page_tokens != PAGE_SIZE:
+            raise ValueError(f"kvpolicy page_tokens={plan.geometry.page_tokens}: the kernels use {PAGE_SIZE}")
+        self.mode = np.asarray(plan.mode)
+        self.topk_pages = plan.topk_pages
+        self.has_offload = plan.count(HeadMode.OFFLOAD) > 0
+        self.num_offload_heads = plan.count(HeadMode.OFFLOAD)
+        c = model.config
+        page_bytes = 2 * PAGE_SIZE * c.head_dim * self.spec.dtype_bytes
+        n_dev = config.num_device_blocks or int(config.device_kv_gib * GIB // page_bytes)
+        n_host = int(config.host_kv_gib * GIB // page_bytes) if self.has_offload else 0
+        n_mm = n_dev + n_host if plan.keeps_minmax else 0
+        self.cache = KVCache(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, n_dev, n_host, n_mm,
+                             self.dtype, self.device)
+        self.pool = _SchedulerPool(self)
+        self.scheduler = FCFSScheduler(config.scheduler_config())
+        self.eos_ids = self._eos_ids()
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self._arrivals: list[tuple[float, int, Sequence]] = []  # heap (arrival_s, request_id, seq)
+        self.sequences: dict[int, Sequence] = {}
+        self._next_id = 0
+        self._host_reserved = 0
+        self._mm_reserved = 0
+        self.num_steps = 0
+        self.peak_host_blocks = 0
+        self.num_preemptions = 0
+        self.decode_tokens = 0
+        self.decode_time_s = 0.0
+        self._usage: list[tuple[float, int]] = []
+        self._t0 = time.perf_counter()
+        self._skipped = 0.0
+        # per-layer head classes, fixed for the run
+        L = c.num_hidden_layers
+        self._full_heads = [torch.as_tensor(self.mode[l] == HeadMode.FULL, device=self.device) for l in range(L)]
+        self._layer_has_resident_topk = [(self.mode[l] == HeadMode.RESIDENT_TOPK).any() for l in range(L)]
+        self._all_full = bool((self.mode == HeadMode.FULL).all())
+
+    @classmethod
+    def from_checkpoint(cls, folder: str | Path, config: EngineConfig | None = None, device: str = "auto",
+                        dtype: torch.dtype | str | None = None) -> "Engine":
+        from tessera.runtime.checkpoint import DTYPES, load_checkpoint
+        from tessera.runtime.tokenizer import load_tokenizer
+
+        folder = Path(folder)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+        model = load_checkpoint(folder, device=device, dtype=dtype)
+        try:
+            tokenizer = load_tokenizer(folder)
+        except FileNotFoundError:
+            tokenizer = None
+        return cls(model, tokenizer, config, name=folder.name)
+
+    # ------------------------------------------------------------------------------------------ clock
+    def now(self) -> float:
+        return time.perf_counter() - self._t0 + self._skipped
+
+    # ------------------------------------------------------------------------------------- requests
+    def add_request(self, prompt: str | list[int], params: SamplingParams | None = None, arrival_s: float | None = None,
+                    request_id: int | None = None) -> int:
+        """Queue a request (text needs a tokenizer); it is not admitted before arrival_s on the engine clock."""
+        params = params or SamplingParams()
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise ValueError("a text prompt needs a tokenizer; pass token ids")
+            prompt = self.tokenizer.encode(prompt)
+        request_id = self._next_id if request_id is None else request_id
+        if request_id in self.sequences:
+            raise ValueError(f"request id {request_id} is already used")
+        self._next_id = max(self._next_id, request_id + 1)
+        seed = params.seed if params.seed is not None else self.config.seed * 1_000_003 + request_id
+        gen = torch.Generator().manual_seed(seed)
+        arrival = self.now() if arrival_s is None else float(arrival_s)
+        tables = SeqTables(self.cache.num_layers, self.cache.num_kv_heads, -(-len(prompt) // PAGE_SIZE) + 1)
+        seq = Sequence(request_id, list(prompt), params, arrival, tables, gen)
+        self._check_fits(seq)
+        seq.rk = self.policy.new_request(request_id, seq.num_prompt_tokens, track_pages=True)
+        self.sequences[request_id] = seq
+        heapq.heappush(self._arrivals, (arrival, request_id, seq))
+        return request_id
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running or self._arrivals)
+
+    def _check_fits(self, seq: Sequence) -> None:
+        total = seq.num_prompt_tokens + seq.params.max_tokens
+        heads = self.cache.num_heads_total
+        sparse = bool(np.isin(self.mode, (HeadMode.WINDOW, HeadMode.OFFLOAD)).any())
+        device = heads * -(-(seq.num_prompt_tokens + 1 if sparse else total) // PAGE_SIZE)
+        host, mm = self._peak_needs(seq)
+        for what, need, have, key in (("device KV head-pages", device, self.cache.device_blocks.num_blocks,
+                                       "runtime.device_kv_gib / runtime.num_device_blocks"),
+                                      ("host KV head-pages", host, self.cache.host_blocks.num_blocks,
+                                       "runtime.host_kv_gib"),
+                                      ("MinMax blocks", mm, self.cache.minmax_blocks.num_blocks,
+                                       "runtime.device_kv_gib")):
+            if need > have:
+                raise MemoryError(f"request {seq.request_id} ({seq.num_prompt_tokens} prompt + "
+                                  f"{seq.params.max_tokens} output tokens) needs {need} {what}, the pool has "
+                                  f"{have}: raise {key}")
+
+    def _peak_needs(self, seq: Sequence) -> tuple[int, int]:
+        total = seq.num_prompt_tokens + seq.params.max_tokens
+        host = self.num_offload_heads * (total // PAGE_SIZE)
+        mm = self.cache.num_heads_total * -(-total // PAGE_SIZE) if self.cache.keeps_minmax else 0
+        return host, mm
+
+    def _reserve(self, seq: Sequence) -> bool:
+        host, mm = self._peak_needs(seq)
+        if self._host_reserved + host > self.cache.host_blocks.num_blocks:
+            return False
+        if self._mm_reserved + mm > self.cache.minmax_blocks.num_blocks:
+            return False
+        self._host_reserved += host
+        self._mm_reserved += mm
+        seq._reserved = (host, mm)
+        return True
+
+    def _unreserve(self, seq: Sequence) -> None:
+        host, mm = getattr(seq, "_reserved", (0, 0))
+        self._host_reserved -= host
+        self._mm_reserved -= mm
+        seq._reserved = (0, 0)
+
+    def _release(self, seq: Sequence) -> None:
+        """All of a request's blocks go back: it finished, or the scheduler preempts it (recompute)."""
+        self.cache.release(seq.tables)
+        if seq.status == "finished":
+            seq.rk.on_finish()
+        else:
+            seq.rk.on_preempt()
+            self.num_preemptions += 1
+        self._unreserve(seq)
+
+    # ------------------------------------------------------------------------------------------- loop
+    def _admit_arrivals(self) -> None:
+        if not (self.waiting or self.running) and self._arrivals:
+            gap = self._arrivals[0][0] - self.now()
+            if gap > 0:
+                if self.config.realtime:
+                    time.sleep(gap)
+                else:
+                    self._skipped += gap
+        now = self.now()
+        while self._arrivals and self._arrivals[0][0] <= now:
+            _, _, seq = heapq.heappop(self._arrivals)
+            self.waiting.append(seq)
+
+    def step(self) -> list[Sequence]:
+        """One iteration; returns the requests that finished in it."""
+        self._admit_arrivals()
+        self.cache.poll()
+        batch = self.scheduler.schedule(self.waiting, self.running, self.pool)
+        if not batch.seqs:
+            if self.waiting and not self.running and not self.cache.num_pending_blocks:
+                seq = self.waiting[0]
+                raise MemoryError(f"request {seq.request_id} cannot be scheduled: it needs "
+                                  f"{self.pool.blocks_needed(seq, seq.num_tokens)} head-pages, "
+                                  f"{self.pool.num_free_blocks} free; raise runtime.device_kv_gib")
+            return []
+        t = self.now()
+        for seq in batch.seqs:
+            if math.isnan(seq.first_scheduled_s):
+                seq.first_scheduled_s = t
+            seq.status = "running"
+        nums = list(batch.num_scheduled_tokens)
+        decoding = [s.rk.phase == "decoding" for s in batch.seqs]
+        t_fwd = time.perf_counter()
+        with torch.inference_mode():
+            logits, topk_rows = self._forward(batch.seqs, nums, decoding)
+        if all(decoding):
+            self.decode_tokens += len(nums)
+            self.decode_time_s += time.perf_counter() - t_fwd
+        finished = self._postprocess(batch.seqs, nums, decoding, logits, topk_rows)
+        self.num_steps += 1
+        self._usage.append((self.now(), self.cache.device_blocks.num_used))
+        self.peak_host_blocks = max(self.peak_host_blocks, self.cache.host_blocks.num_used)
+        return finished
+
+    def run(self, progress: bool = False) -> list[Sequence]:
+        """Step until every queued request finished; returns them in request-id order."""
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(self._arrivals) + len(self.waiting) + len(self.running), desc="runtime")
+        while self.has_unfinished():
+            done = self.step()
+            if bar is not None and done:
+                bar.update(len(done))
+        if bar is not None:
+            bar.close()
+        return [self.sequences[i] for i in sorted(self.sequences)]
+
+    def generate(self, prompts: list[str | list[int]], params: SamplingParams | None = None) -> list[list[int]]:
+        """Run prompts to completion (arriving now); returns their generated token ids in order."""
+        ids = [self.add_request(p, params) for p in prompts]
+        self.run()
+        return [self.sequences[i].output_token_ids for i in ids]
+
+    # ---------------------------------------------------------------------------------------- forward
+    def _forward(self, seqs: list[Sequence], nums: list[int], decoding: list[bool]):
+        """Flattened batch through the model; returns (logits [S, vocab] of sampling rows, top-K per decode)."""
+        model, cache, dev = self.model, self.cache, self.device
+        L, H = cache.num_layers, cache.num_kv_heads
+        tokens, positions, rows, segments, sample_at = [], [], [], [], []
+        start = 0
+        for i, (s, n) in enumerate(zip(seqs, nums)):
+            c = s.num_computed_tokens
+            if c >= s.num_prompt_tokens:
+                ids = s.output_token_ids[c - s.num_prompt_tokens:c - s.num_prompt_tokens + n]
+            elif c + n > s.num_prompt_tokens:
+                ids = s.token_ids[c:c + n]
+            else:
+                ids = s.prompt_token_ids[c:c + n]
+            tokens.extend(ids)
+            positions.extend(range(c, c + n))
+            rows.extend([i] * n)
+            if not decoding[i]:
+                segments.append((i, start, n, c))
+            if c + n == s.num_tokens:
+                sample_at.append(start + n - 1)
+            start += n
+        P = max(-(-(s.num_computed_tokens + n) // PAGE_SIZE) for s, n in zip(seqs, nums))
+        bt_np = np.full((len(seqs), L, H, P), -1, dtype=np.int32)
+        for i, s in enumerate(seqs):
+            w = min(P, s.tables.dev.shape[2])
+            bt_np[i, :, :, :w] = s.tables.dev[:, :, :w]
+        bt = torch.from_numpy(bt_np).to(dev)
+        tok_t = torch.tensor(tokens, dtype=torch.long, device=dev)
+        pos_t = torch.tensor(positions, dtype=torch.long, device=dev)
+        row_t = torch.tensor(rows, dtype=torch.long, device=dev)
+        full_dev, full_mm = self._newly_full(seqs, nums)
+        dec = self._decode_inputs(seqs, nums, decoding, bt, P) if any(decoding) else None
+
+        h = model.embed(tok_t[None])
+        rope = model.rope(pos_t[None])
+        topk_np: dict[int, np.ndarray] = {}
+        for l, layer in enumerate(model.layers):
+            q, k, v = layer.qkv(h, rope)  # (1, Hq, N, D), (1, Hkv, N, D)
+            bt_l = bt[:, l]
+            slots = slot_mapping(bt_l, row_t, pos_t)
+            dispatch.write_kv(cache.kv, k[0].transpose(0, 1).contiguous(), v[0].transpose(0, 1).contiguous(), slots)
+            if full_dev is not None:
+                cache.update_minmax(full_dev[l], full_mm[l])
+            o = torch.empty_like(q)
+            for i, s0, T, c in segments:
+                blocks = bt_l[i, :, :-(-(c + T) // PAGE_SIZE)]
+                o[:, :, s0:s0 + T] = prefill_attention(q[:, :, s0:s0 + T], k[:, :, s0:s0 + T], v[:, :, s0:s0 + T],
+                                                       cache.kv, blocks, c)
+            if dec is not None:
+                qd = q[0, :, dec["tok"]].transpose(0, 1).contiguous()  # [Bd, Hq, D]
+                btd = bt_l[dec["rows"]].contiguous()
+                plan = dec["plans"][l]
+                topk = None
+                if plan.needs_scores:
+                    scores = dispatch.score_pages(qd, cache.minmax, dec["mm"][:, l], dec["lens"])
+                    topk = dispatch.select_topk(scores, self.topk_pages)
+                    if dec["due_layers"][l]:
+                        topk_np[l] = topk.cpu().numpy()
+                od = decode_attention(qd, cache.kv, btd, dec["lens"], plan, topk)
+                o[0, :, dec["tok"]] = od.transpose(0, 1)
+            h = layer.finish(h, o)
+        logits = model.logits(h[:, sample_at])[0] if sample_at else None
+        topk_rows = self._due_topk(seqs, decoding, dec, topk_np) if dec is not None else {}
+        return logits, topk_rows
+
+    def _newly_full(self, seqs, nums):
+        """Device and MinMax block ids [L, X] of the pages every head fills this step (for update_minmax)."""
+        if not self.cache.keeps_minmax:
+            return None, None
+        devs, mms = [], []
+        for s, n in zip(seqs, nums):
+            c = s.num_computed_tokens
+            p0, p1 = c // PAGE_SIZE, (c + n) // PAGE_SIZE
+            if p1 > p0:
+                devs.append(s.tables.dev[:, :, p0:p1].reshape(self.cache.num_layers, -1))
+                mms.append(s.tables.mm[:, :, p0:p1].reshape(self.cache.num_layers, -1))
+        if not devs:
+            return None, None
+        dev_ids = np.concatenate(devs, axis=1)
+        mm_ids = np.concatenate(mms, axis=1)
+        assert (dev_ids >= 0).all() and (mm_ids >= 0).all(), "a page filled this step has no block"
+        return (torch.from_numpy(dev_ids).to(self.device), torch.from_numpy(mm_ids).to(self.device))
+
+    def _decode_inputs(self, seqs, nums, decoding, bt, P) -> dict:
+        """Per layer: which kernels run, static page lists and rows whose pages come from this step's scores."""
+        L, H = self.cache.num_layers, self.cache.num_kv_heads
+        mode, plan = self.mode, self.plan
+        idx = [i for i, d in enumerate(decoding) if d]
+        tok_index = np.cumsum([0] + nums)[:-1]
+        dseqs = [seqs[i] for i in idx]
+        Bd = len(dseqs)
+        lens = np.array([s.num_computed_tokens + 1 for s in dseqs], dtype=np.int64)
+        out = {"rows": torch.tensor(idx, device=self.device),
+               "tok": torch.tensor(tok_index[idx], device=self.device),
+               "lens": torch.from_numpy(lens.astype(np.int32)).to(self.device)}
+        due_layers = np.zeros(L, dtype=bool)
+        dynamic = np.zeros((Bd, L, H), dtype=bool)
+        dynamic[:, mode == HeadMode.RESIDENT_TOPK] = True
+        static = np.zeros((Bd, L, H, P), dtype=bool)
+        pages = np.arange(P)
+        off = mode == HeadMode.OFFLOAD
+        win = mode == HeadMode.WINDOW
+        for b, s in enumerate(dseqs):
+            n = -(-int(lens[b]) // PAGE_SIZE)
+            if win.any():
+                keep = (pages < plan.sink_pages) | ((pages >= n - plan.window_pages) & (pages < n))
+                static[b][win] = keep
+            if off.any():
+                if s.decoded_since_prefill:
+                    static[b][off] = s.tables.dev[off][:, :P] >= 0 if s.tables.dev.shape[2] >= P else \
+                        np.pad(s.tables.dev[off], ((0, 0), (0, P - s.tables.dev.shape[2])), constant_values=-1) >= 0
+                else:
+                    dynamic[b][off] = True  # first rank: this step's top-K is used at once
+                layers, _ = s.rk.due_heads()
+                due_layers[np.unique(layers)] = True
+        width = int(static.sum(-1).max(initial=0))
+        if width:
+            order = np.where(static, pages, P)
+            order.sort(axis=-1)
+            order = order[..., :width]
+            static_pages = np.where(order == P, -1, order).astype(np.int32)
+        else:
+            static_pages = np.full((Bd, L, H, 1), -1, dtype=np.int32)
+        static_t = torch.from_numpy(static_pages).to(self.device)
+        dynamic_t = torch.from_numpy(dynamic).to(self.device)
+        if self.cache.keeps_minmax:
+            mm_np = np.full((Bd, L, H, P), -1, dtype=np.int32)
+            for b, s in enumerate(dseqs):
+                w = min(P, s.tables.mm.shape[2])
+                mm_np[b, :, :, :w] = s.tables.mm[:, :, :w]
+            out["mm"] = torch.from_numpy(mm_np).to(self.device)
+        plans = []
+        for l in range(L):
+            needs = bool(self._layer_has_resident_topk[l] or due_layers[l] or dynamic[:, l].any())
+            needs = needs and self.cache.keeps_minmax
+            all_full = bool((mode[l] == HeadMode.FULL).all())
+            plans.append(DecodeLayerPlan(full_heads=self._full_heads[l],
+                                         pages=None if all_full else static_t[:, l].contiguous(),
+                                         dynamic=dynamic_t[:, l] if needs else None, needs_scores=needs))
+        out["plans"] = plans
+        out["due_layers"] = due_layers
+        out["dseqs"] = dseqs
+        return out
+
+    def _due_topk(self, seqs, decoding, dec, topk_np) -> dict[int, np.ndarray]:
+        """Per decoding sequence (batch index): top-K rows [m, K] for its due OFFLOAD heads, in due_heads order."""
+        out = {}
+        if not self.has_offload:
+            return out
+        b = 0
+        for i, s in enumerate(seqs):
+            if not decoding[i]:
+                continue
+            layers, heads = s.rk.due_heads()
+            if len(layers):
+                out[i] = np.stack([topk_np[int(l)][b, int(h)] for l, h in zip(layers, heads)])
+            b += 1
+        return out
+
+    # ------------------------------------------------------------------------------------ postprocess
+    def _postprocess(self, seqs, nums, decoding, logits, topk_rows) -> list[Sequence]:
+        finished = []
+        row = 0
+        for i, (s, n) in enumerate(zip(seqs, nums)):
+            s.num_computed_tokens += n
+            summary = None
+            if decoding[i]:
+                summary = s.rk.on_decode_step(topk=topk_rows.get(i))
+                s.decoded_since_prefill = True
+            elif s.num_computed_tokens == s.num_tokens:
+                summary = s.rk.on_prefill_done(s.num_computed_tokens)
+            samples = s.num_computed_tokens == s.num_tokens
+            if samples:
+                token = sample(logits[row], s.params, s.generator)
+                row += 1
+                s.output_token_ids.append(token)
+                t = self.now()
+                if math.isnan(s.first_token_s):
+                    s.first_token_s = t
+                reason = self._stop_reason(s, token)
+                if reason is not None:
+                    s.finish_reason = reason
+                    s.status = "finished"
+                    s.finish_s = t
+                    self.running.remove(s)
+                    self.pool.free(s)  # this step's moves are moot: everything goes back
+                    finished.append(s)
+                    continue
+            if summary is not None:
+                if summary.moves is not None:
+                    stats = self.cache.apply_moves(s.tables, summary.moves)
+                    s.bytes_moved += stats.bytes
+                    s.d2h_bytes += stats.d2h_pages * self.cache.page_bytes
+                    s.h2d_bytes += stats.h2d_pages * self.cache.page_bytes
+                    s.num_reloads += stats.h2d_pages > 0
+                if summary.is_reloading:
+                    s.rk.on_reload_done()
+                if self.config.check_invariants and s.tables.num_device_blocks != s.rk.device_pages:
+                    raise AssertionError(f"request {s.request_id}: holds {s.tables.num_device_blocks} device blocks, "
+                                         f"its KV policy counts {s.rk.device_pages}")
+        return finished
+
+    def _stop_reason(self, s: Sequence, token: int) -> str | None:
+        if token in s.params.stop_token_ids:
+            return "stop"
+        if not s.params.ignore_eos and token in self.eos_ids:
+            return "eos"
+        if len(s.output_token_ids) >= s.params.max_tokens:
+            return "length"
+        return None
+
+    def _eos_ids(self) -> set[int]:
+        ids = set()
+        eos = self.model.config.eos_token_id
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif isinstance(eos, list):
+            ids.update(eos)
+        tok_eos = getattr(self.tokenizer, "eos_id", None)
+        if isinstance(tok_eos, int) and tok_eos >= 0:
+            ids.add(tok_eos)
+        return ids
+
+    # ---------------------------------------------------------------------------------------- results
+    def records(self) -> pd.DataFrame:
+        """One row per request in the shared results schema (tessera.results), engine-clock seconds."""
+        seqs = [self.sequences[i] for i in sorted(self.sequences)]
+        decode = self.tokenizer.decode if self.tokenizer is not None else None
+        frame = pd.DataFrame({
+            "request_id": [s.request_id for s in seqs],
+            "query_id": [None] * len(seqs),
+            "stage": [None] * len(seqs),
+            "model": [self.name] * len(seqs),
+            "worker": [0] * len(seqs),
+            "arrival_s": [s.arrival_s for s in seqs],
+            "start_s": [s.first_scheduled_s for s in seqs],
+            "first_token_s": [s.first_token_s for s in seqs],
+            "finish_s": [s.finish_s for s in seqs],
+            "prompt_tokens": [s.num_prompt_tokens for s in seqs],
+            "output_tokens": [len(s.output_token_ids) for s in seqs],
+            "preemptions": [s.num_preemptions for s in seqs],
+            "bytes_moved": [float(s.bytes_moved) for s in seqs],
+            "answer": [decode(s.output_token_ids) if decode else None for s in seqs],
+            "correct": [None] * len(seqs),
+            "status": [s.status for s in seqs],
+        })
+        return frame.astype(REQUEST_COLUMNS)
+
+    def kv_usage(self) -> pd.DataFrame:
+        t = np.array([u[0] for u in self._usage], dtype=float)
+        used = np.array([u[1] for u in self._usage], dtype=np.int64)
+        return pd.DataFrame({"worker": np.zeros(len(t), dtype=np.int64), "t_s": t, "used_blocks": used,
+                             "num_blocks": np.full(len(t), self.cache.device_blocks.num_blocks, dtype=np.int64)})
+
+    def stats(self) -> dict:
+        return {"policy": self.plan.policy, "device_blocks": self.cache.device_blocks.num_blocks,
+                "host_blocks": self.cache.host_blocks.num_blocks, "steps": self.num_steps,
+                "preemptions": self.num_preemptions,
+                "decode_tokens_per_s": self.decode_tokens / self.decode_time_s if self.decode_time_s else math.nan,
+                "bytes_moved": float(sum(s.bytes_moved for s in self.sequences.values())),
+                "pcie_d2h_bytes": float(sum(s.d2h_bytes for s in self.sequences.values())),
+                "pcie_h2d_bytes": float(sum(s.h2d_bytes for s in self.sequences.values())),
+                "num_reloads": int(sum(s.num_reloads for s in self.sequences.values()))}
+
+    def kv_requests(self) -> pd.DataFrame:
+        """Per request: KV bytes copied each way and reloads (the sim's kv_requests.csv columns that apply)."""
+        seqs = [self.sequences[i] for i in sorted(self.sequences)]
+        return pd.DataFrame({"request_id": [s.request_id for s in seqs], "h2d_bytes": [s.h2d_bytes for s in seqs],
+                             "d2h_bytes": [s.d2h_bytes for s in seqs], "stall_s": [0.0] * len(seqs),
+                             "num_reloads": [s.num_reloads for s in seqs]})

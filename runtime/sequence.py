@@ -1,0 +1,92 @@
+"""A request inside the runtime engine: its tokens, counters the batch scheduler reads, KV state and times.
+
+Implements tessera.interface.SchedulableSeq (vLLM v1 counter model): num_tokens = prompt + generated,
+num_computed_tokens = tokens whose KV is in the device pool; a step gives a sequence tokens so the
+second catches up with the first, so prefill, chunked prefill, decode and recompute are one rule.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from tessera.runtime.kv_cache import SeqTables
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """temperature 0 is greedy; top_p < 1 samples from the nucleus; seed None derives one from the engine's."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 16
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = [("temperature", self.temperature >= 0.0, "a value >= 0 (0 is greedy)"),
+                  ("top_p", 0.0 < self.top_p <= 1.0, "a fraction in (0, 1]"),
+                  ("max_tokens", self.max_tokens >= 1, "an integer >= 1")]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"sampling.{name}={getattr(self, name)!r} is invalid: use {allowed}")
+
+
+class Sequence:
+    """Counters, not phases: prefill is num_computed_tokens < num_tokens with its KV not yet complete."""
+
+    def __init__(self, request_id: int, prompt_token_ids: list[int], params: SamplingParams, arrival_s: float,
+                 tables: SeqTables, generator: torch.Generator) -> None:
+        if not prompt_token_ids:
+            raise ValueError(f"request {request_id}: empty prompt")
+        self.request_id = request_id
+        self.prompt_token_ids = list(prompt_token_ids)
+        self.output_token_ids: list[int] = []
+        self.params = params
+        self.num_prompt_tokens = len(prompt_token_ids)
+        self.num_computed_tokens = 0
+        self.tables = tables
+        self.generator = generator
+        self.rk = None  # tessera.kvcache RequestKV, set by the engine
+        self.decoded_since_prefill = False  # False until the first decode after a (re)prefill: first rank
+        self.num_preemptions = 0
+        self.bytes_moved = 0  # host <-> device KV bytes (d2h + h2d)
+        self.d2h_bytes = 0
+        self.h2d_bytes = 0
+        self.num_reloads = 0
+        self.arrival_s = arrival_s
+        self.first_scheduled_s = math.nan
+        self.first_token_s = math.nan
+        self.finish_s = math.nan
+        self.status = "waiting"
+        self.finish_reason: str | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_prompt_tokens + len(self.output_token_ids)
+
+    @property
+    def num_blocks(self) -> int:
+        """Device blocks (head-pages) the request holds."""
+        return self.tables.num_device_blocks
+
+    @property
+    def token_ids(self) -> list[int]:
+        return self.prompt_token_ids + self.output_token_ids
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status == "finished"
+
+    def preempt(self) -> None:
+        """Preemption by recompute: the KV is gone; prompt and generated tokens are computed again."""
+        self.num_computed_tokens = 0
+        self.num_preemptions += 1
+        self.decoded_since_prefill = False
+        self.status = "preempted"
+
+    def __repr__(self) -> str:
+        return (f"Sequence(id={self.request_id}, tokens={self.num_tokens}, computed={self.num_computed_tokens}, "
+                f"generated={len(self.output_token_ids)}/{self.params.max_tokens}, {self.status})")

@@ -1,0 +1,67 @@
+"""Training batches: rows of stdlib text, key-value lookups, passkey needles and repeats, by weight.
+
+Batch `step` depends only on (seed, step), so a resumed run sees exactly the batches it would have.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tessera.runtime.tokenizer import ByteTokenizer
+from tessera.runtime.train.corpus import Corpus
+from tessera.runtime.train.tasks import key_value_example, needle_example, repeat_example
+
+ROW_KINDS = ("text", "kv", "needle", "repeat")
+
+
+@dataclass
+class Mixture:
+    text: float = 0.25
+    kv: float = 0.3
+    needle: float = 0.15
+    repeat: float = 0.3
+
+    def probabilities(self) -> list[float]:
+        weights = np.array([self.text, self.kv, self.needle, self.repeat])
+        return (weights / weights.sum()).tolist()
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor  # (B, T) int64
+    targets: torch.Tensor  # (B, T) int64, -100 where no loss (padding)
+    is_answer: torch.Tensor  # (B, T) bool, True where the target is a retrieval answer token
+
+
+def make_row(kind: str, rng: np.random.Generator, seq_len: int, corpus: Corpus, tok: ByteTokenizer):
+    """One row of seq_len + 1 tokens starting with <bos>, plus the answer-token positions."""
+    body = seq_len  # tokens after <bos>
+    if kind == "text":
+        return [tok.bos_id] + corpus.window(rng, body), []
+    if kind == "repeat":
+        ex = repeat_example(rng, body)
+    else:
+        ex = key_value_example(rng, body) if kind == "kv" else needle_example(rng, body, corpus.data)
+    tokens = [tok.bos_id] + ex.tokens
+    tokens += [tok.pad_id] * (seq_len + 1 - len(tokens))
+    # answer_loss tracks lookups and passkeys only; a repeat's whole second half is not an "answer"
+    spans = [] if kind == "repeat" else ex.answer_spans
+    answers = [p + 1 for s, e in spans for p in range(s, e)]  # +1: the <bos>
+    return tokens, answers
+
+
+def make_batch(seed: int, step: int, batch_size: int, seq_len: int, mixture: Mixture,
+               corpus: Corpus, tok: ByteTokenizer) -> Batch:
+    rng = np.random.default_rng([seed, step])
+    kinds = rng.choice(ROW_KINDS, batch_size, p=mixture.probabilities())
+    rows = torch.empty(batch_size, seq_len + 1, dtype=torch.int64)
+    is_answer = torch.zeros(batch_size, seq_len + 1, dtype=torch.bool)
+    for b, kind in enumerate(kinds):
+        tokens, answers = make_row(str(kind), rng, seq_len, corpus, tok)
+        rows[b] = torch.tensor(tokens)
+        is_answer[b, answers] = True
+    targets = rows[:, 1:].clone()
+    targets[targets == tok.pad_id] = -100
+    return Batch(inputs=rows[:, :-1], targets=targets, is_answer=is_answer[:, 1:])

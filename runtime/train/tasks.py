@@ -1,0 +1,106 @@
+"""Synthetic retrieval tasks: key-value lookup, passkey needle-in-a-haystack, and repeated random text.
+
+Each generator takes a numpy Generator and a target length in tokens (bytes) and returns a
+RetrievalExample whose answer_spans say exactly which token positions hold the answers.
+"""
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+
+import numpy as np
+
+KEY_LETTERS = np.array(list(string.ascii_lowercase))
+KEY_LEN = 3
+VALUE_DIGITS = 4
+PASSKEY_DIGITS = 5
+KV_HEADER = "Dictionary:\n"
+KV_QUERY_HEADER = "Lookups:\n"
+NEEDLE = "\n# The passkey is {passkey}. Remember it.\n"
+REPEAT_HEADER = "\nAgain:\n"
+REPEAT_MIN, REPEAT_MAX = 8, 160
+NEEDLE_QUESTION = "\n# Question: what is the passkey? The passkey is "
+
+
+@dataclass
+class RetrievalExample:
+    """tokens: the whole sequence (no bos). answer_spans: [start, end) token ranges of answers,
+    each preceded by its prompt; answers: the answer strings, in the same order."""
+
+    tokens: list[int]
+    answer_spans: list[tuple[int, int]] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+
+    def prompt_for(self, i: int) -> list[int]:
+        """Tokens up to (not including) answer i: what a greedy decoder is given."""
+        return self.tokens[: self.answer_spans[i][0]]
+
+
+def _encode(text: str) -> list[int]:
+    return list(text.encode("utf-8"))
+
+
+def _unique_keys(rng: np.random.Generator, count: int) -> list[str]:
+    keys: dict[str, None] = {}
+    while len(keys) < count:
+        keys["".join(rng.choice(KEY_LETTERS, KEY_LEN))] = None
+    return list(keys)
+
+
+def key_value_example(rng: np.random.Generator, length: int, num_queries: int | None = None) -> RetrievalExample:
+    """"Dictionary:" then "key=value" lines, then "Lookups:" and `num_queries` of the keys again,
+    each followed by its value (the answer). Total length <= `length` tokens.
+    num_queries None: a quarter of the lines, at most 8."""
+    line_len = KEY_LEN + 1 + VALUE_DIGITS + 1
+    fixed = len(KV_HEADER) + len(KV_QUERY_HEADER)
+    num_lines = (length - fixed) // line_len
+    num_queries = num_queries or min(8, num_lines // 4)
+    num_pairs = num_lines - num_queries
+    assert num_pairs >= num_queries, f"length {length} too short for {num_queries} queries"
+    keys = _unique_keys(rng, num_pairs)
+    values = ["".join(map(str, rng.integers(0, 10, VALUE_DIGITS))) for _ in keys]
+    tokens = _encode(KV_HEADER + "".join(f"{k}={v}\n" for k, v in zip(keys, values)) + KV_QUERY_HEADER)
+    example = RetrievalExample(tokens=tokens)
+    for i in rng.choice(num_pairs, num_queries, replace=False):
+        tokens += _encode(f"{keys[i]}=")
+        example.answer_spans.append((len(tokens), len(tokens) + VALUE_DIGITS))
+        example.answers.append(values[i])
+        tokens += _encode(values[i] + "\n")
+    return example
+
+
+def needle_example(rng: np.random.Generator, length: int, haystack: np.ndarray) -> RetrievalExample:
+    """A passkey sentence hidden at a random line start inside stdlib text, asked at the end."""
+    passkey = "".join(map(str, rng.integers(1, 10, PASSKEY_DIGITS)))
+    needle = _encode(NEEDLE.format(passkey=passkey))
+    question = _encode(NEEDLE_QUESTION)
+    tail = _encode(".\n")
+    hay_len = length - len(needle) - len(question) - PASSKEY_DIGITS - len(tail)
+    start = int(rng.integers(0, len(haystack) - hay_len))
+    hay = haystack[start : start + hay_len].tolist()
+    cut = int(rng.integers(0, hay_len + 1))
+    newline_after = hay.index(10, cut) + 1 if 10 in hay[cut:] else hay_len
+    tokens = hay[:newline_after] + needle + hay[newline_after:] + question
+    span = (len(tokens), len(tokens) + PASSKEY_DIGITS)
+    tokens += _encode(passkey) + tail
+    return RetrievalExample(tokens=tokens, answer_spans=[span], answers=[passkey])
+
+
+def repeat_example(rng: np.random.Generator, length: int) -> RetrievalExample:
+    """Segments of random printable ASCII, each followed by "Again:" and itself: a copy is predictable
+    only by looking back (the induction-head pattern), a dense signal that speeds up retrieval.
+    NOTE: segment lengths are random so the copy distance varies; with one fixed-length segment per
+    row the model learned to copy from a fixed offset instead of by content."""
+    tokens, example = [], RetrievalExample(tokens=[])
+    while True:
+        room = (length - len(tokens) - len(REPEAT_HEADER)) // 2
+        seg_len = min(int(rng.integers(REPEAT_MIN, REPEAT_MAX + 1)), room)
+        if seg_len < REPEAT_MIN:
+            break
+        segment = rng.integers(33, 127, seg_len).tolist()  # printable, no whitespace
+        tokens += segment + _encode(REPEAT_HEADER)
+        example.answer_spans.append((len(tokens), len(tokens) + seg_len))
+        example.answers.append(bytes(segment).decode())
+        tokens += segment
+    example.tokens = tokens
+    return example
