@@ -38,9 +38,17 @@ def _synthetic_workload(num_requests: int, arrival: Mapping, lengths: Mapping, s
                      build_lengths(lengths, "workload.lengths"), seed, model)
 
 
+def _moa_workload(dataset: str = "mmlu_pro", expert: str | None = None, num_queries: int | None = None,
+                  seed: int = 0, arrival_rate: float | None = None) -> list[Request]:
+    from tessera.workload.moa_requests import moa_expert_requests  # the MoA generator is heavy to import
+
+    return moa_expert_requests(dataset, expert, num_queries, seed, arrival_rate)
+
+
 WORKLOAD_KINDS: dict[str, Callable[..., list[Request]]] = {
     "trace": load_trace,
     "synthetic": _synthetic_workload,
+    "moa": _moa_workload,
 }
 
 
