@@ -10,7 +10,15 @@ import torch
 import triton
 import triton.language as tl
 
+from tessera.kernels._triton_utils import autotune_configs
 from tessera.kernels.layout import PAGE_SIZE, check
+
+# Dense and sparse decode kernels share one tuning space (a single config under the interpreter).
+DECODE_AUTOTUNE_CONFIGS = autotune_configs([
+    triton.Config({"PAGES_PER_ITER": 4}, num_warps=4, num_stages=2),
+    triton.Config({"PAGES_PER_ITER": 2}, num_warps=4, num_stages=2),
+    triton.Config({"PAGES_PER_ITER": 4}, num_warps=4, num_stages=3),
+    triton.Config({"PAGES_PER_ITER": 8}, num_warps=8, num_stages=2)])
 
 MAX_SPLITS = 64
 MIN_PAGES_PER_SPLIT = 8  # 128 tokens: less than this is not worth a program and a reduce row

@@ -10,18 +10,13 @@ import torch
 import triton
 import triton.language as tl
 
-from tessera.kernels._decode_common import (LOG2E, _attend_tokens, _store_partial, decode_ref, plan_splits,
-                                            reduce_splits)
-from tessera.kernels._triton_utils import autotune_configs, check_triton_device, upcast_inputs
+from tessera.kernels._decode_common import (DECODE_AUTOTUNE_CONFIGS, LOG2E, _attend_tokens, _store_partial,
+                                            decode_ref, plan_splits, reduce_splits)
+from tessera.kernels._triton_utils import check_triton_device, upcast_inputs
 from tessera.kernels.layout import PAGE_SIZE, SENTINEL, check, check_decode_inputs, check_index
 
 
-@triton.autotune(
-    configs=autotune_configs([triton.Config({"PAGES_PER_ITER": 4}, num_warps=4, num_stages=2),
-                              triton.Config({"PAGES_PER_ITER": 2}, num_warps=4, num_stages=2),
-                              triton.Config({"PAGES_PER_ITER": 4}, num_warps=4, num_stages=3),
-                              triton.Config({"PAGES_PER_ITER": 8}, num_warps=8, num_stages=2)]),
-    key=["D", "GROUP", "UPCAST"])
+@triton.autotune(configs=DECODE_AUTOTUNE_CONFIGS, key=["D", "GROUP", "UPCAST"])
 @triton.jit
 def _sparse_decode_kernel(q_ptr, kv_ptr, bt_ptr, len_ptr, sel_ptr, o_ptr, lse_ptr,
                           num_pages_tbl, num_blocks, num_selected, per_split, qk_scale,

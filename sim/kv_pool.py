@@ -12,29 +12,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tessera.sim.block_pool import BlockPool
+
 if TYPE_CHECKING:
     from tessera.sim.kv_manager import KVManager
 
 
-class HeadPagePool:
+class HeadPagePool(BlockPool):
     def __init__(self, num_pages: int, page_tokens: int, num_heads: int, manager: "KVManager") -> None:
         if num_pages < num_heads:
             raise MemoryError(f"KV pool has {num_pages} head-pages, fewer than one page for each of the "
                               f"{num_heads} heads: the weights and the MinMax region leave no room for KV; use a "
                               "bigger GPU, a higher gpu_memory_utilization or kvpolicy.minmax_region=false")
-        self.num_blocks = num_pages
-        self.block_size = page_tokens
+        super().__init__(num_pages, page_tokens)
         self.num_heads = num_heads
         self.manager = manager
-        self._free = num_pages
-
-    @property
-    def num_free_blocks(self) -> int:
-        return self._free
-
-    @property
-    def num_used_blocks(self) -> int:
-        return self.num_blocks - self._free
 
     def blocks_for_tokens(self, num_tokens: int) -> int:
         return self.num_heads * -(-num_tokens // self.block_size)
