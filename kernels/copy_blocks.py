@@ -50,7 +50,10 @@ def copy_blocks(src_pool: torch.Tensor, dst_pool: torch.Tensor, src_ids: torch.T
     """Triton: dst_pool[:, dst_ids[i]] = src_pool[:, src_ids[i]]; one program per (pair, K|V).
 
     On CUDA, a CPU pool must be pinned, and the copy is asynchronous on `stream` (default: current
-    stream): record an event on it before reading a host block or reusing a source block.
+    stream): record an event on it before reading a host block or reusing a source block. A side
+    `stream` first waits for the caller's current stream (the copy sees every write queued before the
+    call, e.g. this step's K/V), and CUDA id tensors are marked as used on it (record_stream), so the
+    caller may drop them at once.
     Pairs with an id out of range (e.g. -1) are skipped. Overlapping src/dst pairs in one pool race.
     """
     _check(src_pool, dst_pool, src_ids, dst_ids)
@@ -64,11 +67,20 @@ def copy_blocks(src_pool: torch.Tensor, dst_pool: torch.Tensor, src_ids: torch.T
             check(not pool.is_cuda or pool.device == device, f"pools are on two GPUs: {src_pool.device}, {dst_pool.device}")
     if src_ids.numel() == 0:
         return
-    stream_ctx = torch.cuda.stream(stream) if (stream is not None and device.type == "cuda") else contextlib.nullcontext()
-    device_ctx = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    on_cuda = device.type == "cuda"
+    if on_cuda and stream is not None:
+        caller = torch.cuda.current_stream(device)
+        if stream != caller:
+            stream.wait_stream(caller)  # no host sync; orders the copy after the caller's queued work
+            for ids in (src_ids, dst_ids):
+                if ids.is_cuda:
+                    ids.record_stream(stream)
+    stream_ctx = torch.cuda.stream(stream) if (stream is not None and on_cuda) else contextlib.nullcontext()
+    device_ctx = torch.cuda.device(device) if on_cuda else contextlib.nullcontext()
     with device_ctx, stream_ctx:
-        src_ids = src_ids.to(device, non_blocking=True)
-        dst_ids = dst_ids.to(device, non_blocking=True)
+        # The kernel indexes ids with stride 1: make them contiguous (a no-op for the usual 1-d tensors).
+        src_ids = src_ids.to(device, non_blocking=True).contiguous()
+        dst_ids = dst_ids.to(device, non_blocking=True).contiguous()
         block_elems = src_pool[0, 0].numel()
         _copy_blocks_kernel[(src_ids.numel(), 2)](
             src_pool, dst_pool, src_ids, dst_ids, src_pool.shape[1], dst_pool.shape[1],

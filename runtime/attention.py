@@ -48,10 +48,16 @@ def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pool: t
 class DecodeLayerPlan:
     """What decode attention of one layer needs besides q: which kernels run and the sparse page lists."""
 
-    full_heads: torch.Tensor  # bool [Hkv]: FULL heads of this layer
+    full_heads: torch.Tensor  # bool [Hkv]: FULL heads of this layer (on the pool's device)
     pages: torch.Tensor | None  # int32 [B, Hkv, W] static page lists (-1 pad), None if no sparse head
     dynamic: torch.Tensor | None  # bool [B, Hkv]: rows whose pages are this step's top-K
     needs_scores: bool
+    # Host-side copies of full_heads.any() / .all(). Reading them from the device tensor is a
+    # device->host sync per layer and step on CUDA, so callers that know them (the engine, from its
+    # numpy head modes) pass them; None falls back to reading the tensor.
+    any_full: bool | None = None
+    all_full: bool | None = None
+    full_q: torch.Tensor | None = None  # bool [Hq]: full_heads per query head (repeat_interleave), optional
 
 
 def decode_attention(q: torch.Tensor, pool: torch.Tensor, block_tables: torch.Tensor, seq_lens: torch.Tensor,
@@ -59,8 +65,8 @@ def decode_attention(q: torch.Tensor, pool: torch.Tensor, block_tables: torch.Te
     """q [B, Hq, D] -> o [B, Hq, D]; topk [B, Hkv, K] this step's top-K pages (when plan.dynamic has rows)."""
     num_kv_heads = block_tables.shape[1]
     group = q.shape[1] // num_kv_heads
-    any_full = bool(plan.full_heads.any())
-    all_full = bool(plan.full_heads.all())
+    any_full = bool(plan.full_heads.any()) if plan.any_full is None else plan.any_full
+    all_full = bool(plan.full_heads.all()) if plan.all_full is None else plan.all_full
     o_full = dispatch.paged_decode_attention(q, pool, block_tables, seq_lens) if any_full else None
     if all_full:
         return o_full
@@ -72,7 +78,8 @@ def decode_attention(q: torch.Tensor, pool: torch.Tensor, block_tables: torch.Te
     o_sparse = dispatch.sparse_paged_decode_attention(q, pool, block_tables, seq_lens, pages.contiguous())
     if not any_full:
         return o_sparse
-    full_q = plan.full_heads.repeat_interleave(group)[None, :, None]
+    full_q = plan.full_q if plan.full_q is not None else plan.full_heads.repeat_interleave(group)
+    full_q = full_q[None, :, None]
     return torch.where(full_q, o_full, o_sparse)
 
 

@@ -21,6 +21,7 @@ Times are engine-clock seconds (time.perf_counter since construction, plus idle 
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import time
@@ -41,7 +42,7 @@ from tessera.results.schema import REQUEST_COLUMNS
 from tessera.runtime.attention import DecodeLayerPlan, decode_attention, prefill_attention
 from tessera.runtime.kv_cache import KVCache, SeqTables
 from tessera.runtime.model import Transformer
-from tessera.runtime.sampling import sample
+from tessera.runtime.sampling import sample_batch
 from tessera.runtime.sequence import SamplingParams, Sequence
 from tessera.scheduling import FCFSScheduler, SchedulerConfig
 from tessera.types import ModelSpec
@@ -80,6 +81,20 @@ class EngineConfig:
         return SchedulerConfig(block_size=PAGE_SIZE, max_num_seqs=self.max_num_seqs,
                                max_num_batched_tokens=self.max_num_batched_tokens,
                                chunked_prefill=self.chunked_prefill, watermark=self.watermark)
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """"auto" (or None): cuda when available, else cpu. An explicit cuda device that is not available
+    raises ValueError naming the fix, instead of failing later inside a checkpoint load."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device={device!r} is not a torch device ({err}): use 'auto', 'cpu' or 'cuda[:N]'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} but CUDA is not available: use device='auto' or 'cpu'")
+    return device
 
 
 def model_spec(model: Transformer, name: str) -> ModelSpec:
@@ -211,7 +226,12 @@ class Engine:
         self._skipped = 0.0
         # per-layer head classes, fixed for the run
         L = c.num_hidden_layers
-        self._full_heads = [torch.as_tensor(self.mode[l] == HeadMode.FULL, device=self.device) for l in range(L)]
+        full = self.mode == HeadMode.FULL  # numpy [L, Hkv]: host-side, so no per-layer device sync
+        group = c.num_attention_heads // c.num_key_value_heads
+        self._full_heads = [torch.as_tensor(full[l], device=self.device) for l in range(L)]
+        self._full_q = [torch.as_tensor(np.repeat(full[l], group), device=self.device) for l in range(L)]
+        self._any_full = [bool(full[l].any()) for l in range(L)]
+        self._all_full_layer = [bool(full[l].all()) for l in range(L)]
         self._layer_has_resident_topk = [(self.mode[l] == HeadMode.RESIDENT_TOPK).any() for l in range(L)]
         self._all_full = bool((self.mode == HeadMode.FULL).all())
 
@@ -222,7 +242,7 @@ class Engine:
         from tessera.runtime.tokenizer import load_tokenizer
 
         folder = Path(folder)
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        device = resolve_device(device)
         dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
         model = load_checkpoint(folder, device=device, dtype=dtype)
         try:
@@ -346,16 +366,34 @@ class Engine:
         nums = list(batch.num_scheduled_tokens)
         decoding = [s.rk.phase == "decoding" for s in batch.seqs]
         t_fwd = time.perf_counter()
-        with torch.inference_mode():
+        with self._device_context(), torch.inference_mode():
             logits, topk_rows = self._forward(batch.seqs, nums, decoding)
+            # One device->host copy for the whole batch; on CUDA it also ends the step's async work, so
+            # the decode time below and the token times in _postprocess are measured, not launch times.
+            samplers = [s for s, n in zip(batch.seqs, nums) if s.num_computed_tokens + n == s.num_tokens]
+            tokens = sample_batch(logits, [s.params for s in samplers], [s.generator for s in samplers]) \
+                if logits is not None else []
         if all(decoding):
             self.decode_tokens += len(nums)
             self.decode_time_s += time.perf_counter() - t_fwd
-        finished = self._postprocess(batch.seqs, nums, decoding, logits, topk_rows)
+        with self._device_context():
+            finished = self._postprocess(batch.seqs, nums, decoding, tokens, topk_rows)
         self.num_steps += 1
         self._usage.append((self.now(), self.cache.device_blocks.num_used))
         self.peak_host_blocks = max(self.peak_host_blocks, self.cache.host_blocks.num_used)
         return finished
+
+    def _device_context(self):
+        """Triton launches on the CURRENT CUDA device's current stream: make it the model's device."""
+        return torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
+
+    def _upload(self, array: np.ndarray | list, dtype=None) -> torch.Tensor:
+        """A small host array as a tensor on the engine's device: pinned + non_blocking on CUDA (no
+        pageable copy that blocks the host), shared memory on CPU."""
+        t = torch.from_numpy(np.ascontiguousarray(array if dtype is None else np.asarray(array, dtype=dtype)))
+        if self.device.type != "cuda":
+            return t.to(self.device)  # no-op on CPU
+        return t.pin_memory().to(self.device, non_blocking=True)
 
     def run(self, progress: bool = False) -> list[Sequence]:
         """Step until every queued request finished; returns them in request-id order."""
@@ -380,7 +418,7 @@ class Engine:
     # ---------------------------------------------------------------------------------------- forward
     def _forward(self, seqs: list[Sequence], nums: list[int], decoding: list[bool]):
         """Flattened batch through the model; returns (logits [S, vocab] of sampling rows, top-K per decode)."""
-        model, cache, dev = self.model, self.cache, self.device
+        model, cache = self.model, self.cache
         L, H = cache.num_layers, cache.num_kv_heads
         tokens, positions, rows, segments, sample_at = [], [], [], [], []
         start = 0
@@ -405,16 +443,16 @@ class Engine:
         for i, s in enumerate(seqs):
             w = min(P, s.tables.dev.shape[2])
             bt_np[i, :, :, :w] = s.tables.dev[:, :, :w]
-        bt = torch.from_numpy(bt_np).to(dev)
-        tok_t = torch.tensor(tokens, dtype=torch.long, device=dev)
-        pos_t = torch.tensor(positions, dtype=torch.long, device=dev)
-        row_t = torch.tensor(rows, dtype=torch.long, device=dev)
+        bt = self._upload(bt_np)
+        tok_t = self._upload(tokens, np.int64)
+        pos_t = self._upload(positions, np.int64)
+        row_t = self._upload(rows, np.int64)
         full_dev, full_mm = self._newly_full(seqs, nums)
         dec = self._decode_inputs(seqs, nums, decoding, bt, P) if any(decoding) else None
 
         h = model.embed(tok_t[None])
         rope = model.rope(pos_t[None])
-        topk_np: dict[int, np.ndarray] = {}
+        topk_dev: dict[int, torch.Tensor] = {}
         for l, layer in enumerate(model.layers):
             q, k, v = layer.qkv(h, rope)  # (1, Hq, N, D), (1, Hkv, N, D)
             bt_l = bt[:, l]
@@ -436,11 +474,16 @@ class Engine:
                     scores = dispatch.score_pages(qd, cache.minmax, dec["mm"][:, l], dec["lens"])
                     topk = dispatch.select_topk(scores, self.topk_pages)
                     if dec["due_layers"][l]:
-                        topk_np[l] = topk.cpu().numpy()
+                        topk_dev[l] = topk  # copied to the host once, after the last layer
                 od = decode_attention(qd, cache.kv, btd, dec["lens"], plan, topk)
                 o[0, :, dec["tok"]] = od.transpose(0, 1)
             h = layer.finish(h, o)
-        logits = model.logits(h[:, sample_at])[0] if sample_at else None
+        logits = model.logits(h[:, self._upload(sample_at, np.int64)])[0] if sample_at else None
+        topk_np: dict[int, np.ndarray] = {}
+        if topk_dev:  # one device->host copy for every due layer (same shape [Bd, Hkv, K])
+            due = sorted(topk_dev)
+            host = torch.stack([topk_dev[l] for l in due]).cpu().numpy()
+            topk_np = {l: host[j] for j, l in enumerate(due)}
         topk_rows = self._due_topk(seqs, decoding, dec, topk_np) if dec is not None else {}
         return logits, topk_rows
 
@@ -460,7 +503,7 @@ class Engine:
         dev_ids = np.concatenate(devs, axis=1)
         mm_ids = np.concatenate(mms, axis=1)
         assert (dev_ids >= 0).all() and (mm_ids >= 0).all(), "a page filled this step has no block"
-        return (torch.from_numpy(dev_ids).to(self.device), torch.from_numpy(mm_ids).to(self.device))
+        return self._upload(dev_ids), self._upload(mm_ids)
 
     def _decode_inputs(self, seqs, nums, decoding, bt, P) -> dict:
         """Per layer: which kernels run, static page lists and rows whose pages come from this step's scores."""
@@ -471,9 +514,9 @@ class Engine:
         dseqs = [seqs[i] for i in idx]
         Bd = len(dseqs)
         lens = np.array([s.num_computed_tokens + 1 for s in dseqs], dtype=np.int64)
-        out = {"rows": torch.tensor(idx, device=self.device),
-               "tok": torch.tensor(tok_index[idx], device=self.device),
-               "lens": torch.from_numpy(lens.astype(np.int32)).to(self.device)}
+        out = {"rows": self._upload(idx, np.int64),
+               "tok": self._upload(tok_index[idx], np.int64),
+               "lens": self._upload(lens, np.int32)}
         due_layers = np.zeros(L, dtype=bool)
         dynamic = np.zeros((Bd, L, H), dtype=bool)
         dynamic[:, mode == HeadMode.RESIDENT_TOPK] = True
@@ -502,22 +545,24 @@ class Engine:
             static_pages = np.where(order == P, -1, order).astype(np.int32)
         else:
             static_pages = np.full((Bd, L, H, 1), -1, dtype=np.int32)
-        static_t = torch.from_numpy(static_pages).to(self.device)
-        dynamic_t = torch.from_numpy(dynamic).to(self.device)
+        static_t = self._upload(static_pages)
+        dynamic_t = self._upload(dynamic)
         if self.cache.keeps_minmax:
             mm_np = np.full((Bd, L, H, P), -1, dtype=np.int32)
             for b, s in enumerate(dseqs):
                 w = min(P, s.tables.mm.shape[2])
                 mm_np[b, :, :, :w] = s.tables.mm[:, :, :w]
-            out["mm"] = torch.from_numpy(mm_np).to(self.device)
+            out["mm"] = self._upload(mm_np)
         plans = []
         for l in range(L):
             needs = bool(self._layer_has_resident_topk[l] or due_layers[l] or dynamic[:, l].any())
             needs = needs and self.cache.keeps_minmax
-            all_full = bool((mode[l] == HeadMode.FULL).all())
+            all_full = self._all_full_layer[l]
             plans.append(DecodeLayerPlan(full_heads=self._full_heads[l],
                                          pages=None if all_full else static_t[:, l].contiguous(),
-                                         dynamic=dynamic_t[:, l] if needs else None, needs_scores=needs))
+                                         dynamic=dynamic_t[:, l] if needs else None, needs_scores=needs,
+                                         any_full=self._any_full[l], all_full=all_full,
+                                         full_q=self._full_q[l]))
         out["plans"] = plans
         out["due_layers"] = due_layers
         out["dseqs"] = dseqs
@@ -539,7 +584,8 @@ class Engine:
         return out
 
     # ------------------------------------------------------------------------------------ postprocess
-    def _postprocess(self, seqs, nums, decoding, logits, topk_rows) -> list[Sequence]:
+    def _postprocess(self, seqs, nums, decoding, tokens, topk_rows) -> list[Sequence]:
+        """tokens: this step's sampled ids, one per sequence that samples, in batch order."""
         finished = []
         row = 0
         for i, (s, n) in enumerate(zip(seqs, nums)):
@@ -552,7 +598,7 @@ class Engine:
                 summary = s.rk.on_prefill_done(s.num_computed_tokens)
             samples = s.num_computed_tokens == s.num_tokens
             if samples:
-                token = sample(logits[row], s.params, s.generator)
+                token = tokens[row]
                 row += 1
                 s.output_token_ids.append(token)
                 t = self.now()

@@ -11,6 +11,16 @@ MinMax on the device, so it can still be scored). Per request, three int32 numpy
 Moves (tessera/kvcache/summary.py PageMoves) are executed in the order d2h, h2d, free, drop: an incoming
 page reuses the block of an evicted page of the same head; the other evicted blocks are released once
 the copies that read them have landed (at once on CPU; on CUDA after the side stream's event).
+
+CUDA stream rules (the copies run on a side stream so D2H overlaps the next step's compute):
+- before queueing copies the side stream waits for the compute stream (K/V written this step);
+- the block-id tensors of a copy are uploaded ON the side stream (ordered before the kernel that reads
+  them, and owned by that stream in the caching allocator);
+- after H2D the compute stream waits for the side stream (the next forward reads the reloads);
+- a device block that a queued copy may still read (free, drop) goes back to the allocator only after
+  an event recorded behind that copy has completed (``poll``); ``release`` instead makes the compute
+  stream wait for the side stream, since every later writer of a reused block runs on the compute
+  stream (write_kv) or behind the earlier copies on the side stream itself (H2D).
 """
 from __future__ import annotations
 
@@ -122,7 +132,7 @@ class KVCache:
         self.host_blocks = BlockAllocator(num_host_blocks)
         self.minmax_blocks = BlockAllocator(num_minmax_blocks)
         self.keeps_minmax = num_minmax_blocks > 0
-        self._stream = torch.cuda.Stream() if device.type == "cuda" else None
+        self._stream = torch.cuda.Stream(device=device) if device.type == "cuda" else None
         self._pending: list[_Pending] = []
 
     # ------------------------------------------------------------------------------------ growth
@@ -141,7 +151,14 @@ class KVCache:
 
     def release(self, t: SeqTables) -> None:
         """Every block of the request goes back (finish or preemption)."""
-        self.poll(wait=True)  # a pending D2H may still read blocks about to be reused
+        if self._stream is not None:
+            # A queued D2H may still read blocks about to be reused (a D2H without a free in the same
+            # moves records no event). Later writers of these blocks run on the compute stream, so
+            # ordering it behind every copy queued so far is enough; no host sync.
+            torch.cuda.current_stream(self.device).wait_stream(self._stream)
+            for pending in self._pending:  # now also safe to reuse: same argument
+                self.device_blocks.free(pending.dev_ids)
+            self._pending = []
         for table, alloc in ((t.dev, self.device_blocks), (t.host, self.host_blocks), (t.mm, self.minmax_blocks)):
             ids = table[table >= 0]
             if len(ids):
@@ -193,7 +210,7 @@ class KVCache:
             assert np.all(ids >= 0), "drop of a page that is not on the device"
             t.dev[l, h, p] = -1
             t.num_device_blocks -= len(ids)
-            self.device_blocks.free(ids)  # nothing reads a dropped page again
+            self._free_device(ids)  # nothing reads a dropped page again, except a D2H still queued
             mm = t.mm[l, h, p]
             if np.any(mm >= 0):
                 self.minmax_blocks.free(mm[mm >= 0])
@@ -234,14 +251,16 @@ class KVCache:
         return reused
 
     def _copy(self, src_pool: torch.Tensor, dst_pool: torch.Tensor, src: np.ndarray, dst: np.ndarray) -> None:
-        dev = self.device if src_pool.device.type != "cpu" or dst_pool.device.type != "cpu" else torch.device("cpu")
-        s = torch.from_numpy(np.ascontiguousarray(src, dtype=np.int64)).to(dev)
-        d = torch.from_numpy(np.ascontiguousarray(dst, dtype=np.int64)).to(dev)
+        ids = torch.from_numpy(np.stack((np.asarray(src, dtype=np.int64).reshape(-1),
+                                         np.asarray(dst, dtype=np.int64).reshape(-1))))
         if self._stream is None:
-            dispatch.copy_blocks(src_pool, dst_pool, s, d)
-        else:
-            with torch.cuda.stream(self._stream):
-                dispatch.copy_blocks(src_pool, dst_pool, s, d, stream=self._stream)
+            dispatch.copy_blocks(src_pool, dst_pool, ids[0], ids[1])
+            return
+        with torch.cuda.stream(self._stream):
+            # Uploaded on the side stream: the kernel below is ordered after the upload, and the
+            # caching allocator ties the id tensor to this stream (no reuse while the kernel reads it).
+            ids = ids.pin_memory().to(self.device, non_blocking=True)
+            dispatch.copy_blocks(src_pool, dst_pool, ids[0], ids[1], stream=self._stream)
 
     def _free_device(self, ids: np.ndarray) -> None:
         if self._stream is None:

@@ -1,4 +1,10 @@
-"""Next-token choice from one row of logits: greedy, or temperature (+ top-p) with the request's generator."""
+"""Next-token choice from rows of logits: greedy, or temperature (+ top-p) with the request's generator.
+
+Generators live on the CPU (seeded per request) and the random draw is made on the CPU in float32, so a
+seed gives the same tokens from the same logits on any device. ``sample_batch`` is what the engine calls:
+it moves a step's logits to the host once (greedy rows as argmax ids, sampled rows as fp32 rows) instead
+of one device->host sync per request.
+"""
 from __future__ import annotations
 
 import torch
@@ -6,13 +12,43 @@ import torch
 from tessera.runtime.sequence import SamplingParams
 
 
-def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
-    """logits [vocab] float32 (any device) -> token id. The generator lives on the CPU (seeded per request)."""
-    if params.temperature == 0.0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float().cpu() / params.temperature, dim=-1)
+def _draw(probs_logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
+    """logits [vocab] float32 ON THE CPU -> a token drawn with the CPU generator."""
+    probs = torch.softmax(probs_logits / params.temperature, dim=-1)
     if params.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
         keep = torch.cumsum(sorted_probs, 0) - sorted_probs < params.top_p  # always keeps the best token
         probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_probs[keep])
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
+    """logits [vocab] float32 (any device) -> token id. The generator lives on the CPU (seeded per request)."""
+    if params.temperature == 0.0:
+        return int(torch.argmax(logits))
+    return _draw(logits.float().cpu(), params, generator)
+
+
+def sample_batch(logits: torch.Tensor, params: list[SamplingParams],
+                 generators: list[torch.Generator]) -> list[int]:
+    """logits [S, vocab] (any device) -> S token ids, with at most two device->host copies per call.
+
+    Row i uses params[i] and generators[i] exactly as ``sample(logits[i], ...)`` would.
+    """
+    n = logits.shape[0]
+    if n == 0:
+        return []
+    greedy = [p.temperature == 0.0 for p in params]
+    out: list[int] = [0] * n
+    if any(greedy):
+        ids = torch.argmax(logits, dim=-1).tolist()  # one sync for every greedy row
+        for i in range(n):
+            if greedy[i]:
+                out[i] = int(ids[i])
+    hot = [i for i in range(n) if not greedy[i]]
+    if hot:
+        rows = logits if len(hot) == n else logits[torch.tensor(hot, device=logits.device)]
+        rows = rows.float().cpu()  # one copy for every sampled row
+        for j, i in enumerate(hot):
+            out[i] = _draw(rows[j], params[i], generators[i])
+    return out
