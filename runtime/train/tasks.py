@@ -18,7 +18,7 @@ KV_HEADER = "Dictionary:\n"
 KV_QUERY_HEADER = "Lookups:\n"
 NEEDLE = "\n# The passkey is {passkey}. Remember it.\n"
 REPEAT_HEADER = "\nAgain:\n"
-REPEAT_MIN, REPEAT_MAX = 8, 160
+REPEAT_MIN, REPEAT_MAX = 8, 64
 NEEDLE_QUESTION = "\n# Question: what is the passkey? The passkey is "
 
 
@@ -89,14 +89,14 @@ def needle_example(rng: np.random.Generator, length: int, haystack: np.ndarray) 
 def repeat_example(rng: np.random.Generator, length: int) -> RetrievalExample:
     """Segments of random printable ASCII, each followed by "Again:" and itself: a copy is predictable
     only by looking back (the induction-head pattern), a dense signal that speeds up retrieval.
-    NOTE: segment lengths are random so the copy distance varies; with one fixed-length segment per
-    row the model learned to copy from a fixed offset instead of by content."""
+    NOTE: segment lengths are uniform in what room is left, so the copy distance varies; whenever
+    one distance dominated, the model learned to copy from that fixed offset instead of by content."""
     tokens, example = [], RetrievalExample(tokens=[])
     while True:
-        room = (length - len(tokens) - len(REPEAT_HEADER)) // 2
-        seg_len = min(int(rng.integers(REPEAT_MIN, REPEAT_MAX + 1)), room)
-        if seg_len < REPEAT_MIN:
+        room = min(REPEAT_MAX, (length - len(tokens) - len(REPEAT_HEADER)) // 2)
+        if room < REPEAT_MIN:
             break
+        seg_len = int(rng.integers(REPEAT_MIN, room + 1))
         segment = rng.integers(33, 127, seg_len).tolist()  # printable, no whitespace
         tokens += segment + _encode(REPEAT_HEADER)
         example.answer_spans.append((len(tokens), len(tokens) + seg_len))
