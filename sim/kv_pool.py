@@ -42,18 +42,15 @@ class HeadPagePool(BlockPool):
             return False
         if need <= 0:
             return True
-        if need > self._free:
+        if not self.grow(seq, need):
             if fresh:
                 self.manager.unreserve(seq)
             return False
-        self._free -= need
-        seq.num_blocks += need
         return True
 
     def free(self, seq) -> None:
         """All of a request's pages go back (finish or preemption); the manager releases its state."""
-        self._free += seq.num_blocks
-        seq.num_blocks = 0
+        super().free(seq)
         self.manager.on_release(seq)
 
     # ------------------------------------------------------------------ manager-side reconciliation
