@@ -19,7 +19,9 @@ from tessera.aggregation import make_aggregator
 from tessera.cost import make_cost_model
 from tessera.experiments.config import ConfigError
 from tessera.experiments.mosaic_report import gantt_figure, records_frame, speedup_figure
+from tessera.experiments.resolve import resolve_kv
 from tessera.hardware import gpu as gpu_by_name
+from tessera.hardware import host_link
 from tessera.memory import MemoryConfig
 from tessera.placement import (CostConfig, MosaicConfig, PlacementInfeasible, build_placement_problem,
                                make_placer)
@@ -27,7 +29,7 @@ from tessera.placement.costs import load_time_s
 from tessera.results import save_run
 from tessera.scheduling import SchedulerConfig
 from tessera.sim.moa import AGGREGATION_MODES, MoASimContext, run_aggregator_stage, run_expert_stage
-from tessera.workload.moa import generate_moa_workload
+from tessera.workload.moa import expert_info, generate_moa_workload
 from tessera.workload.moa_defaults import DATASETS, MoAConfig
 
 
@@ -76,12 +78,18 @@ def _context(cfg: DictConfig, params: MosaicParams, cost_cfg: CostConfig, expert
 
     load = {x: load_time_s(x, cost_cfg) for x in experts}
     load_tp = {x: load_time_s(x, cost_cfg, tp=n) for x in experts}
+    kv = None
+    for x in experts:  # validated against every model it will run on (head_split needs a pattern per model)
+        try:
+            kv = resolve_kv(cfg.get("kvpolicy"), expert_info(x).model)
+        except ConfigError as err:
+            raise ConfigError(f"{err} (for MoA model {x})") from None
     return MoASimContext(gpu=gpu, num_gpus=n,
                          scheduler=SchedulerConfig(block_size=e.block_size, max_num_seqs=e.max_num_seqs,
                                                    max_num_batched_tokens=e.max_num_batched_tokens,
                                                    chunked_prefill=e.chunked_prefill, watermark=e.watermark),
                          memory=cost_cfg.memory, cost_for=cost_for, load_s=load, load_tp_s=load_tp,
-                         teardown_s=cost_cfg.teardown_s)
+                         teardown_s=cost_cfg.teardown_s, kv=kv, host_link=host_link(gpu))
 
 
 def place(problem, placer_name: str, placer_params: dict):
@@ -196,7 +204,19 @@ def _row(dataset, scheduler, aggregation, result, problem, ctx) -> dict:
         "gpu_busy_frac": ";".join(f"{busy[g] / result['e2e_s']:.2f}" for g in sorted(busy)),
         "predicted_expert_stage_s": plan.makespan_s,  # the placer's own estimate from profiled costs
         "placement_solve_s": result["solve_s"], "ilp_gap": plan.gap, "fallback": plan.fallback,
+        "kvpolicy": ctx.kv.name if ctx.kv else "full", **_kv_columns(result),
     }
+
+
+def _kv_columns(result) -> dict:
+    """PCIe traffic, reloads and stall time of the KV policy over both stages (zeros for full KV)."""
+    totals: dict[str, float] = {}
+    for stage in (result["stage1"], result["stage2"]):
+        for key, value in (stage.kv_totals if stage else {}).items():
+            totals[key] = totals.get(key, 0.0) + value
+    return {"pcie_h2d_gb": totals.get("pcie_h2d_bytes", 0.0) / 1e9,
+            "pcie_d2h_gb": totals.get("pcie_d2h_bytes", 0.0) / 1e9,
+            "reloads": int(totals.get("num_reloads", 0)), "stall_s": totals.get("stall_s", 0.0)}
 
 
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
@@ -255,7 +275,9 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     if cfg.output.print_table:
         show = table[["dataset", "scheduler", "aggregation", "expert_stage_s", "aggregator_stage_s", "e2e_s",
                       "speedup_expert", "speedup_aggregator", "speedup_e2e", "bypass_rate", "accuracy",
-                      "accuracy_change_pts", "replicas", "gpu_busy_frac"]]
+                      "accuracy_change_pts", "replicas", "gpu_busy_frac"]
+                     + (["kvpolicy", "pcie_h2d_gb", "reloads", "stall_s"] if (table["kvpolicy"] != "full").any()
+                        else [])]
         with pd.option_context("display.width", 250, "display.max_columns", 30):
             print(show.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         print(f"results: {run_dir}")

@@ -102,13 +102,15 @@ class Cluster:
 
     def _kv_manager(self, spec: WorkerSpec, gpus: list[GPU], kv: KVSetup) -> KVManager:
         """A worker's KV manager: its policy, the model's head behaviour and its first GPU's host link."""
-        if spec.tp > 1 and spec.model.num_kv_heads % spec.tp:
+        kv_heads = spec.model.num_kv_heads
+        if spec.tp > 1 and kv_heads % spec.tp and spec.tp % kv_heads:
             raise ValueError(f"worker {spec.worker_id}: KV policies need tp dividing {spec.model.name}'s "
-                             f"{spec.model.num_kv_heads} KV heads, got tp={spec.tp}")
+                             f"{kv_heads} KV heads or a multiple of them (replicated heads), got tp={spec.tp}")
         kv_bytes = (spec.kv_bytes_per_gpu if spec.kv_bytes_per_gpu is not None
                     else kv_budget_bytes_per_gpu(spec.model, spec.gpu, spec.tp, self.memory))
         link = self.links.get(min(g.gpu_id for g in gpus))
-        return KVManager(self.env, kv.policy_for(spec.model), max(kv_bytes, 0.0) * spec.tp, self.block_size,
+        shards = min(spec.tp, kv_heads)  # replicated KV heads add no distinct capacity
+        return KVManager(self.env, kv.policy_for(spec.model), max(kv_bytes, 0.0) * shards, self.block_size,
                          link, kv.sim, truth_head_model(spec.model), spec.tp)
 
     def _kv_blocks(self, spec: WorkerSpec) -> int:

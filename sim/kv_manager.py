@@ -22,7 +22,8 @@ its StepSummaries into simulator effects:
 
 Ignores: SM contention of the copy kernels with compute, the cost of the top-K selection itself
 (see experiments/flexicache/rerank_cost.py), and tensor parallelism beyond splitting bytes evenly
-over the replica's GPUs (the first GPU's link carries 1/tp of every copy, the others mirror it).
+over the replica's GPUs (the first GPU's link carries 1/shards of every copy, the others mirror it;
+shards = min(tp, KV heads): with more GPUs than KV heads each head is replicated and so are its copies).
 """
 from __future__ import annotations
 
@@ -171,6 +172,7 @@ class KVManager:
         self.sim = sim
         self.link = link
         self.tp = tp
+        self.shards = min(tp, g.num_kv_heads)  # GPUs holding distinct KV heads
         self.head_model = head_model
         self.num_heads = g.num_heads_total
         self.num_offload_heads = plan.count(HeadMode.OFFLOAD)
@@ -333,7 +335,7 @@ class KVManager:
     # ------------------------------------------------------------------------------------ copies
     def _d2h(self, seq, st: _SeqKV, num_bytes: int):
         epoch = st.epoch
-        yield from self.link.transfer(num_bytes / self.tp, "d2h")
+        yield from self.link.transfer(num_bytes / self.shards, "d2h")
         if st.epoch != epoch:
             return
         st.d2h_inflight -= 1
@@ -344,7 +346,7 @@ class KVManager:
             self.worker.wake()
 
     def _reload(self, seq, st: _SeqKV, num_bytes: int):
-        yield from self.link.transfer(num_bytes / self.tp, "h2d")
+        yield from self.link.transfer(num_bytes / self.shards, "h2d")
         st.rk.on_reload_done()
         self._reconcile(seq, st)
         st.stall_s += self.env.now - st.stalled_at

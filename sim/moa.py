@@ -16,13 +16,15 @@ from tessera.memory import MemoryConfig, kv_bytes_per_token_per_gpu
 from tessera.placement.plan import PlacementPlan
 from tessera.placement.problem import MoAPlacementProblem
 from tessera.scheduling import SchedulerConfig
-from tessera.types import GPUSpec, Request, WorkerSpec
+from tessera.types import GPUSpec, LinkSpec, Request, WorkerSpec
 from tessera.workload.moa import expert_info
 from tessera.sim.cluster import Cluster
+from tessera.sim.kv_manager import KVSetup
 from tessera.sim.router import make_router
 from tessera.sim.sequence import SeqState
 
 AGGREGATION_MODES = ("barrier", "pipelined")
+KV_TOTAL_KEYS = ("pcie_h2d_bytes", "pcie_d2h_bytes", "num_reloads", "stall_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,15 @@ class StageRun:
     gpu_end_s: dict[int, float] = field(default_factory=dict)
     gpu_busy_s: dict[int, float] = field(default_factory=dict)
     expert_busy_s: dict[str, float] = field(default_factory=dict)  # GPU time of all of an expert's replicas
+    kv_totals: dict[str, float] = field(default_factory=dict)  # KV-policy counters summed over replicas
+
+    def add_kv_stats(self, workers) -> None:
+        for worker in workers:
+            if worker.kv is None:
+                continue
+            for key, value in worker.kv.run_stats().items():
+                if key in KV_TOTAL_KEYS:
+                    self.kv_totals[key] = self.kv_totals.get(key, 0.0) + float(value)
 
     @property
     def end_s(self) -> float:
@@ -67,6 +78,12 @@ class MoASimContext:
     load_s: dict[str, float]  # per expert: load time on one GPU
     load_tp_s: dict[str, float]  # per expert: load time as a tensor-parallel group over all GPUs
     teardown_s: float = 0.0
+    kv: KVSetup | None = None  # the KV policy every replica runs (None: full KV on the fast path)
+    host_link: LinkSpec | None = None  # each GPU's host link (PCIe), for KV offload traffic
+
+    def cluster(self, specs: list[WorkerSpec], router: str) -> Cluster:
+        return Cluster(specs, self.cost_for, self.scheduler, self.memory, make_router(router),
+                       host_link=self.host_link, kv=self.kv)
 
 
 def _kv_shares(ctx: MoASimContext, experts: list[str], reserve_bytes: dict[str, float]) -> dict[str, float]:
@@ -99,12 +116,13 @@ def _run_phase(ctx: MoASimContext, gpu: int, experts: list[str], kv_bytes: dict[
         ready[expert] = t
         specs.append(WorkerSpec(worker_id=i, gpu=ctx.gpu, model=expert_info(expert).model, gpu_ids=(0,),
                                 kv_bytes_per_gpu=kv_bytes[expert], ready_s=t))
-    cluster = Cluster(specs, ctx.cost_for, ctx.scheduler, ctx.memory, make_router("round_robin"))
+    cluster = ctx.cluster(specs, "round_robin")
     worker_of = {e: i for i, e in enumerate(experts)}
     assignment = {r.request_id: worker_of[r.model] for r in requests}
     run = cluster.run(requests, assignment=assignment)
     end = max(run.end_s, t)
     out.records.extend((seq, start_s) for seq in run.seqs)
+    out.add_kv_stats(run.workers)
     for expert, worker in zip(experts, run.workers):
         served = [s.finish_s for s in run.seqs if s.worker_id == worker.worker_id and s.finish_s == s.finish_s]
         out.segments.append(Segment(gpu, expert, stage, start_s + ready[expert] - ctx.load_s[expert],
@@ -148,9 +166,9 @@ def _run_tensor_parallel(ctx: MoASimContext, problem: MoAPlacementProblem, by_id
         load = ctx.load_tp_s[expert]
         spec = WorkerSpec(worker_id=0, gpu=ctx.gpu, model=expert_info(expert).model, tp=ctx.num_gpus,
                           gpu_ids=all_gpus, ready_s=load)
-        cluster = Cluster([spec], ctx.cost_for, ctx.scheduler, ctx.memory, make_router("round_robin"))
-        run = cluster.run(groups[e])
+        run = ctx.cluster([spec], "round_robin").run(groups[e])
         out.records.extend((seq, t) for seq in run.seqs)
+        out.add_kv_stats(run.workers)
         out.segments.extend(Segment(g, expert, stage, t, t + load, t + run.end_s) for g in all_gpus)
         for g in all_gpus:
             out.gpu_busy_s[g] = out.gpu_busy_s.get(g, 0.0) + run.workers[0].busy_s
@@ -178,9 +196,9 @@ def run_aggregator_stage(ctx: MoASimContext, aggregator: str, requests: list[Req
     else:
         specs = [WorkerSpec(i, ctx.gpu, model, gpu_ids=(i,), ready_s=gpu_ready_s[g] + ctx.load_s[aggregator])
                  for i, g in enumerate(gpus)]
-    cluster = Cluster(specs, ctx.cost_for, ctx.scheduler, ctx.memory, make_router("least_outstanding_tokens"))
-    run = cluster.run(requests, assignment=assignment)
+    run = ctx.cluster(specs, "least_outstanding_tokens").run(requests, assignment=assignment)
     out.records.extend((seq, 0.0) for seq in run.seqs)
+    out.add_kv_stats(run.workers)
     for worker in run.workers:
         gpu_list = gpus if tensor_parallel else [gpus[worker.worker_id]]
         served = [s.finish_s for s in run.seqs if s.worker_id == worker.worker_id and s.finish_s == s.finish_s]

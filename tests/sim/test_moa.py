@@ -70,3 +70,24 @@ def test_aggregation_stage_gets_exactly_the_non_bypassed_queries_after_the_barri
     assert sorted(s.request_id for s, _ in stage2.records) == sorted(r.request_id for r in requests)
     ready = stage1.end_s + ctx.load_s[requests[0].model]
     assert all(s.first_scheduled_s >= ready - 1e-9 for s, _ in stage2.records)
+
+
+@pytest.mark.parametrize("placer", ["sequential", "mosaic"])
+def test_kv_policies_run_inside_co_resident_and_tensor_parallel_moa_replicas(setup, placer):
+    """FlexiCache on every replica (co-resident phases, and TP 4 over 2-KV-head models for sequential):
+    every prompt still finishes once with all its tokens, and only the offloading policy moves bytes."""
+    from dataclasses import replace
+
+    from tessera.hardware import host_link
+    from tessera.sim.kv_manager import KVSetup
+
+    workload, problem, ctx = setup
+    plan = make_placer(placer).place(problem)
+    kv_ctx = replace(ctx, kv=KVSetup.from_conf({"name": "flexicache", "topk_pages": 4, "rerank_interval": 8}),
+                     host_link=host_link(H100))
+    stage = run_expert_stage(kv_ctx, problem, plan, workload.expert_requests())
+    assert sorted(seq.request_id for seq, _ in stage.records) == sorted(r.request_id for r in workload.expert_requests())
+    assert all(seq.status == "finished" and seq.num_generated == seq.max_output_tokens for seq, _ in stage.records)
+    assert stage.kv_totals["pcie_d2h_bytes"] > 0 and stage.kv_totals["num_reloads"] > 0
+    plain = run_expert_stage(ctx, problem, plan, workload.expert_requests())
+    assert plain.kv_totals == {}
