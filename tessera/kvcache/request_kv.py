@@ -168,15 +168,21 @@ class RequestKV:
                 attended_off = self._offload_device_pages(n)  # first rank: the new set is used at once
 
         attended = self._num_full * self.num_tokens
-        attended += self._num_topk * (self.num_tokens if n <= k else (k - 1) * page + fill)
         kept = sink + window
         attended += len(self._win_layers) * (self.num_tokens if n <= kept else (kept - 1) * page + fill)
-        attended += attended_off * page - len(self._off_layers) * (page - fill)
+        sparse = attended_off * page - len(self._off_layers) * (page - fill)
+        if n <= k:  # every page is in the top-K: the dense kernel reads them
+            attended += self._num_topk * self.num_tokens + sparse
+            sparse = 0
+        else:
+            sparse += self._num_topk * ((k - 1) * page + fill)
+            attended += sparse
         g = plan.geometry
         scanned = 0
         if plan.keeps_minmax and n > k:
             scanned = (self._num_topk + len(rows)) * (n - 1) * g.minmax_bytes_per_page
-        return self.summary(attended_tokens_per_head=attended / g.num_heads_total, minmax_bytes_scanned=scanned,
+        return self.summary(attended_tokens_per_head=attended / g.num_heads_total,
+                            sparse_tokens_per_head=sparse / g.num_heads_total, minmax_bytes_scanned=scanned,
                             h2d_bytes=fetched * g.page_bytes, d2h_bytes=d2h_pages * g.page_bytes,
                             num_promoted_pages=promoted, moves=moves)
 

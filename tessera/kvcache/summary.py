@@ -40,6 +40,8 @@ class StepSummary:
     device_pages / host_pages: pages (of one layer-head each) held after the event.
     attended_tokens_per_head: KV tokens this decode step read, averaged over (layer, KV head) pairs;
         the simulator's BatchShape.decode_kv_tokens.
+    sparse_tokens_per_head: the part of attended_tokens_per_head read through per-head top-K page lists
+        (gathered pages, the sparse kernel) rather than every page or a contiguous window.
     minmax_bytes_scanned: MinMax metadata the scoring pass read this step (extra HBM traffic).
     h2d_bytes / d2h_bytes: copies to start now.
     is_reloading: the request must skip decode until its H2D copy lands (then call on_reload_done).
@@ -53,6 +55,7 @@ class StepSummary:
     host_kv_bytes: int
     minmax_bytes: int
     attended_tokens_per_head: float = 0.0
+    sparse_tokens_per_head: float = 0.0
     minmax_bytes_scanned: int = 0
     h2d_bytes: int = 0
     d2h_bytes: int = 0

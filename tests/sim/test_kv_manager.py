@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from tessera.memory import MemoryConfig
 from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router, request_frame
-from tessera.sim.kv_manager import KVSetup
+from tessera.sim.kv_manager import KVSetup, KVSimConfig
 from tessera.types import LinkSpec, Request
 from tests.sim.fakes import PCIE, LinearCost, worker_specs
 
@@ -125,3 +125,31 @@ def test_a_request_too_big_for_the_host_pool_is_rejected_naming_the_field():
     by_id = {s.request_id: s for s in run.seqs}
     assert "kvpolicy.host_kv_gib" in by_id[1].status or "kvpolicy.host_kv_gib" in by_id[0].status
     assert any(s.status == "finished" for s in run.seqs)
+
+
+def test_sparse_kernel_efficiency_charges_page_list_reads_more():
+    """Sparse reads cost 1/efficiency per token: lower efficiency, longer run; 1.0 is bytes only."""
+    reqs = [(0.0, 200 + 20 * i, 40) for i in range(4)]
+    durations = {}
+    for eff in (1.0, 0.42, 0.1):
+        cluster, requests = build(reqs, KVSetup("quest", {"topk_pages": 4}, KVSimConfig(sparse_kernel_efficiency=eff)))
+        durations[eff] = cluster.run(requests).end_s
+    assert durations[1.0] < durations[0.42] < durations[0.1]
+    with pytest.raises(ValueError, match="sparse_kernel_efficiency"):
+        KVSimConfig(sparse_kernel_efficiency=0.0)
+
+
+def test_default_sparse_efficiency_reproduces_the_papers_kernel_speedup():
+    """Paper Fig. 8: sparse decode 4x faster than dense at batch 40, 10k-token prompts, K = 1,024 tokens."""
+    from tessera.cost import make_cost_model
+    from tessera.hardware import gpu
+    from tessera.interface import BatchShape
+    from tessera.models import model
+
+    cost = make_cost_model("roofline", model("Llama-3.1-8B"), gpu("H100-NVL-94GB"), 1)
+    base = cost.iteration_time(BatchShape(decode_seqs=40))
+    dense = cost.iteration_time(BatchShape(decode_seqs=40, decode_kv_tokens=40 * 10_000)) - base
+    attended = 1024 + 8  # K pages with the current page half full, as RequestKV counts them
+    sparse = cost.iteration_time(BatchShape(
+        decode_seqs=40, decode_kv_tokens=40 * attended / KVSimConfig().sparse_kernel_efficiency)) - base
+    assert dense / sparse == pytest.approx(4.0, rel=0.05)

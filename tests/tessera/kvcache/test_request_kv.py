@@ -67,6 +67,23 @@ def test_quest_reads_k_pages_and_scans_minmax_every_step():
     assert s.minmax_bytes_scanned == 256 * 1250 * 512 and s.device_pages == 256 * 1251
 
 
+@pytest.mark.parametrize("policy", ["full", "quest", "streaming", "head_split", "flexicache"])
+def test_sparse_tokens_are_the_page_list_reads(policy):
+    """Only top-K heads beyond K pages read through page lists; full and window heads never do."""
+    _, short = run(policy, 500, 2)  # 32 pages <= K = 64: every head reads densely
+    assert all(s.sparse_tokens_per_head == 0 for s in short[1:])
+    _, out = run(policy, 20_000, 20)
+    for s in out[1:]:
+        assert 0 <= s.sparse_tokens_per_head <= s.attended_tokens_per_head
+    last = out[-1]
+    if policy in ("full", "streaming", "head_split"):
+        assert last.sparse_tokens_per_head == 0
+    elif policy == "quest":
+        assert last.sparse_tokens_per_head == last.attended_tokens_per_head
+    else:  # every head of flexicache is a top-K head (unstable: resident, stable: offloaded)
+        assert last.sparse_tokens_per_head == pytest.approx(last.attended_tokens_per_head)
+
+
 def test_explicit_topk_rows_follow_due_heads():
     rk = make_policy("flexicache", LLAMA).new_request(0, 20_000)
     rk.on_prefill_done()
