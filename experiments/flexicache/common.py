@@ -18,7 +18,7 @@ from tessera.experiments.backends.sim import run_sim  # noqa: E402
 from tessera.experiments.config import ConfigError  # noqa: E402
 from tessera.experiments.resolve import RunSpec, resolve  # noqa: E402
 from tessera.results import empty_frame, save_run, summarize  # noqa: E402
-from tessera.sim.kv_manager import KVSetup  # noqa: E402
+from tessera.sim.kv_manager import SIM_KEYS, KVSetup  # noqa: E402
 from tessera.types import Request  # noqa: E402
 from tessera.workload import build_workload  # noqa: E402
 
@@ -48,7 +48,7 @@ def kv_setup(cfg: DictConfig, name: str, **overrides) -> KVSetup | None:
     if name == "full":
         return None
     base = OmegaConf.to_container(cfg.kvpolicy, resolve=True) if cfg.kvpolicy else {}
-    base = {k: v for k, v in base.items() if k in ("host_kv_gib", "avg_num_tokens_per_req", "minmax_region")}
+    base = {k: v for k, v in base.items() if k in SIM_KEYS}  # the simulator settings carry over
     try:
         return KVSetup.from_conf({**base, "name": name, **overrides})
     except ValueError as err:
