@@ -4,17 +4,26 @@ CPU: the torch reference path (what the CPU runtime runs), against read bandwidt
 run. CUDA: the Triton kernels against the torch reference and against SDPA on K/V gathered beforehand
 (a contiguous-cache baseline), against the GPU's peak HBM bandwidth.
 Layer shape: Llama-3-8B (32 query heads, 8 KV heads, head_dim 128); every KV head's pages are
-scattered at random over the pool, as after fragmentation.
+scattered at random over the pool, as after fragmentation (default), or `--layout fresh`: adjacent per
+head, as runtime/kv_cache.py allocates a prompt prefilled in one chunk.
 
     .venv/bin/python benchmarks/kernels.py                      # CPU, fp32, the full table
     .venv/bin/python benchmarks/kernels.py --contexts 4096 --batches 1 4
     .venv/bin/python benchmarks/kernels.py --threads 1             # on a loaded machine (OpenMP barriers)
-Columns "of BW" are achieved K/V GB/s over the measured bandwidth; "gather-only" is the same for the
-dense reference's page gathers alone, a ceiling for a torch path that must gather pages.
+    .venv/bin/python benchmarks/kernels.py --threads 1 --thp       # pool on transparent huge pages
+    .venv/bin/python benchmarks/kernels.py --threads 1 --layout fresh   # pages adjacent per head
+Columns "of BW" are achieved K/V GB/s (the K and V bytes of the pages each op must read) over the
+measured bandwidth, a streaming read-only sum. Two ceilings, as fractions of it, read the dense
+case's pages without the attention math: "gather-only" copies them into a cache-sized buffer (the
+reference's K path), "page reads" only reads them (embedding_bag sums, no copy): no path that reads
+pages scattered like these can beat "page reads" on this core. With one torch thread, times are the
+thread's CPU time (a shared machine's preemption left out), else wall time.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import sys
 import time
 from dataclasses import dataclass
 
@@ -22,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from tessera.kernels import dispatch
-from tessera.kernels._decode_common import _gather_tiles
+from tessera.kernels._decode_common import _RefPlan
 from tessera.kernels.layout import PAGE_SIZE
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -47,12 +56,16 @@ class Case:
 
 
 def make_case(pool: torch.Tensor, num_seqs: int, context: int, num_heads: int, num_kv_heads: int,
-              k_pages: int, gen: torch.Generator) -> Case:
-    """Sequences of `context` tokens whose pages are random blocks of `pool` (shared, never written)."""
+              k_pages: int, gen: torch.Generator, layout: str = "fragmented") -> Case:
+    """Sequences of `context` tokens whose pages are blocks of `pool` (shared, never written): scattered at
+    random ("fragmented", after long churn) or adjacent per head ("fresh", as a new prompt is allocated)."""
     device, dtype, head_dim = pool.device, pool.dtype, pool.shape[3]
     num_pages = context // PAGE_SIZE
     total = num_seqs * num_kv_heads * num_pages
-    tables = torch.randperm(pool.shape[1], generator=gen)[:total].view(num_seqs, num_kv_heads, num_pages)
+    if layout == "fresh":  # runtime/kv_cache.py's allocator after a one-chunk prefill: a head's pages are adjacent
+        tables = torch.arange(total).view(num_seqs, num_kv_heads, num_pages)
+    else:
+        tables = torch.randperm(pool.shape[1], generator=gen)[:total].view(num_seqs, num_kv_heads, num_pages)
     lens = torch.full((num_seqs,), context, dtype=torch.int32)
     chosen = torch.rand(num_seqs, num_kv_heads, num_pages - 1, generator=gen).topk(k_pages - 1, dim=-1).indices
     last = torch.full((num_seqs, num_kv_heads, 1), num_pages - 1)
@@ -63,24 +76,42 @@ def make_case(pool: torch.Tensor, num_seqs: int, context: int, num_heads: int, n
                 minmax.to(device))
 
 
-def fill_pool(num_blocks: int, head_dim: int, dtype: torch.dtype, device: str, gen: torch.Generator) -> torch.Tensor:
+def fill_pool(num_blocks: int, head_dim: int, dtype: torch.dtype, device: str, gen: torch.Generator,
+              huge_pages: bool = False) -> torch.Tensor:
     """A pool of random-looking values, filled by tiling a small random tensor (randn on GBs is slow)."""
     tile = torch.randn(2, 256, PAGE_SIZE, head_dim, generator=gen).to(dtype)
     pool = torch.empty(2, num_blocks, PAGE_SIZE, head_dim, dtype=dtype, device=device)
+    if huge_pages:
+        advise_huge_pages(pool)
     for b0 in range(0, num_blocks, 256):
         n = min(256, num_blocks - b0)
         pool[:, b0:b0 + n] = tile[:, :n].to(device)
     return pool
 
 
+def advise_huge_pages(t: torch.Tensor) -> None:
+    """madvise(MADV_HUGEPAGE) on t's memory before it is first touched (Linux THP in madvise mode)."""
+    start = (t.data_ptr() + (1 << 21) - 1) & ~((1 << 21) - 1)
+    length = (t.data_ptr() + t.nbytes - start) & ~((1 << 21) - 1)
+    madvise = ctypes.CDLL(None).madvise
+    if sys.platform != "linux" or length <= 0 or madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), 14):
+        raise SystemExit("--thp: madvise(MADV_HUGEPAGE) failed")  # 14 = MADV_HUGEPAGE
+
+
+def cpu_clock():
+    """Thread CPU time when torch runs on this thread alone, else wall time."""
+    return time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
+
+
 def time_cpu(fn, repeats: int) -> float:
-    """Best of `repeats` wall times after a warm-up (the machine is shared: the best is the least noisy)."""
+    """Best of `repeats` times after a warm-up (the machine is shared: the best is the least noisy)."""
+    clock = cpu_clock()
     fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return min(times)
 
 
@@ -106,26 +137,44 @@ def gpu_peak_bandwidth(device: torch.device) -> tuple[float, str]:
 
 
 def gather_only(c: Case) -> None:
-    """The dense reference's K/V gathers without the math: the ceiling of any gather-based path."""
-    ids = c.block_tables.long().view(-1, c.block_tables.shape[2])
+    """Copies the dense case's K and V pages into a buffer the size of the reference's K chunks."""
+    num_pages = c.block_tables.shape[2]
+    ids = c.block_tables.long().view(-1)
+    plan = _RefPlan(c.kv_pool, ids.numel() // num_pages, num_pages, c.q.shape[1] // c.block_tables.shape[1])
+    step = plan.sub_rows * plan.cols
+    buf = torch.empty(step, *c.kv_pool.shape[2:], dtype=c.kv_pool.dtype)
     for pool in c.kv_pool:
-        for _ in _gather_tiles(pool, ids):
-            pass
+        for i in range(0, ids.numel(), step):
+            torch.index_select(pool, 0, ids[i:i + step], out=buf[:len(ids[i:i + step])])
+
+
+def page_reads(c: Case, pages_per_call: int = 4096) -> None:
+    """Reads every K and V row of the dense case's pages in place: one embedding_bag sum per page."""
+    head_dim = c.kv_pool.shape[3]
+    ids = c.block_tables.long().view(-1)
+    offsets = torch.arange(0, pages_per_call * PAGE_SIZE, PAGE_SIZE)
+    for pool in c.kv_pool:
+        table = pool.view(-1, head_dim)
+        for i in range(0, ids.numel(), pages_per_call):
+            slots = (ids[i:i + pages_per_call, None] * PAGE_SIZE + torch.arange(PAGE_SIZE)).view(-1)
+            torch.nn.functional.embedding_bag(slots, table, offsets[:len(slots) // PAGE_SIZE], mode="sum")
 
 
 def run_cpu(args, gen: torch.Generator) -> None:
     dtype = DTYPES[args.dtype]
     bandwidth = cpu_read_bandwidth(args.repeats)
-    print(f"CPU, {torch.get_num_threads()} torch threads, {args.dtype}, Hq={args.heads} Hkv={args.kv_heads} D={args.head_dim}, "
-          f"K={args.k_pages} pages; measured read bandwidth {bandwidth / 1e9:.1f} GB/s (sum over 512 MiB, best of "
-          f"{args.repeats}); times are best of {args.repeats}")
+    clock = "thread CPU" if cpu_clock() is time.thread_time else "wall"
+    print(f"CPU, {torch.get_num_threads()} torch threads, {args.dtype}, Hq={args.heads} Hkv={args.kv_heads} "
+          f"D={args.head_dim}, K={args.k_pages} pages; measured read bandwidth {bandwidth / 1e9:.1f} GB/s (sum over "
+          f"512 MiB, best of {args.repeats}); times are best of {args.repeats} ({clock} time); pool on "
+          f"{'huge' if args.thp else '4 KiB'} pages; page layout {args.layout}")
     print(f"{'context':>8} {'batch':>5} | {'dense ms':>9} {'GB/s':>6} {'of BW':>6} | {'sparse ms':>9} {'GB/s':>6} "
-          f"{'of BW':>6} | {'dense/sparse':>12} | {'score+topk ms':>13} | {'gather-only':>11}")
+          f"{'of BW':>6} | {'dense/sparse':>12} | {'score+topk ms':>13} | {'gather-only':>11} {'page reads':>10}")
     max_blocks = max(args.batches) * args.kv_heads * max(args.contexts) // PAGE_SIZE
-    pool = fill_pool(max_blocks, args.head_dim, dtype, "cpu", gen)
+    pool = fill_pool(max_blocks, args.head_dim, dtype, "cpu", gen, huge_pages=args.thp)
     for context in args.contexts:
         for num_seqs in args.batches:
-            c = make_case(pool, num_seqs, context, args.heads, args.kv_heads, args.k_pages, gen)
+            c = make_case(pool, num_seqs, context, args.heads, args.kv_heads, args.k_pages, gen, args.layout)
             dense_s = time_cpu(lambda: dispatch.paged_decode_attention(c.q, c.kv_pool, c.block_tables, c.seq_lens),
                                args.repeats)
             sparse_s = time_cpu(lambda: dispatch.sparse_paged_decode_attention(
@@ -133,12 +182,14 @@ def run_cpu(args, gen: torch.Generator) -> None:
             select_s = time_cpu(lambda: dispatch.select_topk(
                 dispatch.score_pages(c.q, c.minmax, c.block_tables, c.seq_lens), args.k_pages), args.repeats)
             gather_s = time_cpu(lambda: gather_only(c), args.repeats)
+            reads_s = time_cpu(lambda: page_reads(c), args.repeats)
             dense_bps = c.kv_bytes(context // PAGE_SIZE) / dense_s
             sparse_bps = c.kv_bytes(args.k_pages) / sparse_s
             print(f"{context:>8} {num_seqs:>5} | {dense_s * 1e3:>9.2f} {dense_bps / 1e9:>6.1f} {dense_bps / bandwidth:>6.0%} "
                   f"| {sparse_s * 1e3:>9.2f} {sparse_bps / 1e9:>6.1f} {sparse_bps / bandwidth:>6.0%} "
                   f"| {dense_s / sparse_s:>11.1f}x | {select_s * 1e3:>13.2f} | "
-                  f"{c.kv_bytes(context // PAGE_SIZE) / gather_s / bandwidth:>11.0%}")
+                  f"{c.kv_bytes(context // PAGE_SIZE) / gather_s / bandwidth:>11.0%} "
+                  f"{c.kv_bytes(context // PAGE_SIZE) / reads_s / bandwidth:>10.0%}")
 
 
 def run_cuda(args, gen: torch.Generator) -> None:
@@ -189,6 +240,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--thp", action="store_true", help="CPU: put the KV pool on transparent huge pages")
+    parser.add_argument("--layout", choices=["fragmented", "fresh"], default="fragmented",
+                        help="pages scattered at random, or adjacent per head as the runtime allocates a new prompt")
     args = parser.parse_args()
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     args.dtype = args.dtype or ("bf16" if use_cuda else "fp32")

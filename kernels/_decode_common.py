@@ -22,7 +22,11 @@ DECODE_AUTOTUNE_CONFIGS = autotune_configs([
 
 MAX_SPLITS = 64
 MIN_PAGES_PER_SPLIT = 8  # 128 tokens: less than this is not worth a program and a reduce row
-REF_TILE_BYTES = 2 << 20  # reference path: K/V gathered per tile of this many fp32 bytes (L2/L3-sized)
+REF_TILE_BYTES = 2 << 20  # score_pages reference: metadata gathered per tile of this many fp32 bytes
+REF_CHUNK_BYTES = 1 << 20  # decode reference: fp32 K bytes per gather (L2-sized; measured best)
+REF_SCORE_BYTES = 1 << 20  # decode reference: fp32 scores of one block of rows (they stay in L2/L3)
+MIN_CHUNK_COLS = 8  # decode reference: pages per row in a chunk, at least
+REF_ONE_SHOT_BYTES = 256 << 10  # decode reference: up to this much fp32 K, decode_oracle's fewer ops win
 LOG2E = 1.4426950408889634
 
 
@@ -141,65 +145,164 @@ def decode_ref(q: torch.Tensor, kv_pool: torch.Tensor, blocks: torch.Tensor, pag
     ids and pages [B, H, W] their logical indices (-1: skip). Tokens at positions < lo are dropped
     unless < num_sinks (both [B, H]). Rows with nothing to attend give 0. fp32 math throughout.
 
-    NOTE: K and V are gathered tile by tile into a reused workspace. One gather of everything into a
-    fresh tensor is several times slower on CPU: page faults on the new memory and a DRAM round trip.
+    decode_oracle's result, computed in cache-sized pieces (see _RefPlan): per block of rows (seq, KV
+    head), K is gathered chunk by chunk into one reused buffer and multiplied into the block's scores,
+    then the softmax, then V is read the same way (in place by embedding_bag for fp32 pools).
+    Gathering everything at once is several times slower on CPU: page faults on fresh memory and a
+    DRAM round trip for every gathered byte. Small problems go to decode_oracle (fewer ops).
     """
     num_seqs, num_heads, head_dim = q.shape
-    num_kv_heads, width = blocks.shape[1], blocks.shape[2]
-    group = num_heads // num_kv_heads
-    rows = num_seqs * num_kv_heads
-    out = torch.zeros(num_seqs, num_heads, head_dim, dtype=torch.float32, device=q.device)
-    if rows == 0 or width == 0:
-        return out.to(q.dtype)
+    rows, group = num_seqs * blocks.shape[1], num_heads // blocks.shape[1]
+    if rows * blocks.shape[2] * PAGE_SIZE * head_dim * 4 <= REF_ONE_SHOT_BYTES:
+        return decode_oracle(q, kv_pool, blocks, pages, seq_lens, scale, lo, num_sinks)
+    ids, ok = _visible_slots(kv_pool.shape[1], blocks, pages, seq_lens, lo, num_sinks)
+    out = torch.zeros(rows, group, head_dim, device=q.device)
+    if rows and ids.shape[1]:
+        qf = q.float().view(rows, group, head_dim) * scale
+        plan = _RefPlan(kv_pool, rows, ids.shape[1], group)
+        for r0 in range(0, rows, plan.block_rows):
+            r1 = min(rows, r0 + plan.block_rows)
+            out[r0:r1] = _attend_rows(qf[r0:r1], ids[r0:r1], ok[r0:r1], plan)
+    return out.view(num_seqs, num_heads, head_dim).to(q.dtype)
+
+
+def decode_oracle(q: torch.Tensor, kv_pool: torch.Tensor, blocks: torch.Tensor, pages: torch.Tensor,
+                  seq_lens: torch.Tensor, scale: float, lo: torch.Tensor | None = None,
+                  num_sinks: torch.Tensor | None = None) -> torch.Tensor:
+    """decode_ref in one shot (every listed page gathered at once): the test oracle for decode_ref."""
+    num_seqs, num_heads, head_dim = q.shape
+    rows, group = num_seqs * blocks.shape[1], num_heads // blocks.shape[1]
+    ok, ids = _slot_mask(kv_pool.shape[1], blocks, pages, seq_lens, lo, num_sinks)
+    tokens = ids.shape[2] * PAGE_SIZE
+    ok, ids = ok.view(rows, tokens), ids.view(rows, tokens // PAGE_SIZE)
+    k = kv_pool[0][ids].float().view(rows, tokens, head_dim)
+    v = kv_pool[1][ids].float().view(rows, tokens, head_dim).masked_fill(~ok[..., None], 0.0)  # 0 * NaN = NaN
+    s = torch.bmm(q.float().view(rows, group, head_dim) * scale, k.transpose(1, 2))
+    p = s.masked_fill(~ok[:, None], float("-inf")).softmax(-1).nan_to_num(0.0)  # rows with nothing: 0
+    return torch.bmm(p, v).view(num_seqs, num_heads, head_dim).to(q.dtype)
+
+
+def _slot_mask(num_blocks, blocks, pages, seq_lens, lo, num_sinks) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ok bool [B, H, W, 16]: token visible, ids [B, H, W]: block id, 0 where there is none)."""
     blocks = blocks.long()
-    has_block = (pages >= 0) & (blocks >= 0) & (blocks < kv_pool.shape[1])
-    pos = pages.long()[..., None] * PAGE_SIZE + torch.arange(PAGE_SIZE, device=q.device)  # [B, H, W, 16]
+    has_block = (pages >= 0) & (blocks >= 0) & (blocks < num_blocks)
+    pos = pages.long()[..., None] * PAGE_SIZE + torch.arange(PAGE_SIZE, device=blocks.device)
     ok = has_block[..., None] & (pos < seq_lens.long()[:, None, None, None])
     if lo is not None:
         ok &= (pos >= lo.long()[..., None, None]) | (pos < num_sinks.long()[..., None, None])
-    ok = ok.view(rows, width * PAGE_SIZE)
-    ids = torch.where(has_block, blocks, 0).view(rows, width)
-    qf = q.float().view(rows, group, head_dim) * scale
-
-    scores = torch.empty(rows, width * PAGE_SIZE, group, device=q.device)
-    for r0, r1, c0, c1, k in _gather_tiles(kv_pool[0], ids):
-        scores[r0:r1, c0 * PAGE_SIZE:c1 * PAGE_SIZE] = torch.bmm(k, qf[r0:r1].transpose(1, 2))
-    scores.masked_fill_(~ok[..., None], float("-inf"))
-    m = scores.amax(1, keepdim=True)
-    p = (scores - torch.where(m == float("-inf"), 0.0, m)).exp_()  # [rows, T, G]
-    acc = torch.zeros(rows, group, head_dim, device=q.device)
-    for r0, r1, c0, c1, v in _gather_tiles(kv_pool[1], ids):
-        tile_ok = ok[r0:r1, c0 * PAGE_SIZE:c1 * PAGE_SIZE]
-        if not bool(tile_ok.all()):  # skipped slots may hold anything, even NaN: 0 * NaN = NaN
-            v = torch.where(tile_ok[..., None], v, 0.0)
-        acc[r0:r1].baddbmm_(p[r0:r1, c0 * PAGE_SIZE:c1 * PAGE_SIZE].transpose(1, 2), v)
-    denom = p.sum(1)  # [rows, G]
-    acc /= torch.where(denom > 0, denom, 1.0)[..., None]
-    return acc.view(num_seqs, num_heads, head_dim).to(q.dtype)
+    return ok, torch.where(has_block, blocks, 0)
 
 
-def _gather_tiles(pool: torch.Tensor, ids: torch.Tensor):
-    """Yields (r0, r1, c0, c1, tile fp32 [r1 - r0, (c1 - c0) * 16, D]): pool's pages ids[r0:r1, c0:c1].
+def _visible_slots(num_blocks, blocks, pages, seq_lens, lo, num_sinks) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids [rows, W'], ok [rows, W', 16]): each row's pages holding a visible token, moved to the
+    front (stable) and cut to the longest row, so invisible pages are never read."""
+    ok, ids = _slot_mask(num_blocks, blocks, pages, seq_lens, lo, num_sinks)
+    rows, width = ids.shape[0] * ids.shape[1], ids.shape[2]
+    ok, ids = ok.view(rows, width, PAGE_SIZE), ids.view(rows, width)
+    seen = ok.any(2)
+    if rows == 0 or bool(seen.all()):
+        return ids, ok
+    order = torch.sort((~seen).to(torch.int8), dim=1, stable=True).indices[:, :int(seen.sum(1).max())]
+    return ids.gather(1, order), ok.gather(1, order[..., None].expand(-1, -1, PAGE_SIZE))
 
-    Tiles are about REF_TILE_BYTES: several whole rows when a row is small, else a row in chunks.
-    The yielded tile is a view of a workspace that the next iteration overwrites.
+
+class _RefPlan:
+    """How decode_ref cuts its work, and the buffers it reuses.
+
+    A chunk, what one gather fetches, is `sub_rows` rows x `cols` pages, about REF_CHUNK_BYTES of
+    fp32 K (at least MIN_CHUNK_COLS pages a row, so each bmm is big enough to run fast). A block is
+    `block_rows` rows (a multiple of sub_rows) whose scores take about REF_SCORE_BYTES; the softmax
+    and the V pass run once per block, so narrow rows (sparse lists) do not pay them row by row.
     """
-    rows, width = ids.shape
-    page_elems = PAGE_SIZE * pool.shape[-1]
-    row_bytes = width * page_elems * 4
-    if row_bytes <= REF_TILE_BYTES:
-        rows_per_tile, cols = max(1, REF_TILE_BYTES // row_bytes), width
+
+    def __init__(self, kv_pool: torch.Tensor, rows: int, width: int, group: int):
+        head_dim, device = kv_pool.shape[3], kv_pool.device
+        chunk_pages = max(1, REF_CHUNK_BYTES // (PAGE_SIZE * head_dim * 4))
+        row_score_bytes = group * width * PAGE_SIZE * 4
+        if width <= chunk_pages:
+            self.sub_rows, self.cols = min(rows, chunk_pages // width), width
+        else:
+            self.sub_rows = max(1, min(rows, REF_SCORE_BYTES // row_score_bytes, chunk_pages // MIN_CHUNK_COLS))
+            self.cols = triton.cdiv(width, triton.cdiv(width, chunk_pages // self.sub_rows))  # even chunks
+        subs = REF_SCORE_BYTES // (row_score_bytes * self.sub_rows)
+        self.block_rows = self.sub_rows * max(1, min(triton.cdiv(rows, self.sub_rows), subs))
+        self.keys, self.values = kv_pool.unbind(0)
+        chunk = self.sub_rows * self.cols * PAGE_SIZE * head_dim
+        self.gathered = torch.empty(chunk, dtype=kv_pool.dtype, device=device)
+        self.upcast = None if kv_pool.dtype == torch.float32 else torch.empty(chunk, device=device)
+
+    def gatherer(self, sub_rows: int):
+        """A function (pool, ids [sub_rows * cols]) -> fp32 [sub_rows, cols * 16, D]: pool's pages
+        `ids`, written to a buffer that the function's next call overwrites."""
+        head_dim = self.keys.shape[2]
+        n = sub_rows * self.cols * PAGE_SIZE * head_dim
+        pages = self.gathered[:n].view(-1, PAGE_SIZE, head_dim)
+        tile = pages.view(sub_rows, -1, head_dim)
+        upcast = None if self.upcast is None else self.upcast[:n].view_as(tile)
+
+        def gather(pool: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+            torch.index_select(pool, 0, ids, out=pages)
+            return tile if upcast is None else upcast.copy_(tile)
+        return gather
+
+
+def _attend_rows(q: torch.Tensor, ids: torch.Tensor, ok: torch.Tensor, plan: _RefPlan) -> torch.Tensor:
+    """[n, G, D]: attention of q [n, G, D] (scaled) over pages ids [n, W] with token mask ok [n, W, 16]."""
+    n, width = ids.shape
+    group, head_dim = q.shape[1:]
+    sub = min(plan.sub_rows, n)
+    subs, chunks = triton.cdiv(n, sub), triton.cdiv(width, plan.cols)
+    pad_rows, pad_cols = subs * sub - n, chunks * plan.cols - width
+    if pad_rows or pad_cols:  # padding: masked copies of block 0
+        ids = torch.nn.functional.pad(ids, (0, pad_cols, 0, pad_rows))
+        ok = torch.nn.functional.pad(ok, (0, 0, 0, pad_cols, 0, pad_rows))
+        q = torch.nn.functional.pad(q, (0, 0, 0, 0, 0, pad_rows))
+    tokens = plan.cols * PAGE_SIZE
+    # chunk (i, c) = rows [i * sub, (i + 1) * sub) x pages [c * cols, (c + 1) * cols)
+    ids = ids.view(subs, sub, chunks, plan.cols).transpose(1, 2).reshape(subs * chunks, -1)
+    ok = ok.view(subs, sub, chunks, 1, tokens).transpose(1, 2)  # [subs, chunks, sub, 1, T]
+    q = q.view(subs, sub, group, head_dim)
+    full = ok.flatten(2).all(2).flatten().tolist()
+    s = torch.empty(subs, chunks, sub, group, tokens, device=q.device)
+    gather = plan.gatherer(sub)
+    for i, (chunk_ids, chunk_s) in enumerate(zip(ids.unbind(0), s.flatten(0, 1).unbind(0))):
+        torch.bmm(q[i // chunks], gather(plan.keys, chunk_ids).transpose(1, 2), out=chunk_s)
+    if not all(full):
+        s.masked_fill_(~ok, float("-inf"))  # also hides NaN in slots past the end
+    m = s.amax((1, 4), keepdim=True)
+    s.sub_(m.masked_fill_(m == float("-inf"), 0.0)).exp_()  # a row with nothing visible: all 0
+    denom = s.sum((1, 4))[..., None]  # [subs, sub, G, 1]
+    if plan.upcast is None:
+        out = _weighted_values(s, ids, None if all(full) else ok, plan.values)
     else:
-        rows_per_tile, cols = 1, max(1, REF_TILE_BYTES // (page_elems * 4))
-    workspace = torch.empty(min(rows, rows_per_tile) * cols * page_elems, dtype=pool.dtype, device=pool.device)
-    upcast = None if pool.dtype == torch.float32 else torch.empty(workspace.numel(), device=pool.device)
-    for r0 in range(0, rows, rows_per_tile):
-        r1 = min(rows, r0 + rows_per_tile)
-        for c0 in range(0, width, cols):
-            c1 = min(width, c0 + cols)
-            tile_ids = ids[r0:r1, c0:c1].reshape(-1)
-            n = tile_ids.numel() * page_elems
-            tile = torch.index_select(pool, 0, tile_ids, out=workspace[:n].view(-1, *pool.shape[1:]))
-            if upcast is not None:
-                tile = upcast[:n].view_as(tile).copy_(tile)
-            yield r0, r1, c0, c1, tile.view(r1 - r0, (c1 - c0) * PAGE_SIZE, -1)
+        out = torch.zeros(subs, sub, group, head_dim, device=q.device)
+        for i, (chunk_ids, chunk_s) in enumerate(zip(ids.unbind(0), s.flatten(0, 1).unbind(0))):
+            v = gather(plan.values, chunk_ids)
+            if not full[i]:
+                v.masked_fill_(~ok.flatten(0, 1)[i].transpose(1, 2), 0.0)  # skipped slots may hold NaN
+            out[i // chunks].baddbmm_(chunk_s, v)
+    out /= torch.where(denom > 0, denom, 1.0)
+    return out.view(-1, group, head_dim)[:n]
+
+
+def _weighted_values(p: torch.Tensor, ids: torch.Tensor, ok: torch.Tensor | None,
+                     values: torch.Tensor) -> torch.Tensor:
+    """[subs, sub, G, D]: sum over slots of p [subs, chunks, sub, G, T] x V, with V read in place by
+    embedding_bag (no copy, and it prefetches rows). One bag per (chunk, row, head), in that order,
+    so a chunk's V rows come from DRAM once and from L2 for the other heads. ok: None if all visible."""
+    subs, chunks, sub, group, tokens = p.shape
+    index_dtype = torch.int32 if values.shape[0] * PAGE_SIZE < 2**31 else torch.int64
+    slots = ids.to(index_dtype).view(subs, chunks, sub, 1, -1, 1) * PAGE_SIZE + torch.arange(
+        PAGE_SIZE, dtype=index_dtype, device=ids.device)
+    slots = slots.view(subs, chunks, sub, 1, tokens)
+    if ok is not None:
+        # p is 0 on skipped slots but 0 * NaN = NaN: read the row's first visible slot there instead
+        # (a row with none gets zeroed below).
+        first = slots[:, :1].gather(4, ok[:, :1].int().argmax(4, keepdim=True))  # [subs, 1, sub, 1, 1]
+        slots = torch.where(ok, slots, first)
+    slots = slots.expand(subs, chunks, sub, group, tokens).reshape(-1)
+    offsets = torch.arange(0, slots.numel(), tokens, dtype=index_dtype, device=ids.device)
+    bags = torch.nn.functional.embedding_bag(slots, values.view(-1, values.shape[-1]), offsets, mode="sum",
+                                             per_sample_weights=p.view(-1))
+    out = bags.view(subs, chunks, sub, group, -1).sum(1) if chunks > 1 else bags.view(subs, sub, group, -1)
+    return out if ok is None else out.masked_fill_(~ok.any(4).any(1)[..., None], 0.0)  # rows with nothing

@@ -109,8 +109,8 @@ def paged_decode_attention(q: torch.Tensor, kv_pool: torch.Tensor, block_tables:
 def paged_decode_attention_ref(q: torch.Tensor, kv_pool: torch.Tensor, block_tables: torch.Tensor,
                                seq_lens: torch.Tensor, *, scale: float | None = None,
                                window: int | torch.Tensor | None = None, num_sinks: int = 0) -> torch.Tensor:
-    """Torch reference (the CPU path). With every KV head windowed, only sink and window pages are
-    gathered; otherwise every page of the table."""
+    """Torch reference (the CPU path). Pages with no visible token are never read: with every KV head
+    windowed, only sink and window pages are even listed."""
     num_kv_heads, _ = _check(q, kv_pool, block_tables, seq_lens, num_sinks)
     num_seqs, _, head_dim = q.shape
     scale = head_dim ** -0.5 if scale is None else scale

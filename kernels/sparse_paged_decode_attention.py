@@ -103,7 +103,7 @@ def sparse_paged_decode_attention(q: torch.Tensor, kv_pool: torch.Tensor, block_
 def sparse_paged_decode_attention_ref(q: torch.Tensor, kv_pool: torch.Tensor, block_tables: torch.Tensor,
                                       seq_lens: torch.Tensor, pages: torch.Tensor, *,
                                       scale: float | None = None) -> torch.Tensor:
-    """Torch reference (the CPU path): gathers only the listed pages."""
+    """Torch reference (the CPU path): reads only the listed pages."""
     _check(q, kv_pool, block_tables, seq_lens, pages)
     scale = q.shape[2] ** -0.5 if scale is None else scale
     pages = pages.long()
