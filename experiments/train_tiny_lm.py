@@ -1,7 +1,9 @@
 """Train the shipped tiny byte-level Llama (models/tessera-tiny-byte) on stdlib text + retrieval tasks.
 
-Train:    nice -n 10 .venv/bin/python -m tessera.experiments.train_tiny_lm --out models/tessera-tiny-byte
-Evaluate: .venv/bin/python -m tessera.experiments.train_tiny_lm --evaluate --out models/tessera-tiny-byte
+Train (about 23 minutes on one core; set OMP_WAIT_POLICY=PASSIVE on a shared machine):
+    .venv/bin/python -m tessera.experiments.train_tiny_lm --threads 1 --out models/tessera-tiny-byte
+Evaluate (writes eval.json; add --context-lens 1024,2048,4096,8192 --num-examples 24 as in the card):
+    .venv/bin/python -m tessera.experiments.train_tiny_lm --evaluate --out models/tessera-tiny-byte
 """
 from __future__ import annotations
 

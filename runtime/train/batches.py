@@ -11,9 +11,9 @@ import torch
 
 from tessera.runtime.tokenizer import ByteTokenizer
 from tessera.runtime.train.corpus import Corpus
-from tessera.runtime.train.tasks import key_value_example, needle_example, repeat_example
+from tessera.runtime.train.tasks import copy_example, key_value_example, needle_example, repeat_example
 
-ROW_KINDS = ("text", "kv", "needle", "repeat")
+ROW_KINDS = ("text", "kv", "needle", "repeat", "copy")
 
 
 @dataclass
@@ -22,9 +22,10 @@ class Mixture:
     kv: float = 0.3
     needle: float = 0.15
     repeat: float = 0.3
+    copy: float = 0.0
 
     def probabilities(self) -> list[float]:
-        weights = np.array([self.text, self.kv, self.needle, self.repeat])
+        weights = np.array([self.text, self.kv, self.needle, self.repeat, self.copy])
         return (weights / weights.sum()).tolist()
 
 
@@ -33,23 +34,23 @@ class Batch:
     inputs: torch.Tensor  # (B, T) int64
     targets: torch.Tensor  # (B, T) int64, -100 where no loss (padding)
     is_answer: torch.Tensor  # (B, T) bool, True where the target is a retrieval answer token
+    is_copy: torch.Tensor  # (B, T) bool, True where the target is in a repeat row's second copy
 
 
 def make_row(kind: str, rng: np.random.Generator, seq_len: int, corpus: Corpus, tok: ByteTokenizer):
-    """One row of seq_len + 1 tokens starting with <bos>, plus the answer-token positions."""
+    """One row of seq_len + 1 tokens starting with <bos>, plus the answer and copy token positions."""
     body = seq_len  # tokens after <bos>
     if kind == "text":
-        return [tok.bos_id] + corpus.window(rng, body), []
-    if kind == "repeat":
-        ex = repeat_example(rng, body)
+        return [tok.bos_id] + corpus.window(rng, body), [], []
+    if kind in ("repeat", "copy"):
+        ex = repeat_example(rng, body) if kind == "repeat" else copy_example(rng, body)
     else:
         ex = key_value_example(rng, body) if kind == "kv" else needle_example(rng, body, corpus.data)
     tokens = [tok.bos_id] + ex.tokens
     tokens += [tok.pad_id] * (seq_len + 1 - len(tokens))
-    # answer_loss tracks lookups and passkeys only; a repeat's whole second half is not an "answer"
-    spans = [] if kind == "repeat" else ex.answer_spans
-    answers = [p + 1 for s, e in spans for p in range(s, e)]  # +1: the <bos>
-    return tokens, answers
+    # answer_loss tracks lookups and passkeys only; repeats' second copies are tracked as copy_loss
+    positions = [p + 1 for s, e in ex.answer_spans for p in range(s, e)]  # +1: the <bos>
+    return (tokens, [], positions) if kind in ("repeat", "copy") else (tokens, positions, [])
 
 
 def make_batch(seed: int, step: int, batch_size: int, seq_len: int, mixture: Mixture,
@@ -58,10 +59,12 @@ def make_batch(seed: int, step: int, batch_size: int, seq_len: int, mixture: Mix
     kinds = rng.choice(ROW_KINDS, batch_size, p=mixture.probabilities())
     rows = torch.empty(batch_size, seq_len + 1, dtype=torch.int64)
     is_answer = torch.zeros(batch_size, seq_len + 1, dtype=torch.bool)
+    is_copy = torch.zeros(batch_size, seq_len + 1, dtype=torch.bool)
     for b, kind in enumerate(kinds):
-        tokens, answers = make_row(str(kind), rng, seq_len, corpus, tok)
+        tokens, answers, copies = make_row(str(kind), rng, seq_len, corpus, tok)
         rows[b] = torch.tensor(tokens)
         is_answer[b, answers] = True
+        is_copy[b, copies] = True
     targets = rows[:, 1:].clone()
     targets[targets == tok.pad_id] = -100
-    return Batch(inputs=rows[:, :-1], targets=targets, is_answer=is_answer[:, 1:])
+    return Batch(inputs=rows[:, :-1], targets=targets, is_answer=is_answer[:, 1:], is_copy=is_copy[:, 1:])

@@ -86,10 +86,14 @@ def train_step(model, optimizer, batch, cfg: TrainConfig, lr: float) -> dict:
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
-    answer = batch.is_answer.flatten()
-    answer_loss = token_loss[answer].mean().item() if answer.any() else float("nan")
-    return {"loss": loss.item(), "answer_loss": answer_loss, "grad_norm": grad_norm.item(),
+    return {"loss": loss.item(), "answer_loss": _masked_mean(token_loss, batch.is_answer),
+            "copy_loss": _masked_mean(token_loss, batch.is_copy), "grad_norm": grad_norm.item(),
             "tokens": int(counted.sum())}
+
+
+def _masked_mean(token_loss: torch.Tensor, mask: torch.Tensor) -> float:
+    mask = mask.flatten()
+    return token_loss[mask].mean().item() if mask.any() else float("nan")
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, state_path: str | Path) -> Transformer:

@@ -19,6 +19,7 @@ KV_QUERY_HEADER = "Lookups:\n"
 NEEDLE = "\n# The passkey is {passkey}. Remember it.\n"
 REPEAT_HEADER = "\nAgain:\n"
 REPEAT_MIN, REPEAT_MAX = 8, 64
+COPY_MIN, COPY_MAX = 3, 12
 NEEDLE_QUESTION = "\n# Question: what is the passkey? The passkey is "
 
 
@@ -103,4 +104,21 @@ def repeat_example(rng: np.random.Generator, length: int) -> RetrievalExample:
         example.answers.append(bytes(segment).decode())
         tokens += segment
     example.tokens = tokens
+    return example
+
+
+def copy_example(rng: np.random.Generator, length: int) -> RetrievalExample:
+    """Short random printable segments, each written twice back to back with no header. The copy
+    distance changes with every segment, so only content matching (an induction head) predicts it.
+    NOTE: short segments in short rows are what let induction start: in 128-byte rows it did not within
+    500-1,000 steps (MODEL_CARD.md). The second copies' loss is the training log's copy_loss."""
+    example = RetrievalExample(tokens=[])
+    tokens = example.tokens
+    while length - len(tokens) >= 2 * COPY_MIN:
+        seg_len = int(rng.integers(COPY_MIN, min(COPY_MAX, (length - len(tokens)) // 2) + 1))
+        segment = rng.integers(33, 127, seg_len).tolist()
+        tokens += segment
+        example.answer_spans.append((len(tokens), len(tokens) + seg_len))
+        example.answers.append(bytes(segment).decode())
+        tokens += segment
     return example
