@@ -9,7 +9,7 @@ the engine clock (a request is not admitted before it); runtime.realtime=false s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,9 @@ def synth_prompt(request_id: int, length: int, vocab: int, banned: set[int], see
 
 
 def run_runtime(spec: RunSpec, requests: Sequence[Request], runtime_conf: Mapping[str, Any] | None,
-                kvpolicy_conf: Mapping[str, Any] | None, *, seed: int = 0, progress: bool = False) -> BackendResult:
+                kvpolicy_conf: Mapping[str, Any] | None, *, seed: int = 0, progress: bool = False,
+                on_engine: Callable[[Any], None] | None = None) -> BackendResult:
+    """on_engine(engine) runs once the engine is built, before any request (e.g. to attach a step recorder)."""
     import torch
 
     from tessera.runtime.engine import Engine, EngineConfig
@@ -80,6 +82,8 @@ def run_runtime(spec: RunSpec, requests: Sequence[Request], runtime_conf: Mappin
         raise
     except (ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"backend.runtime / kvpolicy: {str(err).strip(chr(34))}") from None
+    if on_engine is not None:
+        on_engine(engine)
     vocab = engine.model.config.vocab_size
     if engine.tokenizer is not None:
         vocab = min(vocab, 256 if getattr(engine.tokenizer, "kind", "") == "byte" else engine.tokenizer.vocab_size)

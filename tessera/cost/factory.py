@@ -1,7 +1,7 @@
 """make_cost_model: build a CostModel by kind name from a model, a GPU and a TP degree.
 
-Keyword params: the RooflineEfficiency fields (flops_fraction, hbm_fraction, overhead_s) or an
-`efficiency` object, `use_nccl_tables`, and for kind="profiled" an optional `profile` table.
+Keyword params: the RooflineEfficiency fields (flops_fraction, hbm_fraction, overhead_s,
+seq_overhead_s) or an `efficiency` object, `use_nccl_tables`, and for kind="profiled" an optional `profile` table.
 """
 from __future__ import annotations
 

@@ -26,11 +26,15 @@ class RooflineEfficiency:
     tokens, and 0.77-0.89 of HBM bandwidth at batch 1 (TP 1). overhead_s is the engine's CPU time
     per step (scheduling, input preparation, sampling, output processing); vLLM-class engines with
     CUDA graphs spend roughly 0.5-2 ms there, so 1 ms is the middle; calibrate it on a machine.
+    seq_overhead_s is the engine's CPU time per sequence in the batch (input preparation, sampling,
+    bookkeeping; a prefill counts as one sequence): 0 by default, fitted by tessera/cost/calibration.py
+    where a Python engine's per-request work is a visible share of a step (the CPU runtime).
     """
 
     flops_fraction: float = 0.7
     hbm_fraction: float = 0.8
     overhead_s: float = 1e-3
+    seq_overhead_s: float = 0.0
 
     def __post_init__(self):
         for field, value in (("flops_fraction", self.flops_fraction),
@@ -41,6 +45,9 @@ class RooflineEfficiency:
         if not 0.0 <= self.overhead_s < 1.0:
             raise ValueError(f"RooflineEfficiency.overhead_s={self.overhead_s!r} is out of range: "
                              f"allowed [0, 1) seconds of CPU time per iteration")
+        if not 0.0 <= self.seq_overhead_s < 0.1:
+            raise ValueError(f"RooflineEfficiency.seq_overhead_s={self.seq_overhead_s!r} is out of range: "
+                             f"allowed [0, 0.1) seconds of CPU time per sequence in a batch")
 
 
 def check_tp(model: ModelSpec, tp: int) -> None:
@@ -91,6 +98,7 @@ class RooflineCostModel:
         self._lm_flop_s = 2 * vocab * h / flops
         self._byte_s = 1.0 / bw
         self._overhead_s = eff.overhead_s
+        self._seq_overhead_s = eff.seq_overhead_s
         # TP: two all-reduces of a (tokens, hidden) activation per layer.
         self._all_reduce = all_reduce_time_fn(gpu, tp, use_nccl_tables)
         self._ar_bytes_per_token = h * d
@@ -120,6 +128,8 @@ class RooflineCostModel:
                              f"decode_kv_tokens={kv_tokens}, extra_hbm_bytes={extra}")
         t = self._overhead_s + extra * self._byte_s
         sampled = ds
+        if self._seq_overhead_s:
+            t += (ds + (1 if pf else 0)) * self._seq_overhead_s
         if pf:
             compute = pairs * self._pf_flop_s
             memory = pf * self._pf_token_s

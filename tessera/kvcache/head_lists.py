@@ -1,12 +1,22 @@
 """Shipped head classifications: FlexiCache's unstable heads and DuoAttention's retrieval heads.
 
-Files live under data/flexicache/ and data/duoattention-head-patterns/ (each with its SOURCE.md).
+Files live under data/flexicache/ and data/duoattention-head-patterns/ (each with its SOURCE.md). A
+model profiled by Tessera's runtime (tessera.runtime.profiling.head_stability) carries its own list as
+`head_stability.tsv` in its checkpoint folder, in the same TSV format as data/flexicache/: a header line
+`layer<TAB>kv_head`, then one unstable (layer, kv_head) pair per line. Lookup by model name tries the
+paper's lists, then models/<name>/head_stability.tsv, so the simulator and the runtime (which both ask
+by name) read the same file.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from tessera.paths import data_dir, data_path
+from tessera.paths import REPO_ROOT, data_dir, data_path
+
+HEAD_STABILITY_FILE = "head_stability.tsv"  # a checkpoint folder's own unstable-head list
+MODELS_DIR = REPO_ROOT / "models"  # checkpoint folders searched by model name
 
 # Catalog model name -> shipped FlexiCache profile (flexicache.md §1.3: gov_report, K = 64 pages).
 _UNSTABLE_FILES = {
@@ -24,13 +34,47 @@ _DUO_FOLDERS = {
 
 
 def shipped_unstable_heads(model_name: str) -> tuple[tuple[int, int], ...]:
-    """The paper's profiled unstable (layer, kv_head) list for `model_name`."""
-    if model_name not in _UNSTABLE_FILES:
-        raise KeyError(f"no shipped FlexiCache unstable-head list for {model_name!r} (shipped: "
-                       f"{', '.join(_UNSTABLE_FILES)}); profile one with tessera.kvcache.stability."
-                       "profile_unstable_heads, pass unstable_heads=..., or use unstable_source='synthetic'")
-    table = np.loadtxt(data_path("flexicache", _UNSTABLE_FILES[model_name]), dtype=np.int64, skiprows=1, ndmin=2)
-    return tuple((int(l), int(h)) for l, h in table)
+    """The profiled unstable (layer, kv_head) list for `model_name`: the paper's (data/flexicache/), else
+    the one in the checkpoint folder models/<model_name>/head_stability.tsv (runtime profiling)."""
+    if model_name in _UNSTABLE_FILES:
+        return load_unstable_heads(data_path("flexicache", _UNSTABLE_FILES[model_name]))
+    own = MODELS_DIR / model_name / HEAD_STABILITY_FILE
+    if model_name and own.is_file():
+        return load_unstable_heads(own)
+    raise KeyError(f"no shipped FlexiCache unstable-head list for {model_name!r} (shipped: "
+                   f"{', '.join(_UNSTABLE_FILES)}, or models/<name>/{HEAD_STABILITY_FILE}); profile one with "
+                   "python -m tessera.runtime.profiling.head_stability, pass unstable_heads=..., or use "
+                   "unstable_source='synthetic'")
+
+
+def unstable_list_source(model_name: str) -> str:
+    """Where shipped_unstable_heads(model_name) reads from, for run metadata."""
+    if model_name in _UNSTABLE_FILES:
+        return f"shipped (paper profile, data/flexicache/{_UNSTABLE_FILES[model_name]})"
+    return f"profiled (models/{model_name}/{HEAD_STABILITY_FILE})"
+
+
+def checkpoint_unstable_heads(folder: str | Path) -> tuple[tuple[int, int], ...]:
+    """The unstable-head list a checkpoint folder carries (its head_stability.tsv)."""
+    path = Path(folder) / HEAD_STABILITY_FILE
+    if not path.is_file():
+        raise KeyError(f"{folder} has no {HEAD_STABILITY_FILE}; write one with python -m "
+                       f"tessera.runtime.profiling.head_stability --model {folder} --write-to-checkpoint")
+    return load_unstable_heads(path)
+
+
+def load_unstable_heads(path: str | Path) -> tuple[tuple[int, int], ...]:
+    """(layer, kv_head) pairs of an unstable-head TSV (header line, then `layer<TAB>kv_head` rows)."""
+    table = np.loadtxt(path, dtype=np.int64, skiprows=1, ndmin=2)
+    if table.size and table.shape[1] != 2:
+        raise ValueError(f"{path}: expected two columns (layer, kv_head), got {table.shape[1]}")
+    return tuple((int(l), int(h)) for l, h in table.reshape(-1, 2))
+
+
+def save_unstable_heads(path: str | Path, heads) -> None:
+    """Write (layer, kv_head) pairs in the TSV format load_unstable_heads reads (sorted)."""
+    rows = "".join(f"{int(l)}\t{int(h)}\n" for l, h in sorted(heads))
+    Path(path).write_text("layer\tkv_head\n" + rows)
 
 
 def duo_gate_values(model_name: str, pattern_model: str | None = None) -> np.ndarray:

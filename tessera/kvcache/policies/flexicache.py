@@ -8,7 +8,7 @@ import numpy as np
 
 from tessera.kvcache.config import FlexiCacheConfig
 from tessera.kvcache.geometry import PageGeometry
-from tessera.kvcache.head_lists import heads_mask, shipped_unstable_heads
+from tessera.kvcache.head_lists import heads_mask, shipped_unstable_heads, unstable_list_source
 from tessera.kvcache.head_plan import HeadMode, HeadPlan
 from tessera.kvcache.policies.base import PlannedPolicy
 from tessera.types import ModelSpec
@@ -25,7 +25,7 @@ def unstable_mask(model: ModelSpec, config: FlexiCacheConfig) -> tuple[np.ndarra
             raise ValueError(f"flexicache: the shipped list of {model.name} has {len(heads)} unstable heads, "
                              f"unstable_fraction={config.unstable_fraction} asks for another count; use "
                              "unstable_source='synthetic' or pass unstable_heads")
-        return heads_mask(heads, shape), "shipped (paper profile, gov_report, K=64)"
+        return heads_mask(heads, shape), unstable_list_source(model.name)
     from tessera.kvcache.head_model import HeadModel, default_params, model_seed
 
     params = replace(default_params(), unstable_fraction=config.unstable_fraction)
