@@ -17,6 +17,7 @@ EXPERIMENT_MODULES = {
     "flexicache_online": "tessera.experiments.flexicache.online",
     "flexicache_rerank_cost": "tessera.experiments.flexicache.rerank_cost",
     "flexicache_sensitivity": "tessera.experiments.flexicache.sensitivity",
+    "runtime_accuracy": "tessera.experiments.runtime_eval.accuracy",
 }
 
 

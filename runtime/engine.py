@@ -5,7 +5,10 @@ budget, max_num_seqs, preemption by recompute), ``_forward`` runs prefill chunks
 requests as ONE flattened token batch through the model (linear layers once; attention per segment for
 prefill, batched paged kernels for decode), and ``_postprocess`` advances counters, drives each
 request's RequestKV (the shared KV policy, in the simulator's call order), executes the page moves it
-reports, samples and finishes requests.
+reports, samples and finishes requests. A request may force some or all of its output tokens
+(SamplingParams.forced_token_ids) and record their log-probs: teacher-forced scoring under a KV policy.
+Engines of one model may share a PromptKVStore (runtime/prompt_kv.py): prefills it holds are restored
+instead of computed (prefill is dense under every policy), so many policies can decode the same prompts.
 
 KV policy per (layer, KV head) (tessera/kvcache): FULL heads attend every page; RESIDENT_TOPK heads
 attend the top-K of this step's MinMax scores (score_pages + select_topk); OFFLOAD heads attend their
@@ -42,8 +45,9 @@ from tessera.results.schema import REQUEST_COLUMNS
 from tessera.runtime.attention import DecodeLayerPlan, decode_attention, prefill_attention
 from tessera.runtime.kv_cache import KVCache, SeqTables
 from tessera.runtime.model import Transformer
-from tessera.runtime.sampling import sample_batch
-from tessera.runtime.sequence import SamplingParams, Sequence
+from tessera.runtime.prompt_kv import PromptKVStore
+from tessera.runtime.sampling import next_tokens
+from tessera.runtime.sequence import FREE, SamplingParams, Sequence
 from tessera.scheduling import FCFSScheduler, SchedulerConfig
 from tessera.types import ModelSpec
 
@@ -183,8 +187,11 @@ class Engine:
     """Continuous-batching engine. API: add_request, step, run, generate, records, kv_usage."""
 
     def __init__(self, model: Transformer, tokenizer=None, config: EngineConfig | None = None, policy=None,
-                 name: str = "model") -> None:
+                 name: str = "model", prompt_kv: PromptKVStore | None = None) -> None:
         self.model = model.eval()
+        self.prompt_kv = prompt_kv  # prefills shared with other engines of this model (runtime/prompt_kv.py)
+        if prompt_kv is not None:
+            prompt_kv.bind(model)
         self.tokenizer = tokenizer
         self.config = config = config or EngineConfig()
         self.name = name
@@ -221,6 +228,7 @@ class Engine:
         self.num_preemptions = 0
         self.decode_tokens = 0
         self.decode_time_s = 0.0
+        self.num_restored_tokens = 0  # prefill tokens restored from prompt_kv instead of computed
         self._usage: list[tuple[float, int]] = []
         self._t0 = time.perf_counter()
         self._skipped = 0.0
@@ -264,6 +272,9 @@ class Engine:
             if self.tokenizer is None:
                 raise ValueError("a text prompt needs a tokenizer; pass token ids")
             prompt = self.tokenizer.encode(prompt)
+        vocab = self.model.config.vocab_size
+        if any(t >= vocab for t in params.forced_token_ids):
+            raise ValueError(f"forced_token_ids has an id >= the vocabulary size {vocab}")
         request_id = self._next_id if request_id is None else request_id
         if request_id in self.sequences:
             raise ValueError(f"request id {request_id} is already used")
@@ -371,13 +382,14 @@ class Engine:
             # One device->host copy for the whole batch; on CUDA it also ends the step's async work, so
             # the decode time below and the token times in _postprocess are measured, not launch times.
             samplers = [s for s, n in zip(batch.seqs, nums) if s.num_computed_tokens + n == s.num_tokens]
-            tokens = sample_batch(logits, [s.params for s in samplers], [s.generator for s in samplers]) \
-                if logits is not None else []
+            tokens, logprobs = next_tokens(logits, [s.params for s in samplers], [s.generator for s in samplers],
+                                           [len(s.output_token_ids) for s in samplers]) \
+                if logits is not None else ([], [])
         if all(decoding):
             self.decode_tokens += len(nums)
             self.decode_time_s += time.perf_counter() - t_fwd
         with self._device_context():
-            finished = self._postprocess(batch.seqs, nums, decoding, tokens, topk_rows)
+            finished = self._postprocess(batch.seqs, nums, decoding, tokens, logprobs, topk_rows)
         self.num_steps += 1
         self._usage.append((self.now(), self.cache.device_blocks.num_used))
         self.peak_host_blocks = max(self.peak_host_blocks, self.cache.host_blocks.num_used)
@@ -417,13 +429,27 @@ class Engine:
 
     # ---------------------------------------------------------------------------------------- forward
     def _forward(self, seqs: list[Sequence], nums: list[int], decoding: list[bool]):
-        """Flattened batch through the model; returns (logits [S, vocab] of sampling rows, top-K per decode)."""
+        """Flattened batch through the model; returns (logits [S, vocab] of sampling rows, top-K per decode).
+
+        Prefill chunks of prompts in the PromptKVStore are restored (stored K/V written, stored logits
+        used) instead of computed; the chunks the model computes are recorded into the store.
+        """
         model, cache = self.model, self.cache
         L, H = cache.num_layers, cache.num_kv_heads
-        tokens, positions, rows, segments, sample_at = [], [], [], [], []
+        tokens, positions, rows, segments, sample_from = [], [], [], [], []
+        restored = []  # (i, stored PromptKV, c, n)
+        token_nums = list(nums)  # tokens each sequence puts through the model (0 when restored)
         start = 0
         for i, (s, n) in enumerate(zip(seqs, nums)):
             c = s.num_computed_tokens
+            stored = self._stored_prefill(s, c, n, decoding[i])
+            if stored is not None:
+                restored.append((i, stored, c, n))
+                token_nums[i] = 0
+                self.num_restored_tokens += n
+                if c + n == s.num_tokens:
+                    sample_from.append(stored.logits)
+                continue
             if c >= s.num_prompt_tokens:
                 ids = s.output_token_ids[c - s.num_prompt_tokens:c - s.num_prompt_tokens + n]
             elif c + n > s.num_prompt_tokens:
@@ -436,7 +462,7 @@ class Engine:
             if not decoding[i]:
                 segments.append((i, start, n, c))
             if c + n == s.num_tokens:
-                sample_at.append(start + n - 1)
+                sample_from.append(start + n - 1)
             start += n
         P = max(-(-(s.num_computed_tokens + n) // PAGE_SIZE) for s, n in zip(seqs, nums))
         bt_np = np.full((len(seqs), L, H, P), -1, dtype=np.int32)
@@ -448,16 +474,32 @@ class Engine:
         pos_t = self._upload(positions, np.int64)
         row_t = self._upload(rows, np.int64)
         full_dev, full_mm = self._newly_full(seqs, nums)
-        dec = self._decode_inputs(seqs, nums, decoding, bt, P) if any(decoding) else None
+        dec = self._decode_inputs(seqs, token_nums, decoding, bt, P) if any(decoding) else None
+        if restored:
+            r_rows = self._upload(np.concatenate([np.full(n, i) for i, _, _, n in restored]), np.int64)
+            r_pos = self._upload(np.concatenate([np.arange(c, c + n) for _, _, c, n in restored]), np.int64)
+        recording = [] if self.prompt_kv is None else \
+            [(seqs[i].prompt_token_ids, s0, T, c) for i, s0, T, c in segments if c + T <= seqs[i].num_prompt_tokens]
+        rec_k = [[] for _ in recording]
+        rec_v = [[] for _ in recording]
 
-        h = model.embed(tok_t[None])
-        rope = model.rope(pos_t[None])
+        h = model.embed(tok_t[None]) if tokens else None
+        rope = model.rope(pos_t[None]) if tokens else None
         topk_dev: dict[int, torch.Tensor] = {}
         for l, layer in enumerate(model.layers):
-            q, k, v = layer.qkv(h, rope)  # (1, Hq, N, D), (1, Hkv, N, D)
             bt_l = bt[:, l]
+            if restored:
+                self._write_restored(l, restored, slot_mapping(bt_l, r_rows, r_pos))
+            if h is None:
+                if full_dev is not None:
+                    cache.update_minmax(full_dev[l], full_mm[l])
+                continue
+            q, k, v = layer.qkv(h, rope)  # (1, Hq, N, D), (1, Hkv, N, D)
             slots = slot_mapping(bt_l, row_t, pos_t)
             dispatch.write_kv(cache.kv, k[0].transpose(0, 1).contiguous(), v[0].transpose(0, 1).contiguous(), slots)
+            for j, (_, s0, T, _) in enumerate(recording):
+                rec_k[j].append(k[0, :, s0:s0 + T])
+                rec_v[j].append(v[0, :, s0:s0 + T])
             if full_dev is not None:
                 cache.update_minmax(full_dev[l], full_mm[l])
             o = torch.empty_like(q)
@@ -478,7 +520,9 @@ class Engine:
                 od = decode_attention(qd, cache.kv, btd, dec["lens"], plan, topk)
                 o[0, :, dec["tok"]] = od.transpose(0, 1)
             h = layer.finish(h, o)
-        logits = model.logits(h[:, self._upload(sample_at, np.int64)])[0] if sample_at else None
+        logits = self._sampling_logits(h, sample_from)
+        if recording:
+            self._record_prefills(recording, rec_k, rec_v, h, logits, sample_from)
         topk_np: dict[int, np.ndarray] = {}
         if topk_dev:  # one device->host copy for every due layer (same shape [Bd, Hkv, K])
             due = sorted(topk_dev)
@@ -486,6 +530,44 @@ class Engine:
             topk_np = {l: host[j] for j, l in enumerate(due)}
         topk_rows = self._due_topk(seqs, decoding, dec, topk_np) if dec is not None else {}
         return logits, topk_rows
+
+    def _write_restored(self, layer: int, restored: list, slots: torch.Tensor) -> None:
+        """Write the stored K/V of this step's restored prefill chunks (in batch order) into the pool."""
+        k = torch.cat([p.k[layer][:, c:c + n] for _, p, c, n in restored], dim=1).transpose(0, 1)  # [N, Hkv, D]
+        v = torch.cat([p.v[layer][:, c:c + n] for _, p, c, n in restored], dim=1).transpose(0, 1)
+        dispatch.write_kv(self.cache.kv, k.contiguous(), v.contiguous(), slots)
+
+    def _record_prefills(self, recording: list, rec_k: list, rec_v: list, h, logits, sample_from: list) -> None:
+        """Hand the computed prompt chunks (per layer K/V) to the store, with the logits at a prompt's end."""
+        logit_row = {src: j for j, src in enumerate(sample_from) if isinstance(src, int)}
+        for j, (prompt, s0, T, c) in enumerate(recording):
+            last, end = None, s0 + T - 1
+            if c + T == len(prompt):
+                last = logits[logit_row[end]] if end in logit_row else self.model.logits(h[:, end:end + 1])[0, 0]
+            self.prompt_kv.record(prompt, c, rec_k[j], rec_v[j], last)
+
+    def _stored_prefill(self, s: Sequence, c: int, n: int, decoding: bool):
+        """The stored prefill of s when this step's chunk [c, c + n) lies inside its prompt, else None."""
+        if self.prompt_kv is None or decoding or c + n > s.num_prompt_tokens:
+            return None
+        return self.prompt_kv.get(s.prompt_token_ids)
+
+    def _sampling_logits(self, h, sample_from: list) -> torch.Tensor | None:
+        """Logits [S, vocab] of the sampling rows: a row of h (int) or a stored prefill's logits (tensor)."""
+        if not sample_from:
+            return None
+        at = [src for src in sample_from if isinstance(src, int)]
+        computed = self.model.logits(h[:, self._upload(at, np.int64)])[0] if at else None
+        if len(at) == len(sample_from):
+            return computed
+        rows, j = [], 0
+        for src in sample_from:
+            if isinstance(src, int):
+                rows.append(computed[j])
+                j += 1
+            else:
+                rows.append(src.to(self.device))
+        return torch.stack(rows)
 
     def _newly_full(self, seqs, nums):
         """Device and MinMax block ids [L, X] of the pages every head fills this step (for update_minmax)."""
@@ -584,8 +666,9 @@ class Engine:
         return out
 
     # ------------------------------------------------------------------------------------ postprocess
-    def _postprocess(self, seqs, nums, decoding, tokens, topk_rows) -> list[Sequence]:
-        """tokens: this step's sampled ids, one per sequence that samples, in batch order."""
+    def _postprocess(self, seqs, nums, decoding, tokens, logprobs, topk_rows) -> list[Sequence]:
+        """tokens (and their log-probs, None unless asked for): this step's next ids, one per sequence that
+        samples, in batch order."""
         finished = []
         row = 0
         for i, (s, n) in enumerate(zip(seqs, nums)):
@@ -598,13 +681,16 @@ class Engine:
                 summary = s.rk.on_prefill_done(s.num_computed_tokens)
             samples = s.num_computed_tokens == s.num_tokens
             if samples:
-                token = tokens[row]
+                token, logprob = tokens[row], logprobs[row]
+                forced = s.params.forced_at(len(s.output_token_ids)) != FREE
                 row += 1
                 s.output_token_ids.append(token)
+                if logprob is not None:
+                    s.output_logprobs.append(logprob)
                 t = self.now()
                 if math.isnan(s.first_token_s):
                     s.first_token_s = t
-                reason = self._stop_reason(s, token)
+                reason = self._stop_reason(s, token, forced)
                 if reason is not None:
                     s.finish_reason = reason
                     s.status = "finished"
@@ -627,10 +713,10 @@ class Engine:
                                          f"its KV policy counts {s.rk.device_pages}")
         return finished
 
-    def _stop_reason(self, s: Sequence, token: int) -> str | None:
-        if token in s.params.stop_token_ids:
+    def _stop_reason(self, s: Sequence, token: int, forced: bool = False) -> str | None:
+        if not forced and token in s.params.stop_token_ids:
             return "stop"
-        if not s.params.ignore_eos and token in self.eos_ids:
+        if not forced and not s.params.ignore_eos and token in self.eos_ids:
             return "eos"
         if len(s.output_token_ids) >= s.params.max_tokens:
             return "length"

@@ -3,13 +3,15 @@
 Generators live on the CPU (seeded per request) and the random draw is made on the CPU in float32, so a
 seed gives the same tokens from the same logits on any device. ``sample_batch`` is what the engine calls:
 it moves a step's logits to the host once (greedy rows as argmax ids, sampled rows as fp32 rows) instead
-of one device->host sync per request.
+of one device->host sync per request. ``next_tokens`` adds forced decoding on top: rows whose next output
+token is forced take it (without a random draw), the rest are sampled, and rows asking for log-probs get
+the log-softmax of the token taken (teacher-forced scoring).
 """
 from __future__ import annotations
 
 import torch
 
-from tessera.runtime.sequence import SamplingParams
+from tessera.runtime.sequence import FREE, SamplingParams
 
 
 def _draw(probs_logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
@@ -52,3 +54,29 @@ def sample_batch(logits: torch.Tensor, params: list[SamplingParams],
         for j, i in enumerate(hot):
             out[i] = _draw(rows[j], params[i], generators[i])
     return out
+
+
+def next_tokens(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator],
+                steps: list[int]) -> tuple[list[int], list[float | None]]:
+    """logits [S, vocab] -> (S token ids, S log-probs or None); steps[i] = output tokens row i already has.
+
+    Forced rows (params[i].forced_at(steps[i]) != FREE) take the forced id and draw nothing from their
+    generator; the others are sampled by ``sample_batch``. Log-probs are computed (float32) only for rows
+    with params[i].logprobs, in one device->host copy.
+    """
+    forced = [p.forced_at(t) for p, t in zip(params, steps)]
+    free = [i for i, f in enumerate(forced) if f == FREE]
+    tokens = list(forced)
+    if free:
+        rows = logits if len(free) == len(forced) else logits[torch.tensor(free, device=logits.device)]
+        for i, token in zip(free, sample_batch(rows, [params[i] for i in free], [generators[i] for i in free])):
+            tokens[i] = token
+    logprobs: list[float | None] = [None] * len(tokens)
+    scored = [i for i, p in enumerate(params) if p.logprobs]
+    if scored:
+        index = torch.tensor(scored, device=logits.device)
+        taken = torch.tensor([tokens[i] for i in scored], device=logits.device)
+        lp = torch.log_softmax(logits[index].float(), dim=-1).gather(1, taken[:, None])[:, 0].tolist()
+        for i, v in zip(scored, lp):
+            logprobs[i] = float(v)
+    return tokens, logprobs

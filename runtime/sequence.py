@@ -14,9 +14,19 @@ import torch
 from tessera.runtime.kv_cache import SeqTables
 
 
+FREE = -1  # in SamplingParams.forced_token_ids: this output token is sampled, not forced
+
+
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """temperature 0 is greedy; top_p < 1 samples from the nucleus; seed None derives one from the engine's."""
+    """temperature 0 is greedy; top_p < 1 samples from the nucleus; seed None derives one from the engine's.
+
+    Forced (teacher-forced) decoding: output token i is forced_token_ids[i] instead of a sample, unless that
+    entry is FREE (-1); tokens past the tuple are sampled. Forced tokens are fed back like sampled ones (one
+    decode step each, the KV policy active) and never stop a request (only max_tokens does). logprobs: record
+    the log-probability (log-softmax of the raw logits, temperature ignored) of every output token taken,
+    forced or sampled, in Sequence.output_logprobs: teacher-forced scoring, e.g. bits per byte.
+    """
 
     temperature: float = 0.0
     top_p: float = 1.0
@@ -24,14 +34,22 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
     seed: int | None = None
+    forced_token_ids: tuple[int, ...] = ()
+    logprobs: bool = False
 
     def __post_init__(self) -> None:
         checks = [("temperature", self.temperature >= 0.0, "a value >= 0 (0 is greedy)"),
                   ("top_p", 0.0 < self.top_p <= 1.0, "a fraction in (0, 1]"),
-                  ("max_tokens", self.max_tokens >= 1, "an integer >= 1")]
+                  ("max_tokens", self.max_tokens >= 1, "an integer >= 1"),
+                  ("forced_token_ids", all(isinstance(t, int) and t >= FREE for t in self.forced_token_ids),
+                   "a tuple of token ids, FREE (-1) where the token is sampled")]
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"sampling.{name}={getattr(self, name)!r} is invalid: use {allowed}")
+
+    def forced_at(self, step: int) -> int:
+        """The token forced as output token `step` (0-based), or FREE."""
+        return self.forced_token_ids[step] if step < len(self.forced_token_ids) else FREE
 
 
 class Sequence:
@@ -44,6 +62,7 @@ class Sequence:
         self.request_id = request_id
         self.prompt_token_ids = list(prompt_token_ids)
         self.output_token_ids: list[int] = []
+        self.output_logprobs: list[float] = []  # one per output token when params.logprobs
         self.params = params
         self.num_prompt_tokens = len(prompt_token_ids)
         self.num_computed_tokens = 0

@@ -1,0 +1,1 @@
+"""Accuracy of the KV policies through the real engine (experiment `runtime_accuracy`)."""
