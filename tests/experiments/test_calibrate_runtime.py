@@ -6,7 +6,6 @@ import argparse
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from tessera.cost.calibration import Calibration
 from tessera.experiments.calibrate_runtime import METRICS, run_calibration
@@ -17,14 +16,7 @@ from tessera.runtime.config import ModelConfig
 from tessera.runtime.engine import Engine, EngineConfig, model_spec
 from tessera.runtime.model import Transformer
 from tessera.runtime.sequence import SamplingParams
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.runtime.conftest import one_thread  # noqa: F401  (autouse: torch on one thread)
 
 
 @pytest.fixture(scope="module")

@@ -34,14 +34,6 @@ RUNTIME_FILES = {str(Path(m.__file__).resolve()) for m in (
     sys.modules["tessera.runtime.sampling"], sys.modules["tessera.runtime.kv_cache"])}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_model(tmp_path, layers: int):
     config = ModelConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
                          num_attention_heads=4, num_key_value_heads=2, eos_token_id=63)

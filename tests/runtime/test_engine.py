@@ -28,15 +28,6 @@ LARGE = {"quest": {"topk_pages": 64}, "flexicache": {"topk_pages": 64, "rerank_i
          "flexicache_adaptive": {"topk_pages": 64}, "streaming": {"sink_tokens": 16, "window_tokens": 1008}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two busy shared cores make multi-threaded tiny matmuls stall; one thread is 100x faster here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     config = ModelConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

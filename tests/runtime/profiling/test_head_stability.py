@@ -22,14 +22,6 @@ from tessera.runtime.profiling.head_stability import ProfileSettings, head_table
 from tessera.runtime.profiling.record import RecordedSteps, _page_sums, record_topk
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     config = ModelConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
