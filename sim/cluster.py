@@ -92,8 +92,7 @@ class Cluster:
                 raise ValueError(f"worker {spec.worker_id}: gpu_ids {ids} must name tp={spec.tp} distinct GPUs")
         gpus = [self._gpu(i, spec.gpu) for i in ids]
         tag = f"{spec.model.name} (worker {spec.worker_id})"
-        kv_bytes = (spec.kv_bytes_per_gpu if spec.kv_bytes_per_gpu is not None
-                    else kv_budget_bytes_per_gpu(spec.model, spec.gpu, spec.tp, self.memory))
+        kv_bytes = self._kv_bytes_per_gpu(spec)
         for gpu in gpus:
             gpu.reserve(f"{tag} weights", spec.model.weight_bytes / spec.tp)
             gpu.reserve(f"{tag} activations", self.memory.activation_reserve_gib * 2**30)
@@ -106,16 +105,18 @@ class Cluster:
         if spec.tp > 1 and kv_heads % spec.tp and spec.tp % kv_heads:
             raise ValueError(f"worker {spec.worker_id}: KV policies need tp dividing {spec.model.name}'s "
                              f"{kv_heads} KV heads or a multiple of them (replicated heads), got tp={spec.tp}")
-        kv_bytes = (spec.kv_bytes_per_gpu if spec.kv_bytes_per_gpu is not None
-                    else kv_budget_bytes_per_gpu(spec.model, spec.gpu, spec.tp, self.memory))
         link = self.links.get(min(g.gpu_id for g in gpus))
-        shards = min(spec.tp, kv_heads)  # replicated KV heads add no distinct capacity
-        return KVManager(self.env, kv.policy_for(spec.model), max(kv_bytes, 0.0) * shards, self.block_size,
+        return KVManager(self.env, kv.policy_for(spec.model), self._kv_bytes_per_gpu(spec), self.block_size,
                          link, kv.sim, truth_head_model(spec.model), spec.tp)
 
+    def _kv_bytes_per_gpu(self, spec: WorkerSpec) -> float:
+        """The worker's KV budget on each of its GPUs: its spec's, else what the memory config leaves."""
+        if spec.kv_bytes_per_gpu is not None:
+            return spec.kv_bytes_per_gpu
+        return kv_budget_bytes_per_gpu(spec.model, spec.gpu, spec.tp, self.memory)
+
     def _kv_blocks(self, spec: WorkerSpec) -> int:
-        kv_bytes = (spec.kv_bytes_per_gpu if spec.kv_bytes_per_gpu is not None
-                    else kv_budget_bytes_per_gpu(spec.model, spec.gpu, spec.tp, self.memory))
+        kv_bytes = self._kv_bytes_per_gpu(spec)
         return int(max(kv_bytes, 0.0) // (self.block_size * kv_bytes_per_token_per_gpu(spec.model, spec.tp)))
 
     # ------------------------------------------------------------------------------------- running

@@ -162,9 +162,10 @@ class _SeqKV:
 
 
 class KVManager:
-    def __init__(self, env: simpy.Environment, policy: PlannedPolicy, kv_bytes: float, page_tokens: int,
+    def __init__(self, env: simpy.Environment, policy: PlannedPolicy, kv_bytes_per_gpu: float, page_tokens: int,
                  link: Link | None, sim: KVSimConfig = KVSimConfig(), head_model: HeadModel | None = None,
                  tp: int = 1) -> None:
+        """kv_bytes_per_gpu: each of the replica's tp GPUs' KV budget (MinMax region included)."""
         plan = policy.plan
         g = plan.geometry
         if page_tokens != g.page_tokens:
@@ -180,7 +181,8 @@ class KVManager:
         self.sim = sim
         self.link = link
         self.tp = tp
-        self.shards = min(tp, g.num_kv_heads)  # GPUs holding distinct KV heads
+        self.shards = min(tp, g.num_kv_heads)  # GPUs holding distinct KV heads (the rest replicate them)
+        kv_bytes = max(kv_bytes_per_gpu, 0.0) * self.shards  # replicated heads add no distinct capacity
         self._sparse_surcharge = 1.0 / sim.sparse_kernel_efficiency - 1.0
         self.head_model = head_model
         self.num_heads = g.num_heads_total
