@@ -36,7 +36,7 @@ from tessera.results import empty_frame, save_run  # noqa: E402
 from tessera.runtime.engine import GIB, Engine, EngineConfig, model_spec, resolve_device  # noqa: E402
 from tessera.runtime.prompt_kv import PromptKVStore  # noqa: E402
 
-RETRIEVAL = ("needle", "kv")
+RETRIEVAL = ("needle", "multikey", "kv")
 
 
 @dataclass
@@ -64,7 +64,10 @@ def params(cfg: DictConfig) -> dict[str, Any]:
                "a list of page counts >= 2, e.g. [8, 16, 32]"),
               ("tasks", set(p.get("tasks", ())) <= set(TASKS) and p.get("tasks"), f"a list of {', '.join(TASKS)}"),
               ("context_lens", all(isinstance(n, int) and n >= 256 for n in p.get("context_lens", ())),
-               "a list of token counts >= 256 (at most the model's max_position_embeddings)")]
+               "a list of token counts >= 256 (at most the model's max_position_embeddings)"),
+              ("num_examples", all(isinstance((p.get("num_examples") or {}).get(t), int)
+                                   for t in p.get("tasks") or () if t in RETRIEVAL),
+               "a mapping with an example count for every retrieval task in params.tasks, e.g. {needle: 16}")]
     for key, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"params.{key}={p.get(key)!r} is invalid: use {allowed}")

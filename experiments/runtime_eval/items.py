@@ -16,10 +16,11 @@ import numpy as np
 from tessera.runtime.sequence import FREE, SamplingParams
 from tessera.runtime.train.corpus import DEFAULT_STDLIB, FILE_SEPARATOR, Corpus, load_split
 from tessera.runtime.train.evaluate import EVAL_SEED
-from tessera.runtime.train.tasks import (KEY_LEN, KV_QUERY_HEADER, NEEDLE_QUESTION, RetrievalExample,
-                                         key_value_example, needle_example)
+from tessera.runtime.train.tasks import (KEY_LEN, KV_QUERY_HEADER, MULTIKEY_QUESTION, NEEDLE_QUESTION,
+                                         RetrievalExample, key_value_example, multikey_needle_example,
+                                         needle_example)
 
-TASKS = ("needle", "kv", "ppl")
+TASKS = ("needle", "kv", "ppl", "multikey")
 
 
 @dataclass
@@ -70,8 +71,11 @@ def retrieval_items(task: str, context_len: int, num_examples: int, heldout: Cor
         elif task == "kv":
             ex = key_value_example(rng, context_len - 1, num_queries=kv_queries)
             start = ex.answer_spans[0][0] - (KEY_LEN + 1) - len(KV_QUERY_HEADER)
+        elif task == "multikey":  # every one of the needles asked, in random order
+            ex = multikey_needle_example(rng, context_len - 1, heldout.data)
+            start = ex.answer_spans[0][0] - len(MULTIKEY_QUESTION.format(key="k" * KEY_LEN))
         else:
-            raise ValueError(f"task {task!r} is not a retrieval task: use needle or kv")
+            raise ValueError(f"task {task!r} is not a retrieval task: use needle, kv or multikey")
         items.append(from_example(ex, start, bos))
     return items
 

@@ -11,9 +11,11 @@ import torch
 
 from tessera.runtime.tokenizer import ByteTokenizer
 from tessera.runtime.train.corpus import Corpus
-from tessera.runtime.train.tasks import copy_example, key_value_example, needle_example, repeat_example
+from tessera.runtime.train.tasks import (KEY_LEN, KV_HEADER, KV_QUERY_HEADER, VALUE_DIGITS, copy_example,
+                                         key_value_example, multikey_needle_example, needle_example,
+                                         repeat_example)
 
-ROW_KINDS = ("text", "kv", "needle", "repeat", "copy")
+ROW_KINDS = ("text", "kv", "needle", "repeat", "copy", "kv_dense", "multikey")
 
 
 @dataclass
@@ -23,9 +25,11 @@ class Mixture:
     needle: float = 0.15
     repeat: float = 0.3
     copy: float = 0.0
+    kv_dense: float = 0.0  # kv rows whose every key is looked up: ~45% of the row is answers
+    multikey: float = 0.0  # multi-key needles in stdlib text, every key asked
 
     def probabilities(self) -> list[float]:
-        weights = np.array([self.text, self.kv, self.needle, self.repeat, self.copy])
+        weights = np.array([getattr(self, kind) for kind in ROW_KINDS])
         return (weights / weights.sum()).tolist()
 
 
@@ -44,13 +48,23 @@ def make_row(kind: str, rng: np.random.Generator, seq_len: int, corpus: Corpus, 
         return [tok.bos_id] + corpus.window(rng, body), [], []
     if kind in ("repeat", "copy"):
         ex = repeat_example(rng, body) if kind == "repeat" else copy_example(rng, body)
+    elif kind == "kv":
+        ex = key_value_example(rng, body)
+    elif kind == "kv_dense":
+        ex = key_value_example(rng, body, num_queries=max(1, _kv_lines(body) // 2))
+    elif kind == "multikey":
+        ex = multikey_needle_example(rng, body, corpus.data, num_needles=min(4, max(1, body // 128)))
     else:
-        ex = key_value_example(rng, body) if kind == "kv" else needle_example(rng, body, corpus.data)
+        ex = needle_example(rng, body, corpus.data)
     tokens = [tok.bos_id] + ex.tokens
     tokens += [tok.pad_id] * (seq_len + 1 - len(tokens))
     # answer_loss tracks lookups and passkeys only; repeats' second copies are tracked as copy_loss
     positions = [p + 1 for s, e in ex.answer_spans for p in range(s, e)]  # +1: the <bos>
     return (tokens, [], positions) if kind in ("repeat", "copy") else (tokens, positions, [])
+
+
+def _kv_lines(length: int) -> int:
+    return (length - len(KV_HEADER) - len(KV_QUERY_HEADER)) // (KEY_LEN + 1 + VALUE_DIGITS + 1)
 
 
 def make_batch(seed: int, step: int, batch_size: int, seq_len: int, mixture: Mixture,

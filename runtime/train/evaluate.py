@@ -16,9 +16,11 @@ from tessera.runtime.model import Transformer
 from tessera.runtime.tokenizer import ByteTokenizer
 from tessera.runtime.train.corpus import Corpus
 from tessera.runtime.train.decode import greedy_generate
-from tessera.runtime.train.tasks import RetrievalExample, key_value_example, needle_example
+from tessera.runtime.train.tasks import (RetrievalExample, key_value_example, multikey_needle_example,
+                                         needle_example)
 
 EVAL_SEED = 12345
+RETRIEVAL_TASKS = ("kv", "needle", "multikey")
 
 
 @dataclass
@@ -31,10 +33,12 @@ class RetrievalScore:
 
 
 def eval_examples(task: str, context_len: int, num_examples: int, heldout: Corpus) -> list[RetrievalExample]:
-    rng = np.random.default_rng([EVAL_SEED, context_len, 0 if task == "kv" else 1])
+    rng = np.random.default_rng([EVAL_SEED, context_len, RETRIEVAL_TASKS.index(task)])
     body = context_len - 1  # room for <bos>
     if task == "kv":
         return [key_value_example(rng, body, num_queries=1) for _ in range(num_examples)]
+    if task == "multikey":  # one of the 4 keys asked: the other notes are distractors
+        return [multikey_needle_example(rng, body, heldout.data, num_queries=1) for _ in range(num_examples)]
     return [needle_example(rng, body, heldout.data) for _ in range(num_examples)]
 
 
@@ -75,7 +79,7 @@ def heldout_bits_per_byte(model: Transformer, heldout: Corpus, context_len: int 
 def evaluate(model: Transformer, heldout: Corpus, context_lens=(1024, 2048, 4096),
              num_examples: int = 32, log=print) -> dict:
     scores = []
-    for task in ("kv", "needle"):
+    for task in RETRIEVAL_TASKS:
         for L in context_lens:
             scores.append(asdict(retrieval_score(model, task, L, num_examples, heldout)))
             log(scores[-1])

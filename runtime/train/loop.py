@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from tessera.runtime.checkpoint import save_checkpoint
+from tessera.runtime.checkpoint import load_checkpoint, save_checkpoint
 from tessera.runtime.config import ModelConfig
 from tessera.runtime.model import Transformer
 from tessera.runtime.tokenizer import ByteTokenizer
@@ -45,6 +45,7 @@ class TrainConfig:
     num_threads: int = 2
     log_every: int = 10
     save_every_s: float = 300.0
+    init_from: str | None = None  # a checkpoint folder whose weights start the run (a later phase)
 
     @property
     def total_steps(self) -> int:
@@ -102,8 +103,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, state_path: str | Path) -> Tran
     out_dir, state_path = Path(out_dir), Path(state_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus, tok = load_split("train"), ByteTokenizer()
-    model = Transformer(cfg.model)
-    model.init_weights(cfg.seed)
+    model = _initial_model(cfg)
     optimizer = make_optimizer(model, cfg)
     step, tokens_seen, elapsed_before = 0, 0, 0.0
     if state_path.exists():
@@ -132,6 +132,26 @@ def train(cfg: TrainConfig, out_dir: str | Path, state_path: str | Path) -> Tran
             last_save = time.time()
     save_checkpoint(model, out_dir)
     (out_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
+    return model
+
+
+def _initial_model(cfg: TrainConfig) -> Transformer:
+    """Fresh weights from cfg.seed, or cfg.init_from's weights. A later phase keeps the earlier phase's
+    tensors but may change RoPE (rope_theta, rope_scaling), as context extension does."""
+    model = Transformer(cfg.model)
+    if cfg.init_from is None:
+        model.init_weights(cfg.seed)
+        return model
+    folder = Path(cfg.init_from)
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"init_from={folder}: no config.json there; train the earlier phase into "
+                                f"that folder first (experiments/train_tiny_lm.py --phase 1)")
+    earlier = load_checkpoint(folder, dtype=torch.float32)
+    rope_fields = {"rope_theta": cfg.model.rope_theta, "rope_scaling": cfg.model.rope_scaling}
+    if replace(earlier.config, **rope_fields) != cfg.model:
+        raise ValueError(f"init_from={folder}: its config.json differs from the run's model config beyond "
+                         f"RoPE; a later phase must keep the earlier phase's architecture")
+    model.load_state_dict(earlier.state_dict())
     return model
 
 

@@ -21,6 +21,9 @@ REPEAT_HEADER = "\nAgain:\n"
 REPEAT_MIN, REPEAT_MAX = 8, 64
 COPY_MIN, COPY_MAX = 3, 12
 NEEDLE_QUESTION = "\n# Question: what is the passkey? The passkey is "
+MULTIKEY_NEEDLE = "\n# Note: key {key}={value}\n"
+MULTIKEY_QUESTION = "\n# Question: key {key}="
+MULTIKEY_NEEDLES = 4
 
 
 @dataclass
@@ -85,6 +88,43 @@ def needle_example(rng: np.random.Generator, length: int, haystack: np.ndarray) 
     span = (len(tokens), len(tokens) + PASSKEY_DIGITS)
     tokens += _encode(passkey) + tail
     return RetrievalExample(tokens=tokens, answer_spans=[span], answers=[passkey])
+
+
+def _insert_at_line_starts(rng: np.random.Generator, hay: list[int], needles: list[list[int]]) -> list[int]:
+    """hay with each needle inserted right after a newline at a random spot (in random order)."""
+    cuts = []
+    for _ in needles:
+        cut = int(rng.integers(0, len(hay) + 1))
+        cuts.append(hay.index(10, cut) + 1 if 10 in hay[cut:] else len(hay))
+    out, prev = [], 0
+    for cut, needle in sorted(zip(cuts, needles), key=lambda pair: pair[0]):
+        out += hay[prev:cut] + needle
+        prev = cut
+    return out + hay[prev:]
+
+
+def multikey_needle_example(rng: np.random.Generator, length: int, haystack: np.ndarray,
+                            num_needles: int = MULTIKEY_NEEDLES, num_queries: int | None = None) -> RetrievalExample:
+    """RULER's multi-key needle: `num_needles` "key abc=1234" notes (unique 3-letter keys) hidden at random
+    line starts in stdlib text, then `num_queries` of the keys asked at the end (all by default), in random
+    order. The distractor notes share the format, so the key itself must be matched, not just the phrase."""
+    keys = _unique_keys(rng, num_needles)
+    values = ["".join(map(str, rng.integers(0, 10, VALUE_DIGITS))) for _ in keys]
+    needles = [_encode(MULTIKEY_NEEDLE.format(key=k, value=v)) for k, v in zip(keys, values)]
+    asked = rng.permutation(num_needles)[: num_queries or num_needles]
+    question_len = sum(len(MULTIKEY_QUESTION.format(key=keys[i])) + VALUE_DIGITS for i in asked) + 1
+    hay_len = length - sum(map(len, needles)) - question_len
+    assert hay_len > 0, f"length {length} too short for {num_needles} needles"
+    start = int(rng.integers(0, len(haystack) - hay_len))
+    tokens = _insert_at_line_starts(rng, haystack[start : start + hay_len].tolist(), needles)
+    example = RetrievalExample(tokens=tokens)
+    for i in asked:
+        tokens += _encode(MULTIKEY_QUESTION.format(key=keys[i]))
+        example.answer_spans.append((len(tokens), len(tokens) + VALUE_DIGITS))
+        example.answers.append(values[i])
+        tokens += _encode(values[i])
+    tokens += _encode("\n")
+    return example
 
 
 def repeat_example(rng: np.random.Generator, length: int) -> RetrievalExample:

@@ -46,14 +46,14 @@ def test_quick_run_writes_table_and_figure(tmp_path):
     assert "skipping" in run_cli(args, cwd=tmp_path).stdout
 
 
-@pytest.mark.parametrize("task", ["needle", "kv"])
+@pytest.mark.parametrize("task", ["needle", "kv", "multikey"])
 def test_retrieval_items_decode_every_answer_after_the_prefill(task):
     heldout = heldout_corpus(SHIPPED)
     items = retrieval_items(task, 2048, 3, heldout, bos=256, kv_queries=4)
     for item in items:
         assert len(item.prompt) + len(item.forced) <= 2048 and item.prompt[0] == 256
         assert len(item.prompt) // 16 > 32  # a 32-page budget binds
-        assert len(item.answers) == (1 if task == "needle" else 4)
+        assert len(item.answers) == {"needle": 1, "kv": 4, "multikey": 4}[task]
         free = [i for i, t in enumerate(item.forced) if t == FREE]
         assert free == [o + j for o, a in item.answers for j in range(len(a))]
         assert item.forced[0] != FREE  # the first answer token is decoded, not read off the prefill
@@ -108,3 +108,16 @@ def test_a_head_list_file_drives_head_split_and_flexicache(tmp_path, suffix):
     assert ((np.asarray(flexi.mode) == HeadMode.RESIDENT_TOPK) == mask).all()
     with pytest.raises(ValueError, match="outside"):
         make_policy_for("head_split", 8, SPEC, [(9, 0)])
+
+
+def test_a_retrieval_task_without_an_example_count_is_a_config_error():
+    from omegaconf import OmegaConf
+
+    from tessera.experiments.config import ConfigError
+    from tessera.experiments.runtime_eval.accuracy import params
+    cfg = OmegaConf.create({"params": {"policies": ["full"], "budgets": [8], "tasks": ["needle", "multikey"],
+                                       "context_lens": [2048], "num_examples": {"needle": 4}}})
+    with pytest.raises(ConfigError, match="params.num_examples"):
+        params(cfg)
+    cfg.params.num_examples.multikey = 2
+    assert params(cfg)["tasks"] == ["needle", "multikey"]
