@@ -37,6 +37,7 @@ from tessera.runtime.engine import GIB, Engine, EngineConfig, model_spec, resolv
 from tessera.runtime.prompt_kv import PromptKVStore  # noqa: E402
 
 RETRIEVAL = ("needle", "multikey", "kv")
+METRICS = ("exact_match", "digit_accuracy", "first_digit_accuracy", "bits_per_byte")
 
 
 @dataclass
@@ -137,9 +138,11 @@ def run_cell(setup: Setup, policy: str, budget: int, task: str, context: int, it
         total_bits, total_bytes = map(sum, zip(*(bits(s.output_logprobs) for s in seqs)))
         row.update(num_answers=total_bytes, bits_per_byte=total_bits / total_bytes)
     else:
-        exact, right, chars = map(sum, zip(*(score_retrieval(i, s.output_token_ids) for i, s in zip(items, seqs))))
+        exact, right, chars, first = map(sum, zip(*(score_retrieval(i, s.output_token_ids)
+                                                    for i, s in zip(items, seqs))))
         answers = sum(len(i.answers) for i in items)
-        row.update(num_answers=answers, exact_match=exact / answers, digit_accuracy=right / chars)
+        row.update(num_answers=answers, exact_match=exact / answers, digit_accuracy=right / chars,
+                   first_digit_accuracy=first / answers)
     return row
 
 
@@ -165,13 +168,15 @@ def add_retention(table: pd.DataFrame) -> pd.DataFrame:
     full = table[table["policy"] == "full"]
     table = pd.concat([table[table["policy"] != "full"]] + [full.assign(budget=b) for b in budgets or [0]],
                       ignore_index=True)
-    ref = full.set_index(["task", "context_len"])[["exact_match", "digit_accuracy", "bits_per_byte"]]
+    ref = full.set_index(["task", "context_len"])[list(METRICS)]
     ref = ref.add_prefix("full_")
     table = table.join(ref, on=["task", "context_len"])
     table["context_pages"] = -(-table["context_len"] // PAGE_SIZE)  # pages of the context, before decoding
     table["budget_fraction"] = (table["budget"] / table["context_pages"]).where(table["policy"] != "full")
     table["exact_retention"] = table["exact_match"] / table["full_exact_match"].where(table["full_exact_match"] > 0)
     table["digit_retention"] = table["digit_accuracy"] / table["full_digit_accuracy"].where(table["full_digit_accuracy"] > 0)
+    table["first_digit_retention"] = (table["first_digit_accuracy"]
+                                      / table["full_first_digit_accuracy"].where(table["full_first_digit_accuracy"] > 0))
     table["bpb_ratio"] = table["bits_per_byte"] / table["full_bits_per_byte"]
     order = {name: i for i, name in enumerate(dict.fromkeys(["full"] + list(table["policy"])))}
     return table.sort_values(["task", "context_len", "policy", "budget"], key=lambda c: c.map(order)
@@ -185,7 +190,7 @@ def pooled(table: pd.DataFrame) -> pd.DataFrame:
     for (policy, budget, task), g in table.groupby(["policy", "budget", "task"], sort=False):
         w = g["num_answers"]
         row = {"policy": policy, "budget": budget, "task": task}
-        for metric in ("exact_match", "digit_accuracy", "bits_per_byte"):
+        for metric in METRICS:
             row[metric] = float((g[metric] * w).sum() / w.sum()) if g[metric].notna().all() else float("nan")
             row[f"full_{metric}"] = float((g[f"full_{metric}"] * w).sum() / w.sum()) \
                 if g[metric].notna().all() else float("nan")
@@ -193,6 +198,8 @@ def pooled(table: pd.DataFrame) -> pd.DataFrame:
     pool = pd.DataFrame(rows)
     pool["exact_retention"] = pool["exact_match"] / pool["full_exact_match"].where(pool["full_exact_match"] > 0)
     pool["digit_retention"] = pool["digit_accuracy"] / pool["full_digit_accuracy"].where(pool["full_digit_accuracy"] > 0)
+    pool["first_digit_retention"] = (pool["first_digit_accuracy"]
+                                     / pool["full_first_digit_accuracy"].where(pool["full_first_digit_accuracy"] > 0))
     pool["bpb_ratio"] = pool["bits_per_byte"] / pool["full_bits_per_byte"]
     return pool
 
@@ -200,7 +207,8 @@ def pooled(table: pd.DataFrame) -> pd.DataFrame:
 def print_tables(table: pd.DataFrame, model: str) -> None:
     with pd.option_context("display.width", 220, "display.max_columns", 40, "display.float_format",
                            lambda v: f"{v:.3f}"):
-        for metric, tasks in (("exact_match", RETRIEVAL), ("digit_accuracy", RETRIEVAL), ("bits_per_byte", ("ppl",))):
+        for metric, tasks in (("exact_match", RETRIEVAL), ("digit_accuracy", RETRIEVAL),
+                              ("first_digit_accuracy", RETRIEVAL), ("bits_per_byte", ("ppl",))):
             sub = table[table["task"].isin(tasks)]
             if sub.empty:
                 continue
@@ -208,22 +216,26 @@ def print_tables(table: pd.DataFrame, model: str) -> None:
             print(sub.pivot_table(index=["policy", "budget"], columns=["task", "context_len"], values=metric,
                                   sort=False).to_string())
         print("\npooled over context lengths; retention = policy / full (bpb_ratio > 1 is worse)")
-        cols = ["policy", "budget", "task", "exact_match", "digit_accuracy", "bits_per_byte", "exact_retention",
-                "digit_retention", "bpb_ratio"]
+        cols = ["policy", "budget", "task", "exact_match", "digit_accuracy", "first_digit_accuracy", "bits_per_byte",
+                "exact_retention", "digit_retention", "first_digit_retention", "bpb_ratio"]
         print(pooled(table)[cols].to_string(index=False))
 
 
 LABELS = {"exact_match": "exact match", "digit_accuracy": "digit accuracy", "bits_per_byte": "bits / byte",
+          "first_digit_accuracy": "first-digit accuracy (needle found)",
           "exact_retention": "exact match, policy / full", "digit_retention": "digit accuracy, policy / full",
+          "first_digit_retention": "first-digit accuracy, policy / full",
           "bpb_ratio": "bits / byte, policy / full (lower is better)"}
 
 
 def figure(table: pd.DataFrame, path: Path, model: str) -> None:
-    """Top row: the metric pooled over context lengths vs budget; bottom row: its retention (policy / full)."""
+    """Top row: the metric pooled over context lengths vs budget; bottom row: its retention (policy / full).
+    Retrieval tasks get two columns: first-digit accuracy (did the model find the needle) and digit accuracy
+    (exact match is in the tables)."""
     pool = pooled(table)
     tasks = list(dict.fromkeys(table["task"]))
     panels = [(t, m, r) for t in tasks for m, r in ((("bits_per_byte", "bpb_ratio"),) if t == "ppl" else
-                                                     (("exact_match", "exact_retention"),
+                                                     (("first_digit_accuracy", "first_digit_retention"),
                                                       ("digit_accuracy", "digit_retention")))]
     fig, axes = plt.subplots(2, len(panels), figsize=(3.8 * len(panels), 6.4), squeeze=False)
     budgets = sorted(pool["budget"].unique())
@@ -232,7 +244,7 @@ def figure(table: pd.DataFrame, path: Path, model: str) -> None:
             ax = axes[row][j]
             for policy, g in pool[pool["task"] == task].groupby("policy", sort=False):
                 ax.plot(g["budget"], g[col], marker="o", label=policy, ls="--" if policy == "full" else "-")
-            if col == "digit_accuracy":
+            if col in ("digit_accuracy", "first_digit_accuracy"):
                 ax.axhline(0.1, color="gray", lw=0.8, ls=":", label="chance")
             if pool.loc[pool["task"] == task, col].isna().all():
                 ax.text(0.5, 0.5, "undefined: full scores 0", ha="center", va="center", transform=ax.transAxes,
@@ -286,8 +298,10 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     summary = {"model": setup.name, "model_weights_sha1": digest, "seconds": time.perf_counter() - t0,
                "head_list": p.get("head_list"), "budgets": budgets, "context_lens": list(p["context_lens"]),
                "pooled": {f"{r.policy}/{r.budget}/{r.task}": {
-                   "exact_match": r.exact_match, "digit_accuracy": r.digit_accuracy, "bits_per_byte": r.bits_per_byte,
+                   "exact_match": r.exact_match, "digit_accuracy": r.digit_accuracy,
+                   "first_digit_accuracy": r.first_digit_accuracy, "bits_per_byte": r.bits_per_byte,
                    "exact_retention": r.exact_retention, "digit_retention": r.digit_retention,
+                   "first_digit_retention": r.first_digit_retention,
                    "bpb_ratio": r.bpb_ratio} for r in pool.itertuples()}}
     save_run(run_dir, empty_frame(), summary, None, metadata)
     return summary

@@ -90,15 +90,18 @@ def ppl_items(prefix_tokens: int, scored_tokens: int, num_windows: int, heldout:
                  tuple(heldout.data[s + prefix_tokens:s + n].tolist()), []) for s in starts]
 
 
-def score_retrieval(item: Item, output: list[int]) -> tuple[int, int, int]:
-    """(answers exactly right, answer characters right, answer characters) of one decoded item."""
-    exact = right = total = 0
+def score_retrieval(item: Item, output: list[int]) -> tuple[int, int, int, int]:
+    """(answers exactly right, answer characters right, answer characters, answers whose first character
+    is right) of one decoded item. The first character is where the model must find the needle; the
+    rest can be copied from beside it."""
+    exact = right = total = first = 0
     for offset, answer in item.answers:
         got = bytes(t if t < 256 else 0 for t in output[offset:offset + len(answer)]).decode("latin-1")
         exact += got == answer
         right += sum(a == b for a, b in zip(got, answer))
         total += len(answer)
-    return exact, right, total
+        first += got[:1] == answer[:1]
+    return exact, right, total, first
 
 
 def bits(logprobs: list[float]) -> tuple[float, int]:

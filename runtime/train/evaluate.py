@@ -30,6 +30,7 @@ class RetrievalScore:
     num_examples: int
     exact_match: float  # fraction of answers decoded exactly
     digit_accuracy: float  # fraction of answer digits right (chance: 0.1)
+    first_digit_accuracy: float  # fraction of answers whose first digit is right: the needle was found
 
 
 def eval_examples(task: str, context_len: int, num_examples: int, heldout: Corpus) -> list[RetrievalExample]:
@@ -45,14 +46,16 @@ def eval_examples(task: str, context_len: int, num_examples: int, heldout: Corpu
 def retrieval_score(model: Transformer, task: str, context_len: int, num_examples: int,
                     heldout: Corpus) -> RetrievalScore:
     tok = ByteTokenizer()
-    exact, digits_right, digits = 0, 0, 0
+    exact, digits_right, digits, first = 0, 0, 0, 0
     for ex in eval_examples(task, context_len, num_examples, heldout):
         answer = ex.answers[0]
         got = tok.decode(greedy_generate(model, [tok.bos_id] + ex.prompt_for(0), len(answer)))
         exact += got == answer
         digits_right += sum(a == b for a, b in zip(got, answer))
         digits += len(answer)
-    return RetrievalScore(task, context_len, num_examples, exact / num_examples, digits_right / digits)
+        first += got[:1] == answer[:1]
+    return RetrievalScore(task, context_len, num_examples, exact / num_examples, digits_right / digits,
+                          first / num_examples)
 
 
 @torch.no_grad()

@@ -41,6 +41,8 @@ def test_quick_run_writes_table_and_figure(tmp_path):
     ppl = table[table["task"] == "ppl"].set_index(["policy", "budget"])["bits_per_byte"]
     assert ppl[("quest", 4)] != ppl[("full", 4)]  # a 4-page budget of 33 pages binds
     assert table.loc[table["task"] == "kv", "digit_accuracy"].between(0, 1).all()
+    assert table.loc[table["task"] == "kv", "first_digit_retention"].notna().any() or \
+        (table.loc[table["task"] == "kv", "full_first_digit_accuracy"] == 0).all()
     assert (run_dir / "accuracy.png").stat().st_size > 10_000
     assert json.loads((run_dir / "summary.json").read_text())["summary"]["pooled"]
     assert "skipping" in run_cli(args, cwd=tmp_path).stdout
@@ -60,11 +62,13 @@ def test_retrieval_items_decode_every_answer_after_the_prefill(task):
         truth = list(item.forced)
         for o, a in item.answers:
             truth[o:o + len(a)] = list(a.encode())
-        assert score_retrieval(item, truth) == (len(item.answers), sum(len(a) for _, a in item.answers),
-                                                sum(len(a) for _, a in item.answers))
+        chars = sum(len(a) for _, a in item.answers)
+        assert score_retrieval(item, truth) == (len(item.answers), chars, chars, len(item.answers))
         wrong = list(truth)
         wrong[item.answers[0][0]] = ord("x")
-        assert score_retrieval(item, wrong)[0] == len(item.answers) - 1
+        assert score_retrieval(item, wrong) == (len(item.answers) - 1, chars - 1, chars, len(item.answers) - 1)
+        wrong[item.answers[0][0]], wrong[item.answers[0][0] + 1] = truth[item.answers[0][0]], ord("x")
+        assert score_retrieval(item, wrong)[3] == len(item.answers)  # only later digits wrong: needle found
 
 
 def test_ppl_items_are_held_out_windows():

@@ -128,16 +128,34 @@ def test_shipped_model_loads_and_greedy_continuation_is_deterministic():
     assert torch.equal(model(torch.tensor([ids])), model(torch.tensor([ids])))
 
 
-@pytest.mark.xfail(reason="the shipped model copies short random segments and finds some passkeys in "
-                          "128-256-byte rows, but not key-value lookups: 0 of 12 easy lookups right "
-                          "(MODEL_CARD.md, 'Retrieval'); passes once a model that looks up keys is shipped",
-                   strict=True)
+@pytest.mark.xfail(reason="the shipped model finds which needle a key names (first digit) but does not "
+                          "look up a dense dictionary: 1 of these 12 keys right (MODEL_CARD.md, 'Retrieval'); "
+                          "passes once a model that looks up keys is shipped", strict=True)
 def test_shipped_model_solves_an_easy_lookup():
-    """A 12-pair lookup of about 130 bytes, far shorter than the 2k training context."""
+    """Every key of a 12-pair lookup of about 130 bytes, far shorter than the 2k training context; 10 of
+    12 must come back exactly (one key right can be luck: the model answers 3389 or 3317 for most)."""
     model = load_checkpoint(SHIPPED)
     tok = load_tokenizer(SHIPPED)
-    answer = greedy_generate(model, [tok.bos_id] + tok.encode(EASY_LOOKUP), 4)
-    assert tok.decode(answer) == "3389"
+    dictionary = EASY_LOOKUP.split("Lookups:\n")[0] + "Lookups:\n"
+    right = 0
+    for pair in EASY_PAIRS:
+        key, value = pair.split("=")
+        right += tok.decode(greedy_generate(model, [tok.bos_id] + tok.encode(f"{dictionary}{key}="), 4)) == value
+    assert right >= 10
+
+
+def test_shipped_model_finds_which_multikey_needle_is_asked():
+    """Four key=value notes hidden in held-out stdlib text (1k bytes), one key asked: the first answer
+    digit needs the right note (chance 0.1; measured 23 of 24 at 1k, 19 of 24 at 8k)."""
+    from tessera.runtime.train.corpus import load_split
+    from tessera.runtime.train.evaluate import eval_examples
+
+    model = load_checkpoint(SHIPPED)
+    tok = load_tokenizer(SHIPPED)
+    found = 0
+    for ex in eval_examples("multikey", 1024, 8, load_split("heldout")):
+        found += tok.decode(greedy_generate(model, [tok.bos_id] + ex.prompt_for(0), 1)) == ex.answers[0][0]
+    assert found >= 6
 
 
 LLAMA_31_8B_CONFIG = {  # the fields of meta-llama/Llama-3.1-8B-Instruct's config.json that matter
