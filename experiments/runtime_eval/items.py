@@ -20,7 +20,7 @@ from tessera.runtime.train.tasks import (KEY_LEN, KV_QUERY_HEADER, MULTIKEY_QUES
                                          RetrievalExample, key_value_example, multikey_needle_example,
                                          needle_example)
 
-TASKS = ("needle", "kv", "ppl", "multikey")
+TASKS = ("needle", "kv", "ppl", "multikey")  # a task's index seeds its items: append new tasks at the end
 
 
 @dataclass

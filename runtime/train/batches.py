@@ -11,9 +11,8 @@ import torch
 
 from tessera.runtime.tokenizer import ByteTokenizer
 from tessera.runtime.train.corpus import Corpus
-from tessera.runtime.train.tasks import (KEY_LEN, KV_HEADER, KV_QUERY_HEADER, VALUE_DIGITS, copy_example,
-                                         key_value_example, multikey_needle_example, needle_example,
-                                         repeat_example)
+from tessera.runtime.train.tasks import (copy_example, key_value_example, kv_lines, multikey_needle_example,
+                                         needle_example, repeat_example)
 
 ROW_KINDS = ("text", "kv", "needle", "repeat", "copy", "kv_dense", "multikey")
 
@@ -51,7 +50,7 @@ def make_row(kind: str, rng: np.random.Generator, seq_len: int, corpus: Corpus, 
     elif kind == "kv":
         ex = key_value_example(rng, body)
     elif kind == "kv_dense":
-        ex = key_value_example(rng, body, num_queries=max(1, _kv_lines(body) // 2))
+        ex = key_value_example(rng, body, num_queries=max(1, kv_lines(body) // 2))
     elif kind == "multikey":
         ex = multikey_needle_example(rng, body, corpus.data, num_needles=min(4, max(1, body // 128)))
     else:
@@ -61,10 +60,6 @@ def make_row(kind: str, rng: np.random.Generator, seq_len: int, corpus: Corpus, 
     # answer_loss tracks lookups and passkeys only; repeats' second copies are tracked as copy_loss
     positions = [p + 1 for s, e in ex.answer_spans for p in range(s, e)]  # +1: the <bos>
     return (tokens, [], positions) if kind in ("repeat", "copy") else (tokens, positions, [])
-
-
-def _kv_lines(length: int) -> int:
-    return (length - len(KV_HEADER) - len(KV_QUERY_HEADER)) // (KEY_LEN + 1 + VALUE_DIGITS + 1)
 
 
 def make_batch(seed: int, step: int, batch_size: int, seq_len: int, mixture: Mixture,

@@ -51,13 +51,16 @@ def _unique_keys(rng: np.random.Generator, count: int) -> list[str]:
     return list(keys)
 
 
+def kv_lines(length: int) -> int:
+    """How many "key=value" lines (dictionary and lookups together) a kv example of `length` tokens holds."""
+    return (length - len(KV_HEADER) - len(KV_QUERY_HEADER)) // (KEY_LEN + 1 + VALUE_DIGITS + 1)
+
+
 def key_value_example(rng: np.random.Generator, length: int, num_queries: int | None = None) -> RetrievalExample:
     """"Dictionary:" then "key=value" lines, then "Lookups:" and `num_queries` of the keys again,
     each followed by its value (the answer). Total length <= `length` tokens.
     num_queries None: a quarter of the lines, at most 8."""
-    line_len = KEY_LEN + 1 + VALUE_DIGITS + 1
-    fixed = len(KV_HEADER) + len(KV_QUERY_HEADER)
-    num_lines = (length - fixed) // line_len
+    num_lines = kv_lines(length)
     num_queries = num_queries or min(8, num_lines // 4)
     num_pairs = num_lines - num_queries
     assert num_pairs >= num_queries, f"length {length} too short for {num_queries} queries"
@@ -73,23 +76,6 @@ def key_value_example(rng: np.random.Generator, length: int, num_queries: int | 
     return example
 
 
-def needle_example(rng: np.random.Generator, length: int, haystack: np.ndarray) -> RetrievalExample:
-    """A passkey sentence hidden at a random line start inside stdlib text, asked at the end."""
-    passkey = "".join(map(str, rng.integers(1, 10, PASSKEY_DIGITS)))
-    needle = _encode(NEEDLE.format(passkey=passkey))
-    question = _encode(NEEDLE_QUESTION)
-    tail = _encode(".\n")
-    hay_len = length - len(needle) - len(question) - PASSKEY_DIGITS - len(tail)
-    start = int(rng.integers(0, len(haystack) - hay_len))
-    hay = haystack[start : start + hay_len].tolist()
-    cut = int(rng.integers(0, hay_len + 1))
-    newline_after = hay.index(10, cut) + 1 if 10 in hay[cut:] else hay_len
-    tokens = hay[:newline_after] + needle + hay[newline_after:] + question
-    span = (len(tokens), len(tokens) + PASSKEY_DIGITS)
-    tokens += _encode(passkey) + tail
-    return RetrievalExample(tokens=tokens, answer_spans=[span], answers=[passkey])
-
-
 def _insert_at_line_starts(rng: np.random.Generator, hay: list[int], needles: list[list[int]]) -> list[int]:
     """hay with each needle inserted right after a newline at a random spot (in random order)."""
     cuts = []
@@ -101,6 +87,20 @@ def _insert_at_line_starts(rng: np.random.Generator, hay: list[int], needles: li
         out += hay[prev:cut] + needle
         prev = cut
     return out + hay[prev:]
+
+
+def needle_example(rng: np.random.Generator, length: int, haystack: np.ndarray) -> RetrievalExample:
+    """A passkey sentence hidden at a random line start inside stdlib text, asked at the end."""
+    passkey = "".join(map(str, rng.integers(1, 10, PASSKEY_DIGITS)))
+    needle = _encode(NEEDLE.format(passkey=passkey))
+    question = _encode(NEEDLE_QUESTION)
+    tail = _encode(".\n")
+    hay_len = length - len(needle) - len(question) - PASSKEY_DIGITS - len(tail)
+    start = int(rng.integers(0, len(haystack) - hay_len))
+    tokens = _insert_at_line_starts(rng, haystack[start : start + hay_len].tolist(), [needle]) + question
+    span = (len(tokens), len(tokens) + PASSKEY_DIGITS)
+    tokens += _encode(passkey) + tail
+    return RetrievalExample(tokens=tokens, answer_spans=[span], answers=[passkey])
 
 
 def multikey_needle_example(rng: np.random.Generator, length: int, haystack: np.ndarray,
