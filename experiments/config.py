@@ -19,14 +19,17 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConf:
     name: str = "Llama-2-7B"
+    path: str | None = None  # a local Llama-format checkpoint folder: the spec comes from its config.json
 
 
 @dataclass
 class ClusterConf:
-    gpu: str = "H100-SXM-80GB"
+    gpu: str | None = "H100-SXM-80GB"  # None only with calibration
     num_workers: int = 1
     tp: int = 1
     router: str = "round_robin"
+    calibration: str | None = None  # a calibrate_runtime folder: measured spec + profiled costs, not a catalog GPU
+    kv_gib: float | None = None  # KV reservation per GPU in GiB (None: vLLM's rule, memory left after weights)
 
 
 @dataclass

@@ -61,6 +61,9 @@ def _params(cfg: DictConfig) -> MosaicParams:
         raise ConfigError(f"params.baseline={p.baseline!r} must be one of params.schedulers {list(p.schedulers)}")
     if not 0 < p.query_fraction <= 1:
         raise ConfigError(f"params.query_fraction={p.query_fraction}: use a fraction in (0, 1]")
+    if cfg.cluster.get("calibration") or not cfg.cluster.gpu:
+        raise ConfigError("cluster: experiment=mosaic places catalog LLMs on catalog GPUs; pick a GPU cluster "
+                          "(e.g. cluster=h100x4), not a calibrated machine or cluster.gpu=null")
     return p
 
 

@@ -5,16 +5,19 @@ Every failure is a ConfigError naming the config key, the allowed values and the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from tessera import hardware, models
 from tessera.cost import KINDS as COST_KINDS
+from tessera.cost.calibration import CALIBRATION_FILE, Calibration
 from tessera.memory import MemoryConfig
 from tessera.scheduling import SchedulerConfig
 from tessera.types import GPUSpec, ModelSpec, WorkerSpec
 from tessera.experiments.config import ConfigError
+from tessera.paths import REPO_ROOT
 from tessera.sim.kv_manager import KVSetup
 from tessera.sim.router import ROUTERS
 
@@ -61,6 +64,45 @@ def _check(key: str, ok: bool, value, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is invalid: use {allowed}")
 
 
+def _repo_path(path: str) -> Path:
+    folder = Path(path)
+    return folder if folder.is_absolute() else REPO_ROOT / folder
+
+
+def resolve_model(conf) -> ModelSpec:
+    """model.name from the catalog, or with model.path the local checkpoint's config.json (e.g. the shipped
+    model), named model.name."""
+    if not conf.get("path"):
+        return _lookup("model.name", models.model, conf.name)
+    folder = _repo_path(conf.path)
+    if not (folder / "config.json").exists():
+        raise ConfigError(f"model.path={conf.path!r}: {folder} has no config.json; point it at a Llama-format "
+                          "checkpoint folder, or drop model.path to use the catalog's model.name")
+    from tessera.runtime.engine import model_spec_from_folder
+    return model_spec_from_folder(folder, conf.name)
+
+
+def resolve_machine(cfg: DictConfig) -> tuple[GPUSpec, str, dict[str, Any]]:
+    """(GPU spec, cost kind, cost params): the catalog's cluster.gpu with backend.cost, or with
+    cluster.calibration a calibrate_runtime folder's measured spec and profiled costs (backend.cost.params
+    override the calibration's efficiencies)."""
+    params = OmegaConf.to_container(cfg.backend.cost.params, resolve=True)
+    path = cfg.cluster.get("calibration")
+    if not path:
+        _check("cluster.gpu", bool(cfg.cluster.gpu), cfg.cluster.gpu,
+               f"a catalog GPU ({', '.join(hardware.list_gpus())}), or set cluster.calibration")
+        return _lookup("cluster.gpu", hardware.gpu, cfg.cluster.gpu), cfg.backend.cost.kind, params
+    folder = _repo_path(path)
+    if not (folder / CALIBRATION_FILE).exists():
+        raise ConfigError(f"cluster.calibration={path!r}: {folder} has no {CALIBRATION_FILE}; make one with "
+                          "python -m tessera.experiments.calibrate_runtime --model <checkpoint> --out <folder>")
+    if cfg.backend.kind == "sim":  # the runtime measures, it has no cost model
+        _check("backend.cost.kind", cfg.backend.cost.kind == "profiled", cfg.backend.cost.kind,
+               "profiled with cluster.calibration (a calibration is a profiled cost model): backend=sim")
+    calib = Calibration.load(folder)
+    return calib.gpu, "profiled", {**calib.cost_params(), **params}
+
+
 def resolve(cfg: DictConfig) -> RunSpec:
     _check("backend.kind", cfg.backend.kind in BACKENDS, cfg.backend.kind, f"one of {list(BACKENDS)}")
     _check("backend.cost.kind", cfg.backend.cost.kind in COST_KINDS, cfg.backend.cost.kind,
@@ -68,8 +110,10 @@ def resolve(cfg: DictConfig) -> RunSpec:
     _check("cluster.router", cfg.cluster.router in ROUTERS, cfg.cluster.router, f"one of {sorted(ROUTERS)}")
     _check("cluster.num_workers", cfg.cluster.num_workers >= 1, cfg.cluster.num_workers, "an integer >= 1")
     _check("cluster.tp", cfg.cluster.tp in (1, 2, 4, 8), cfg.cluster.tp, "one of [1, 2, 4, 8] (GPUs in a node)")
-    model = _lookup("model.name", models.model, cfg.model.name)
-    gpu = _lookup("cluster.gpu", hardware.gpu, cfg.cluster.gpu)
+    model = resolve_model(cfg.model)
+    gpu, cost_kind, cost_params = resolve_machine(cfg)
+    kv_gib = cfg.cluster.get("kv_gib")
+    _check("cluster.kv_gib", kv_gib is None or kv_gib > 0, kv_gib, "a KV reservation in GiB > 0, or null")
     e = cfg.engine
     try:
         scheduler = SchedulerConfig(block_size=e.block_size, max_num_seqs=e.max_num_seqs,
@@ -81,10 +125,10 @@ def resolve(cfg: DictConfig) -> RunSpec:
         raise ConfigError(str(err).replace("scheduler.", "engine.").replace("memory.", "engine.")) from None
     if not cfg.workload:
         raise ConfigError("workload is empty: pick one with workload=<name> (see conf/workload/)")
-    workers = tuple(WorkerSpec(worker_id=i, gpu=gpu, model=model, tp=cfg.cluster.tp)
+    workers = tuple(WorkerSpec(worker_id=i, gpu=gpu, model=model, tp=cfg.cluster.tp,
+                               kv_bytes_per_gpu=None if kv_gib is None else kv_gib * 2**30)
                     for i in range(cfg.cluster.num_workers))
     return RunSpec(model=model, gpu=gpu, workers=workers, scheduler=scheduler, memory=memory,
-                   router=cfg.cluster.router, cost_kind=cfg.backend.cost.kind,
-                   cost_params=OmegaConf.to_container(cfg.backend.cost.params, resolve=True),
+                   router=cfg.cluster.router, cost_kind=cost_kind, cost_params=cost_params,
                    workload=OmegaConf.to_container(cfg.workload, resolve=True),
                    kv=resolve_kv(cfg.get("kvpolicy"), model))

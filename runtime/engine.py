@@ -112,6 +112,18 @@ def model_spec(model: Transformer, name: str) -> ModelSpec:
                      max_position=c.max_position_embeddings)
 
 
+def model_spec_from_folder(folder: str | Path, name: str) -> ModelSpec:
+    """model_spec of a checkpoint folder's config.json without reading its weights (built on the meta
+    device), e.g. for the simulator to model a local checkpoint."""
+    from tessera.runtime.checkpoint import DTYPES
+    from tessera.runtime.config import ModelConfig
+
+    config = ModelConfig.from_json(Path(folder) / "config.json")
+    with torch.device("meta"):
+        model = Transformer(config).to(DTYPES[config.torch_dtype])
+    return model_spec(model, name)
+
+
 def build_policy(name: str, spec: ModelSpec, params: dict[str, Any] | None = None, seed: int = 0):
     """make_policy with the runtime's defaults for models outside the catalogs.
 

@@ -28,6 +28,10 @@ def test_sweep_launchers_compose(composed, launcher):
     ("cluster.router=random", "cluster.router"),
     ("model.name=Llama-9", "model.name"),
     ("cluster.gpu=TPU", "cluster.gpu"),
+    ("cluster.gpu=null", "cluster.gpu"),
+    ("cluster.calibration=nowhere", "cluster.calibration"),
+    ("cluster.kv_gib=-1", "cluster.kv_gib"),
+    ("model.path=nowhere", "model.path"),
 ])
 def test_bad_values_are_config_errors_naming_the_key(composed, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -45,3 +49,30 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, override, needle):
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("tessera: config error:") and needle in lines[0], proc.stderr
+
+
+def test_a_calibrated_cluster_models_this_machine_and_the_shipped_model(composed):
+    from tessera.cost.calibration import Calibration
+    from tessera.cost.profile import LayerProfile
+    from tessera.paths import REPO_ROOT
+
+    spec = resolve(composed(["cluster=cpu_calibrated", "model=tessera_tiny_byte"]))
+    calib = Calibration.load(REPO_ROOT / "models" / "tessera-tiny-byte" / "calibration")
+    assert spec.gpu == calib.gpu and spec.cost_kind == "profiled"
+    assert isinstance(spec.cost_params["profile"], LayerProfile)
+    assert spec.cost_params["overhead_s"] == calib.efficiency.overhead_s
+    assert spec.workers[0].kv_bytes_per_gpu == 0.25 * 2**30
+    m = spec.model
+    assert (m.name, m.num_layers, m.num_kv_heads, m.head_dim, m.max_position) == ("tessera-tiny-byte", 4, 2, 32, 8192)
+    assert m.num_params == 855_168 and m.dtype_bytes == 4
+    overridden = resolve(composed(["cluster=cpu_calibrated", "model=tessera_tiny_byte",
+                                   "+backend.cost.params.overhead_s=0.01"]))
+    assert overridden.cost_params["overhead_s"] == 0.01
+    with pytest.raises(ConfigError, match="backend.cost.kind"):
+        resolve(composed(["cluster=cpu_calibrated", "backend=sim_roofline"]))
+    assert resolve(composed(["cluster=cpu_calibrated", "backend=runtime"])).gpu == calib.gpu
+
+
+def test_mosaic_refuses_a_calibrated_machine(tmp_path):
+    proc = run_cli(["experiment=mosaic", "cluster=cpu_calibrated", "output.progress=false"], cwd=tmp_path)
+    assert proc.returncode == 2 and "experiment=mosaic places catalog LLMs on catalog GPUs" in proc.stderr
