@@ -5,7 +5,6 @@ Every failure is a ConfigError naming the config key, the allowed values and the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,7 +16,7 @@ from tessera.memory import MemoryConfig
 from tessera.scheduling import SchedulerConfig
 from tessera.types import GPUSpec, ModelSpec, WorkerSpec
 from tessera.experiments.config import ConfigError
-from tessera.paths import REPO_ROOT
+from tessera.paths import repo_path
 from tessera.sim.kv_manager import KVSetup
 from tessera.sim.router import ROUTERS
 
@@ -64,17 +63,12 @@ def _check(key: str, ok: bool, value, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is invalid: use {allowed}")
 
 
-def _repo_path(path: str) -> Path:
-    folder = Path(path)
-    return folder if folder.is_absolute() else REPO_ROOT / folder
-
-
 def resolve_model(conf) -> ModelSpec:
     """model.name from the catalog, or with model.path the local checkpoint's config.json (e.g. the shipped
     model), named model.name."""
     if not conf.get("path"):
         return _lookup("model.name", models.model, conf.name)
-    folder = _repo_path(conf.path)
+    folder = repo_path(conf.path)
     if not (folder / "config.json").exists():
         raise ConfigError(f"model.path={conf.path!r}: {folder} has no config.json; point it at a Llama-format "
                           "checkpoint folder, or drop model.path to use the catalog's model.name")
@@ -92,7 +86,7 @@ def resolve_machine(cfg: DictConfig) -> tuple[GPUSpec, str, dict[str, Any]]:
         _check("cluster.gpu", bool(cfg.cluster.gpu), cfg.cluster.gpu,
                f"a catalog GPU ({', '.join(hardware.list_gpus())}), or set cluster.calibration")
         return _lookup("cluster.gpu", hardware.gpu, cfg.cluster.gpu), cfg.backend.cost.kind, params
-    folder = _repo_path(path)
+    folder = repo_path(path)
     if not (folder / CALIBRATION_FILE).exists():
         raise ConfigError(f"cluster.calibration={path!r}: {folder} has no {CALIBRATION_FILE}; make one with "
                           "python -m tessera.experiments.calibrate_runtime --model <checkpoint> --out <folder>")

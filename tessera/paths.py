@@ -24,3 +24,9 @@ def data_path(*parts: str) -> Path:
             f"data file {path} not found; Tessera expects its shipped data under {data_dir()} "
             f"(set TESSERA_DATA_DIR to point elsewhere)")
     return path
+
+
+def repo_path(path: str | Path) -> Path:
+    """A config's path: absolute as given, else relative to the repository root (not the working directory)."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO_ROOT / path

@@ -17,7 +17,7 @@ import pandas as pd
 from tessera.experiments.backends.sim import BackendResult
 from tessera.experiments.config import ConfigError
 from tessera.experiments.resolve import RunSpec
-from tessera.paths import REPO_ROOT
+from tessera.paths import repo_path
 from tessera.sim.kv_manager import KVSetup
 from tessera.types import Request
 
@@ -36,8 +36,7 @@ def runtime_settings(conf: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def model_folder(path: str) -> Path:
-    folder = Path(path)
-    folder = folder if folder.is_absolute() else REPO_ROOT / folder
+    folder = repo_path(path)
     if not (folder / "config.json").exists():
         raise ConfigError(f"backend.runtime.model_path={path!r}: {folder} has no config.json; train the shipped "
                           "model first (experiments/train_tiny_lm.py) or point model_path at a Llama-format "
