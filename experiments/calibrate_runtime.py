@@ -56,14 +56,14 @@ def cpu_spec(machine: dict) -> GPUSpec:
 
 
 def run_spec(model: ModelSpec, gpu: GPUSpec, scheduler: SchedulerConfig, kv_bytes: float,
-             calib: Calibration | None) -> RunSpec:
+             calib: Calibration | None, model_path: Path | None = None) -> RunSpec:
     """One worker on `gpu` (the calibration's own spec when one is given: a slowed calibration's roofline
     runs on its slowed spec) with an explicit KV reservation, profiled costs from `calib`."""
     gpu = calib.gpu if calib is not None else gpu
     worker = WorkerSpec(worker_id=0, gpu=gpu, model=model, tp=1, kv_bytes_per_gpu=kv_bytes)
     return RunSpec(model=model, gpu=gpu, workers=(worker,), scheduler=scheduler,
                    memory=MemoryConfig(activation_reserve_gib=0.0), router="round_robin", cost_kind="profiled",
-                   cost_params=calib.cost_params() if calib else {}, workload={}, kv=None)
+                   cost_params=calib.cost_params() if calib else {}, workload={}, kv=None, model_path=model_path)
 
 
 def latency_stats(frame: pd.DataFrame) -> dict:
@@ -183,8 +183,7 @@ def run_calibration(args) -> pd.DataFrame:
     engine_config = EngineConfig(max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
                                  device_kv_gib=device_kv_gib, check_invariants=False)
     kv_bytes = device_kv_gib * 2**30
-    runtime_conf = {"model_path": str(model_dir), "device": "cpu", "num_threads": args.threads,
-                    "device_kv_gib": device_kv_gib}
+    runtime_conf = {"device": "cpu", "num_threads": args.threads, "device_kv_gib": device_kv_gib}
     requests = synthetic(args.num_requests, poisson(args.rate), uniform(tuple(args.prompt_tokens),
                          tuple(args.output_tokens)), seed=args.seed)
     sweep_kw = dict(prefill_tokens=(64, 600), batches=(1, 3), contexts=(100,), decode_steps=3) if args.quick else {}
@@ -202,7 +201,7 @@ def run_calibration(args) -> pd.DataFrame:
         wall, _ = fit_calibration(sweep, ops, spec_model, gpu, sources)
         cpu, _ = fit_calibration(sweep, ops.assign(time_ms=ops["cpu_ms"]), spec_model, gpu, sources, "cpu_s")
         recorders = []
-        measured = run_runtime(run_spec(spec_model, gpu, scheduler, kv_bytes, None), requests, runtime_conf,
+        measured = run_runtime(run_spec(spec_model, gpu, scheduler, kv_bytes, None, model_dir), requests, runtime_conf,
                                {"name": "full"}, seed=args.seed, on_engine=lambda e: recorders.append(StepRecorder(e)))
         trace = recorders[0].frame().assign(source="trace", repeat=r)
         share = float(trace["cpu_s"].sum() / trace["time_s"].sum())

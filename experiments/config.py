@@ -19,7 +19,8 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConf:
     name: str = "Llama-2-7B"
-    path: str | None = None  # a local Llama-format checkpoint folder: the spec comes from its config.json
+    path: str | None = None  # a local Llama-family checkpoint folder: the spec comes from its config.json
+    build: str | None = None  # how to make `path` on first use when it is missing (tessera/model_builds.py)
 
 
 @dataclass

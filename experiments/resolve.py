@@ -5,6 +5,7 @@ Every failure is a ConfigError naming the config key, the allowed values and the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -35,6 +36,7 @@ class RunSpec:
     cost_params: dict[str, Any]
     workload: dict[str, Any]
     kv: KVSetup | None = None  # None: full KV on the fast token-block path
+    model_path: Path | None = None  # the checkpoint folder when model.path is set (what backend=runtime loads)
 
 
 def resolve_kv(conf, model: ModelSpec) -> KVSetup | None:
@@ -68,12 +70,29 @@ def resolve_model(conf) -> ModelSpec:
     model), named model.name."""
     if not conf.get("path"):
         return _lookup("model.name", models.model, conf.name)
+    folder = model_folder(conf)
+    from tessera.runtime.model_spec import model_spec_from_folder
+    from tessera.runtime.errors import CheckpointError
+    try:
+        return model_spec_from_folder(folder, conf.name)
+    except CheckpointError as err:
+        raise ConfigError(f"model.path={conf.path!r}: {err}") from None
+
+
+def model_folder(conf) -> Path:
+    """The checkpoint folder of model.path, built first when it is missing and model.build names a recipe."""
     folder = repo_path(conf.path)
+    if not (folder / "config.json").exists() and conf.get("build"):
+        from tessera.model_builds import ModelBuildError, build_model
+        try:
+            build_model(conf.build, folder)
+        except ModelBuildError as err:
+            raise ConfigError(f"model.build={conf.build!r}: {err}") from None
     if not (folder / "config.json").exists():
-        raise ConfigError(f"model.path={conf.path!r}: {folder} has no config.json; point it at a Llama-format "
-                          "checkpoint folder, or drop model.path to use the catalog's model.name")
-    from tessera.runtime.engine import model_spec_from_folder
-    return model_spec_from_folder(folder, conf.name)
+        raise ConfigError(f"model.path={conf.path!r}: {folder} has no config.json; point it at a Llama-family "
+                          "checkpoint folder (config.json + *.safetensors), or drop model.path to use the "
+                          "catalog's model.name")
+    return folder
 
 
 def resolve_machine(cfg: DictConfig) -> tuple[GPUSpec, str, dict[str, Any]]:
@@ -125,4 +144,5 @@ def resolve(cfg: DictConfig) -> RunSpec:
     return RunSpec(model=model, gpu=gpu, workers=workers, scheduler=scheduler, memory=memory,
                    router=cfg.cluster.router, cost_kind=cost_kind, cost_params=cost_params,
                    workload=OmegaConf.to_container(cfg.workload, resolve=True),
-                   kv=resolve_kv(cfg.get("kvpolicy"), model))
+                   kv=resolve_kv(cfg.get("kvpolicy"), model),
+                   model_path=repo_path(cfg.model.path) if cfg.model.get("path") else None)

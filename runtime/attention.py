@@ -33,15 +33,16 @@ def gather_pages(pool: torch.Tensor, blocks: torch.Tensor, num_tokens: int) -> t
 
 
 def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pool: torch.Tensor,
-                      blocks: torch.Tensor | None, start: int) -> torch.Tensor:
+                      blocks: torch.Tensor | None, start: int, window: int | None = None) -> torch.Tensor:
     """q (1, Hq, T, D) of tokens [start, start + T); k, v (1, Hkv, T, D) the chunk's own keys/values.
 
     blocks: the sequence's device blocks [Hkv, pages] of this layer (needed when start > 0).
+    window: the layer's sliding window (None: full causal attention).
     """
     if start == 0:
-        return causal_attention(q, k, v)
+        return causal_attention(q, k, v, window)
     k_all, v_all = gather_pages(pool, blocks, start + q.shape[2])
-    return causal_attention(q, k_all, v_all)
+    return causal_attention(q, k_all, v_all, window)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class DecodeLayerPlan:
     any_full: bool | None = None
     all_full: bool | None = None
     full_q: torch.Tensor | None = None  # bool [Hq]: full_heads per query head (repeat_interleave), optional
+    window: int | None = None  # the model's sliding window on this layer (then every head is FULL)
 
 
 def decode_attention(q: torch.Tensor, pool: torch.Tensor, block_tables: torch.Tensor, seq_lens: torch.Tensor,
@@ -67,7 +69,8 @@ def decode_attention(q: torch.Tensor, pool: torch.Tensor, block_tables: torch.Te
     group = q.shape[1] // num_kv_heads
     any_full = bool(plan.full_heads.any()) if plan.any_full is None else plan.any_full
     all_full = bool(plan.full_heads.all()) if plan.all_full is None else plan.all_full
-    o_full = dispatch.paged_decode_attention(q, pool, block_tables, seq_lens) if any_full else None
+    o_full = dispatch.paged_decode_attention(q, pool, block_tables, seq_lens, window=plan.window) \
+        if any_full else None
     if all_full:
         return o_full
     pages = plan.pages

@@ -112,18 +112,6 @@ def model_spec(model: Transformer, name: str) -> ModelSpec:
                      max_position=c.max_position_embeddings)
 
 
-def model_spec_from_folder(folder: str | Path, name: str) -> ModelSpec:
-    """model_spec of a checkpoint folder's config.json without reading its weights (built on the meta
-    device), e.g. for the simulator to model a local checkpoint."""
-    from tessera.runtime.checkpoint import DTYPES
-    from tessera.runtime.config import ModelConfig
-
-    config = ModelConfig.from_json(Path(folder) / "config.json")
-    with torch.device("meta"):
-        model = Transformer(config).to(DTYPES[config.torch_dtype])
-    return model_spec(model, name)
-
-
 def build_policy(name: str, spec: ModelSpec, params: dict[str, Any] | None = None, seed: int = 0):
     """make_policy with the runtime's defaults for models outside the catalogs.
 
@@ -199,7 +187,7 @@ class Engine:
     """Continuous-batching engine. API: add_request, step, run, generate, records, kv_usage."""
 
     def __init__(self, model: Transformer, tokenizer=None, config: EngineConfig | None = None, policy=None,
-                 name: str = "model", prompt_kv: PromptKVStore | None = None) -> None:
+                 name: str = "model", prompt_kv: PromptKVStore | None = None, eos_ids: set[int] | None = None) -> None:
         self.model = model.eval()
         self.prompt_kv = prompt_kv  # prefills shared with other engines of this model (runtime/prompt_kv.py)
         if prompt_kv is not None:
@@ -212,6 +200,10 @@ class Engine:
         self.spec = model_spec(model, name)
         self.policy = policy or build_policy(config.kvpolicy, self.spec, config.kvpolicy_params, config.seed)
         plan = self.plan = self.policy.plan
+        self.windows = [model.config.layer_window(l) for l in range(model.config.num_hidden_layers)]
+        if any(w is not None for w in self.windows) and not (np.asarray(plan.mode) == HeadMode.FULL).all():
+            raise ValueError(f"kvpolicy={config.kvpolicy!r}: {name} attends through a sliding window of "
+                             f"{model.config.sliding_window} tokens, which only kvpolicy=full supports")
         if plan.geometry.page_tokens != PAGE_SIZE:
             raise ValueError(f"kvpolicy page_tokens={plan.geometry.page_tokens}: the kernels use {PAGE_SIZE}")
         self.mode = np.asarray(plan.mode)
@@ -219,6 +211,9 @@ class Engine:
         self.has_offload = plan.count(HeadMode.OFFLOAD) > 0
         self.num_offload_heads = plan.count(HeadMode.OFFLOAD)
         c = model.config
+        if c.head_dim < 16 or c.head_dim & (c.head_dim - 1):
+            raise ValueError(f"{name}: head_dim={c.head_dim}; the paged-KV kernels need a power of two >= 16 "
+                             "(the model itself runs through Transformer.forward)")
         page_bytes = 2 * PAGE_SIZE * c.head_dim * self.spec.dtype_bytes
         n_dev = config.num_device_blocks or int(config.device_kv_gib * GIB // page_bytes)
         n_host = int(config.host_kv_gib * GIB // page_bytes) if self.has_offload else 0
@@ -227,7 +222,7 @@ class Engine:
                              self.dtype, self.device)
         self.pool = _SchedulerPool(self)
         self.scheduler = FCFSScheduler(config.scheduler_config())
-        self.eos_ids = self._eos_ids()
+        self.eos_ids = set(eos_ids) if eos_ids is not None else self._eos_ids()
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self._arrivals: list[tuple[float, int, Sequence]] = []  # heap (arrival_s, request_id, seq)
@@ -259,7 +254,7 @@ class Engine:
     def from_checkpoint(cls, folder: str | Path, config: EngineConfig | None = None, device: str = "auto",
                         dtype: torch.dtype | str | None = None) -> "Engine":
         from tessera.runtime.checkpoint import DTYPES, load_checkpoint
-        from tessera.runtime.tokenizer import load_tokenizer
+        from tessera.runtime.tokenizer import generation_eos_ids, load_tokenizer
 
         folder = Path(folder)
         device = resolve_device(device)
@@ -269,7 +264,10 @@ class Engine:
             tokenizer = load_tokenizer(folder)
         except FileNotFoundError:
             tokenizer = None
-        return cls(model, tokenizer, config, name=folder.name)
+        eos = generation_eos_ids(folder)
+        if not eos and tokenizer is not None and tokenizer.eos_id >= 0:
+            eos = {tokenizer.eos_id}
+        return cls(model, tokenizer, config, name=folder.name, eos_ids=eos)
 
     # ------------------------------------------------------------------------------------------ clock
     def now(self) -> float:
@@ -283,10 +281,8 @@ class Engine:
         if isinstance(prompt, str):
             if self.tokenizer is None:
                 raise ValueError("a text prompt needs a tokenizer; pass token ids")
-            prompt = self.tokenizer.encode(prompt)
-        vocab = self.model.config.vocab_size
-        if any(t >= vocab for t in params.forced_token_ids):
-            raise ValueError(f"forced_token_ids has an id >= the vocabulary size {vocab}")
+            prompt = self.tokenizer.encode(prompt)  # with the specials the checkpoint's tokenizer adds (BOS)
+        self._check_request(prompt, params)
         request_id = self._next_id if request_id is None else request_id
         if request_id in self.sequences:
             raise ValueError(f"request id {request_id} is already used")
@@ -301,6 +297,22 @@ class Engine:
         self.sequences[request_id] = seq
         heapq.heappush(self._arrivals, (arrival, request_id, seq))
         return request_id
+
+    def _check_request(self, prompt: list[int], params: SamplingParams) -> None:
+        """Refuse what the model cannot compute: no tokens, ids outside the vocabulary, more positions than
+        the model was built for (max_position_embeddings)."""
+        c = self.model.config
+        if len(prompt) == 0:
+            raise ValueError("prompt is empty: a request needs at least one token")
+        bad = [t for t in prompt if not isinstance(t, (int, np.integer)) or not 0 <= t < c.vocab_size]
+        if bad:
+            raise ValueError(f"prompt token id(s) {bad[:5]} are outside the vocabulary [0, {c.vocab_size})")
+        if any(t >= c.vocab_size for t in params.forced_token_ids):
+            raise ValueError(f"forced_token_ids has an id >= the vocabulary size {c.vocab_size}")
+        if len(prompt) + params.max_tokens > c.max_position_embeddings:
+            raise ValueError(f"prompt ({len(prompt)} tokens) + max_tokens ({params.max_tokens}) exceed the model's "
+                             f"context length max_position_embeddings={c.max_position_embeddings}: shorten the "
+                             "prompt or lower max_tokens")
 
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running or self._arrivals)
@@ -518,7 +530,7 @@ class Engine:
             for i, s0, T, c in segments:
                 blocks = bt_l[i, :, :-(-(c + T) // PAGE_SIZE)]
                 o[:, :, s0:s0 + T] = prefill_attention(q[:, :, s0:s0 + T], k[:, :, s0:s0 + T], v[:, :, s0:s0 + T],
-                                                       cache.kv, blocks, c)
+                                                       cache.kv, blocks, c, self.windows[l])
             if dec is not None:
                 qd = q[0, :, dec["tok"]].transpose(0, 1).contiguous()  # [Bd, Hq, D]
                 btd = bt_l[dec["rows"]].contiguous()
@@ -656,7 +668,7 @@ class Engine:
                                          pages=None if all_full else static_t[:, l].contiguous(),
                                          dynamic=dynamic_t[:, l] if needs else None, needs_scores=needs,
                                          any_full=self._any_full[l], all_full=all_full,
-                                         full_q=self._full_q[l]))
+                                         full_q=self._full_q[l], window=self.windows[l]))
         out["plans"] = plans
         out["due_layers"] = due_layers
         out["dseqs"] = dseqs

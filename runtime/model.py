@@ -1,6 +1,7 @@
-"""Llama-architecture decoder (RMSNorm, RoPE with llama3 scaling, GQA, SwiGLU) in plain torch.
+"""Llama-family decoder (RMSNorm, RoPE of every supported type, GQA, SwiGLU; Qwen2's q/k/v biases,
+Mistral's sliding window) in plain torch.
 
-Parameter names match Hugging Face LlamaForCausalLM, so real Llama/Mistral safetensors load as is.
+Parameter names match Hugging Face Llama/Mistral/Qwen2ForCausalLM, so their safetensors load as is.
 A serving engine drives the model layer by layer and brings its own attention:
 
     h = model.embed(tokens)                    # (B, T, C)
@@ -24,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tessera.runtime.config import ModelConfig, RopeScaling
+from tessera.runtime.config import ModelConfig
+from tessera.runtime.rope import rope_parameters
 
 
 @dataclass
@@ -33,30 +35,6 @@ class Rope:
 
     cos: torch.Tensor
     sin: torch.Tensor
-
-
-def rope_inv_freq(config: ModelConfig, device: torch.device | str | None = None) -> torch.Tensor:
-    """Inverse frequencies (D/2,) in float32, with llama3 scaling applied when configured."""
-    D = config.head_dim
-    exponents = torch.arange(0, D, 2, dtype=torch.int64, device=device).float() / D
-    inv_freq = 1.0 / (config.rope_theta**exponents)
-    if config.rope_scaling is not None:
-        inv_freq = llama3_scale_inv_freq(inv_freq, config.rope_scaling)
-    return inv_freq
-
-
-def llama3_scale_inv_freq(inv_freq: torch.Tensor, s: RopeScaling) -> torch.Tensor:
-    """Llama 3.1 rule: keep short wavelengths, divide long ones by `factor`, blend in between."""
-    low_freq_wavelen = s.original_max_position_embeddings / s.low_freq_factor
-    high_freq_wavelen = s.original_max_position_embeddings / s.high_freq_factor
-    wavelen = 2 * math.pi / inv_freq
-    scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq)
-    smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor) / (
-        s.high_freq_factor - s.low_freq_factor
-    )
-    blended = (1 - smooth) * scaled / s.factor + smooth * scaled
-    is_medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
-    return torch.where(is_medium, blended, scaled)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -70,17 +48,20 @@ def apply_rope(x: torch.Tensor, rope: Rope) -> torch.Tensor:
     return x * cos + rotate_half(x) * sin
 
 
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None = None) -> torch.Tensor:
     """Reference attention: q (B, Hq, T, D) are the last T of the S key positions (B, Hkv, S, D).
 
     Query i sees keys 0 .. S-T+i (the causal mask aligned to the bottom right), so this serves
     full prefill (S == T), chunked prefill and single-token decode against a contiguous cache.
+    With a sliding window w, query i sees only the w keys ending at its own position (Mistral's rule).
     """
     T, S = q.shape[-2], k.shape[-2]
     gqa = q.shape[1] != k.shape[1]
-    if T == S:
+    if T == S and (window is None or window >= S):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
     seen = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+    if window is not None and window < S:
+        seen &= ~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T - window)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=seen, enable_gqa=gqa)
 
 
@@ -104,10 +85,10 @@ class Attention(nn.Module):
         self.num_kv_heads = config.num_key_value_heads
         self.head_dim = D = config.head_dim
         C = config.hidden_size
-        self.q_proj = nn.Linear(C, self.num_heads * D, bias=False)
-        self.k_proj = nn.Linear(C, self.num_kv_heads * D, bias=False)
-        self.v_proj = nn.Linear(C, self.num_kv_heads * D, bias=False)
-        self.o_proj = nn.Linear(self.num_heads * D, C, bias=False)
+        self.q_proj = nn.Linear(C, self.num_heads * D, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(C, self.num_kv_heads * D, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(C, self.num_kv_heads * D, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(self.num_heads * D, C, bias=config.o_proj_bias)
 
     def qkv(self, x: torch.Tensor, rope: Rope):
         B, T, _ = x.shape
@@ -126,17 +107,18 @@ class MLP(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         C, F_ = config.hidden_size, config.intermediate_size
-        self.gate_proj = nn.Linear(C, F_, bias=False)
-        self.up_proj = nn.Linear(C, F_, bias=False)
-        self.down_proj = nn.Linear(F_, C, bias=False)
+        self.gate_proj = nn.Linear(C, F_, bias=config.mlp_bias)
+        self.up_proj = nn.Linear(C, F_, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(F_, C, bias=config.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # SwiGLU
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, layer: int = 0):
         super().__init__()
+        self.window = config.layer_window(layer)  # None: full causal attention
         self.self_attn = Attention(config)
         self.mlp = MLP(config)
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
@@ -153,7 +135,7 @@ class DecoderLayer(nn.Module):
 
     def forward(self, h: torch.Tensor, rope: Rope) -> torch.Tensor:
         q, k, v = self.qkv(h, rope)
-        return self.finish(h, causal_attention(q, k, v))
+        return self.finish(h, causal_attention(q, k, v, self.window))
 
 
 class LlamaModel(nn.Module):
@@ -162,7 +144,7 @@ class LlamaModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(DecoderLayer(config, l) for l in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
 
@@ -186,11 +168,14 @@ class Transformer(nn.Module):
 
     def rope(self, positions: torch.Tensor) -> Rope:
         """positions (B, T) or (T,) of int -> cos/sin in the model's dtype, computed in float32."""
-        inv_freq = rope_inv_freq(self.config, positions.device)
+        inv_freq, scaling = rope_parameters(self.config, positions.device)
         freqs = positions[..., None].float() * inv_freq  # (..., T, D/2)
         emb = torch.cat((freqs, freqs), dim=-1)  # (..., T, D)
         dtype = self.model.embed_tokens.weight.dtype
-        return Rope(emb.cos().to(dtype), emb.sin().to(dtype))
+        cos, sin = emb.cos(), emb.sin()
+        if scaling != 1.0:  # YaRN's attention factor
+            cos, sin = cos * scaling, sin * scaling
+        return Rope(cos.to(dtype), sin.to(dtype))
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self.model.norm(h)).float()  # (B, T, vocab)
@@ -213,6 +198,9 @@ class Transformer(nn.Module):
             for name, p in self.named_parameters():
                 if name.endswith("layernorm.weight") or name == "model.norm.weight":
                     p.fill_(1.0)
+                    continue
+                if name.endswith(".bias"):
+                    p.zero_()
                     continue
                 is_residual_out = name.endswith(("o_proj.weight", "down_proj.weight"))
                 sample = torch.randn(p.shape, generator=gen) * (residual_std if is_residual_out else std)

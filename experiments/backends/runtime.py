@@ -8,6 +8,7 @@ the engine clock (a request is not admitted before it); runtime.realtime=false s
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -17,11 +18,11 @@ import pandas as pd
 from tessera.experiments.backends.sim import BackendResult
 from tessera.experiments.config import ConfigError
 from tessera.experiments.resolve import RunSpec
-from tessera.paths import repo_path
+from tessera.runtime.errors import CheckpointError
 from tessera.sim.kv_manager import KVSetup
 from tessera.types import Request
 
-DEFAULTS: dict[str, Any] = {"model_path": "models/tessera-tiny-byte", "device": "auto", "dtype": None,
+DEFAULTS: dict[str, Any] = {"device": "auto", "dtype": None,
                             "realtime": False, "max_num_seqs": None, "max_num_batched_tokens": None,
                             "device_kv_gib": 0.25, "num_device_blocks": None, "host_kv_gib": 0.5,
                             "max_prompt_tokens": None, "max_output_tokens": None, "num_threads": None}
@@ -29,19 +30,22 @@ DEFAULTS: dict[str, Any] = {"model_path": "models/tessera-tiny-byte", "device": 
 
 def runtime_settings(conf: Mapping[str, Any] | None) -> dict[str, Any]:
     conf = dict(conf or {})
+    if "model_path" in conf:
+        raise ConfigError("backend.runtime.model_path is gone: the model group says what runs, e.g. "
+                          "model=tessera_tiny_byte, model=smollm2, or model.path=<checkpoint folder>")
     unknown = sorted(set(conf) - set(DEFAULTS))
     if unknown:
         raise ConfigError(f"backend.runtime has no key {', '.join(unknown)}; its keys are {', '.join(DEFAULTS)}")
     return {**DEFAULTS, **conf}
 
 
-def model_folder(path: str) -> Path:
-    folder = repo_path(path)
-    if not (folder / "config.json").exists():
-        raise ConfigError(f"backend.runtime.model_path={path!r}: {folder} has no config.json; train the shipped "
-                          "model first (experiments/train_tiny_lm.py) or point model_path at a Llama-format "
-                          "checkpoint folder")
-    return folder
+def checkpoint_folder(spec: RunSpec) -> Path:
+    """The folder backend=runtime loads: model.path (a catalog model has no weights to run)."""
+    if spec.model_path is None:
+        raise ConfigError(f"backend=runtime runs a local checkpoint, and model {spec.model.name!r} is a catalog "
+                          "entry without weights: use model=tessera_tiny_byte, model=smollm2, or set "
+                          "model.path=<checkpoint folder>")
+    return spec.model_path
 
 
 def synth_prompt(request_id: int, length: int, vocab: int, banned: set[int], seed: int) -> list[int]:
@@ -76,9 +80,11 @@ def run_runtime(spec: RunSpec, requests: Sequence[Request], runtime_conf: Mappin
                               num_device_blocks=rt["num_device_blocks"], device_kv_gib=rt["device_kv_gib"],
                               host_kv_gib=rt["host_kv_gib"], kvpolicy=kv.name, kvpolicy_params=dict(kv.params),
                               seed=seed, realtime=bool(rt["realtime"]))
-        engine = Engine.from_checkpoint(model_folder(rt["model_path"]), config, device=rt["device"], dtype=rt["dtype"])
+        engine = Engine.from_checkpoint(checkpoint_folder(spec), config, device=rt["device"], dtype=rt["dtype"])
     except ConfigError:
         raise
+    except CheckpointError as err:
+        raise ConfigError(f"model.path={str(spec.model_path)!r}: {err}") from None
     except (ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"backend.runtime / kvpolicy: {str(err).strip(chr(34))}") from None
     if on_engine is not None:
@@ -114,5 +120,9 @@ def run_runtime(spec: RunSpec, requests: Sequence[Request], runtime_conf: Mappin
     result = BackendResult(requests=frame, kv_usage=engine.kv_usage(), workers=workers, kv=kv_stats,
                            kv_requests=engine.kv_requests() if kv_stats else None)
     result.model_name = engine.name
-    result.engine_stats = stats
+    # what actually ran, for summary.json: the checkpoint, the device and the engine settings in force
+    result.engine_stats = {**stats, "model_folder": str(checkpoint_folder(spec)), "model_name": spec.model.name,
+                           "device": str(engine.device), "dtype": str(engine.dtype).replace("torch.", ""),
+                           "torch_threads": torch.get_num_threads(), "workers": 1,
+                           "engine": {k: v for k, v in asdict(engine.config).items()}}
     return result

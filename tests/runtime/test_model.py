@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from tessera.runtime.config import ModelConfig, RopeScaling
-from tessera.runtime.model import Transformer, causal_attention, rope_inv_freq
+from tessera.runtime.model import Transformer, causal_attention
+from tessera.runtime.rope import rope_parameters
 from tessera.runtime.train.decode import ContiguousKVCache, forward_with_cache, greedy_generate
 
 
@@ -97,11 +98,11 @@ def test_rope_llama3_scaling_matches_direct_formula():
                           original_max_position_embeddings=8192)
     config = ModelConfig(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8,
                          rope_theta=500000.0, rope_scaling=scaling)
-    ours = rope_inv_freq(config).double()
+    ours = rope_parameters(config)[0].double()
     expected = llama3_inv_freq_reference(500000.0, 128, 8.0, 1.0, 4.0, 8192)
     torch.testing.assert_close(ours, expected, rtol=1e-6, atol=0)
-    unscaled = rope_inv_freq(ModelConfig(hidden_size=4096, num_attention_heads=32,
-                                         num_key_value_heads=8, rope_theta=500000.0)).double()
+    unscaled = rope_parameters(ModelConfig(hidden_size=4096, num_attention_heads=32,
+                                         num_key_value_heads=8, rope_theta=500000.0))[0].double()
     assert (ours < unscaled).any() and (ours[:8] == unscaled[:8]).all()  # short wavelengths kept
 
 
