@@ -1,6 +1,6 @@
 """Maps the top-level folders sim/, runtime/, kernels/, experiments/ into the one `tessera` namespace.
 
-Plain top-level `kernels`/`runtime` packages would collide with real PyPI packages (see DESIGN.md).
+Plain top-level `kernels`/`runtime` packages would collide with real PyPI packages (see docs/architecture.md).
 """
 from setuptools import find_packages, setup
 

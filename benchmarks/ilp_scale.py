@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from tessera.placement import MosaicConfig, MosaicPlacer, build_placement_problem, make_placer
 from tessera.workload.moa import generate_moa_workload
@@ -44,27 +46,28 @@ def main() -> None:
     header = (f"{'workers':>7} {'prompts':>7} {'form':>10} {'phases':>6} {'status':>10} "
               f"{'solve_s':>7} {'gap':>6} {'makespan_s':>10} {'lp_bound_s':>10} {'vs_LP':>6} "
               f"{'lpt_s':>8} {'lpt/ilp':>7}")
-    print(header)
-    for num_workers in sizes["workers"]:
-        for num_prompts in sizes["prompts"]:
-            prob = resized(base, num_workers, num_prompts)
-            limit = 60.0 if num_prompts * num_workers > 100_000 else 10.0
-            start = time.perf_counter()
-            plan = MosaicPlacer(MosaicConfig(time_limit_s=limit, compute_lp_bound=True)).place(prob)
-            wall = time.perf_counter() - start
-            lpt = make_placer("lpt").place(prob).makespan_s
-            if plan.fallback is not None:
-                form = f"->{plan.fallback}"
-            elif "ILP not needed" in plan.message:
-                form = "certified"  # the warm start met the combinatorial bound within the gap
-            else:
-                form = plan.message.split(" ILP")[0]
-            phases = max(len(p) for p in plan.phases.values())
-            gap = f"{plan.gap:.2%}" if plan.gap is not None else "-"
-            print(f"{num_workers:>7} {num_prompts:>7} {form:>10} {phases:>6} {plan.status:>10} "
-                  f"{wall:>7.2f} {gap:>6} {plan.makespan_s:>10.1f} {plan.lp_bound_s:>10.1f} "
-                  f"{plan.makespan_s / plan.lp_bound_s:>6.3f} {lpt:>8.1f} {lpt / plan.makespan_s:>7.3f}",
-                  flush=True)
+    cases = [(w, n) for w in sizes["workers"] for n in sizes["prompts"]]
+    bar = tqdm(cases, desc="ILP cases", unit="case", file=sys.stderr)  # solves take up to a minute each
+    tqdm.write(header)
+    for num_workers, num_prompts in bar:
+        bar.set_postfix_str(f"{num_workers} workers x {num_prompts} prompts")
+        prob = resized(base, num_workers, num_prompts)
+        limit = 60.0 if num_prompts * num_workers > 100_000 else 10.0
+        start = time.perf_counter()
+        plan = MosaicPlacer(MosaicConfig(time_limit_s=limit, compute_lp_bound=True)).place(prob)
+        wall = time.perf_counter() - start
+        lpt = make_placer("lpt").place(prob).makespan_s
+        if plan.fallback is not None:
+            form = f"->{plan.fallback}"
+        elif "ILP not needed" in plan.message:
+            form = "certified"  # the warm start met the combinatorial bound within the gap
+        else:
+            form = plan.message.split(" ILP")[0]
+        phases = max(len(p) for p in plan.phases.values())
+        gap = f"{plan.gap:.2%}" if plan.gap is not None else "-"
+        tqdm.write(f"{num_workers:>7} {num_prompts:>7} {form:>10} {phases:>6} {plan.status:>10} "
+                   f"{wall:>7.2f} {gap:>6} {plan.makespan_s:>10.1f} {plan.lp_bound_s:>10.1f} "
+                   f"{plan.makespan_s / plan.lp_bound_s:>6.3f} {lpt:>8.1f} {lpt / plan.makespan_s:>7.3f}")
 
 
 if __name__ == "__main__":

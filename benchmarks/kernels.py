@@ -2,7 +2,9 @@
 
 CPU: the torch reference path (what the CPU runtime runs), against read bandwidth measured in the same
 run. CUDA: the Triton kernels against the torch reference and against SDPA on K/V gathered beforehand
-(a contiguous-cache baseline), against the GPU's peak HBM bandwidth.
+(a contiguous-cache baseline), against the GPU's peak HBM bandwidth; then copy_blocks between the device
+and a pinned host pool against a plain pinned copy (the PCIe link). tessera.gpu_check's bench phase calls
+cuda_row and copy_link.
 Layer shape: Llama-3-8B (32 query heads, 8 KV heads, head_dim 128); every KV head's pages are
 scattered at random over the pool, as after fragmentation (default), or `--layout fresh`: adjacent per
 head, as runtime/kv_cache.py allocates a prompt prefilled in one chunk.
@@ -192,7 +194,50 @@ def run_cpu(args, gen: torch.Generator) -> None:
                   f"{c.kv_bytes(context // PAGE_SIZE) / reads_s / bandwidth:>10.0%}")
 
 
-def run_cuda(args, gen: torch.Generator) -> None:
+def cuda_row(c: Case, k_pages: int, repeats: int, peak: float, timer=None) -> dict:
+    """One (context, batch) case: the Triton kernels (dense; sparse over `k_pages` pages) against the torch
+    reference and SDPA on K/V gathered beforehand (a contiguous-cache baseline). Times in seconds (medians
+    of triton.testing.do_bench unless `timer` says otherwise), fractions of `peak` bytes/s."""
+    timer = timer or time_cuda
+    num_seqs, kv_heads, num_pages = c.block_tables.shape
+    heads, head_dim = c.q.shape[1:]
+    context = num_pages * PAGE_SIZE
+    dense = (c.q, c.kv_pool, c.block_tables, c.seq_lens)
+    t_tri = timer(lambda: dispatch.paged_decode_attention(*dense, impl="triton"), repeats)
+    t_ref = timer(lambda: dispatch.paged_decode_attention(*dense, impl="ref"), repeats)
+    # Contiguous K/V gathered outside the timing: [B, Hkv, T, D]; SDPA expands the GQA groups.
+    ids = c.block_tables.long().view(num_seqs, kv_heads, -1)
+    k = c.kv_pool[0][ids].view(num_seqs, kv_heads, context, head_dim)
+    v = c.kv_pool[1][ids].view(num_seqs, kv_heads, context, head_dim)
+    q4 = c.q.view(num_seqs, heads, 1, head_dim)
+    t_sdpa = timer(lambda: F.scaled_dot_product_attention(q4, k, v, enable_gqa=heads > kv_heads), repeats)
+    del k, v
+    sparse = (*dense, c.pages)
+    s_tri = timer(lambda: dispatch.sparse_paged_decode_attention(*sparse, impl="triton"), repeats)
+    s_ref = timer(lambda: dispatch.sparse_paged_decode_attention(*sparse, impl="ref"), repeats)
+    return {"context": context, "batch": num_seqs, "dense_s": t_tri, "dense_ref_s": t_ref, "sdpa_s": t_sdpa,
+            "sparse_s": s_tri, "sparse_ref_s": s_ref, "k_pages": k_pages,
+            "dense_GBps": c.kv_bytes(num_pages) / t_tri / 1e9, "sparse_GBps": c.kv_bytes(k_pages) / s_tri / 1e9,
+            "dense_of_peak": c.kv_bytes(num_pages) / t_tri / peak,
+            "sparse_of_peak": c.kv_bytes(k_pages) / s_tri / peak, "dense_over_sparse": t_tri / s_tri}
+
+
+def copy_link(dtype: torch.dtype, head_dim: int, num_blocks: int = 16384, repeats: int = 5) -> dict:
+    """copy_blocks between a device pool and a pinned host pool (offload D2H, reload H2D; pairs in random
+    order, as after churn) against the link: a plain pinned <-> device copy of the same bytes."""
+    dev = torch.ones(2, num_blocks, PAGE_SIZE, head_dim, dtype=dtype, device="cuda")
+    host = torch.empty(2, num_blocks, PAGE_SIZE, head_dim, dtype=dtype, pin_memory=True)
+    host.fill_(2.0)
+    src, dst = torch.randperm(num_blocks, device="cuda"), torch.randperm(num_blocks, device="cuda")
+    nbytes = dev.nbytes
+    times = {"link_h2d": time_cuda(lambda: dev.copy_(host, non_blocking=True), repeats),
+             "link_d2h": time_cuda(lambda: host.copy_(dev, non_blocking=True), repeats),
+             "copy_blocks_h2d": time_cuda(lambda: dispatch.copy_blocks(host, dev, src, dst, impl="triton"), repeats),
+             "copy_blocks_d2h": time_cuda(lambda: dispatch.copy_blocks(dev, host, src, dst, impl="triton"), repeats)}
+    return {"bytes": nbytes, **{f"{k}_GBps": nbytes / t / 1e9 for k, t in times.items()}}
+
+
+def run_cuda(args, gen: torch.Generator) -> list[dict]:
     device = torch.device("cuda")
     dtype = DTYPES[args.dtype]
     peak, source = gpu_peak_bandwidth(device)
@@ -203,28 +248,24 @@ def run_cuda(args, gen: torch.Generator) -> None:
           f"{'dense/sparse':>12}")
     max_blocks = max(args.batches) * args.kv_heads * max(args.contexts) // PAGE_SIZE
     pool = fill_pool(max_blocks, args.head_dim, dtype, "cuda", gen)
-    group = args.heads // args.kv_heads
+    rows = []
     for context in args.contexts:
         for num_seqs in args.batches:
             c = make_case(pool, num_seqs, context, args.heads, args.kv_heads, args.k_pages, gen)
-            dense = (c.q, c.kv_pool, c.block_tables, c.seq_lens)
-            t_tri = time_cuda(lambda: dispatch.paged_decode_attention(*dense, impl="triton"), args.repeats)
-            t_ref = time_cuda(lambda: dispatch.paged_decode_attention(*dense, impl="ref"), args.repeats)
-            # Contiguous K/V gathered outside the timing: [B, Hkv, T, D]; SDPA expands the GQA groups.
-            ids = c.block_tables.long().view(num_seqs, args.kv_heads, -1)
-            k = c.kv_pool[0][ids].view(num_seqs, args.kv_heads, context, args.head_dim)
-            v = c.kv_pool[1][ids].view(num_seqs, args.kv_heads, context, args.head_dim)
-            q4 = c.q.view(num_seqs, args.heads, 1, args.head_dim)
-            t_sdpa = time_cuda(lambda: F.scaled_dot_product_attention(q4, k, v, enable_gqa=group > 1), args.repeats)
-            sparse = (*dense, c.pages)
-            s_tri = time_cuda(lambda: dispatch.sparse_paged_decode_attention(*sparse, impl="triton"), args.repeats)
-            s_ref = time_cuda(lambda: dispatch.sparse_paged_decode_attention(*sparse, impl="ref"), args.repeats)
-            d_bps = c.kv_bytes(context // PAGE_SIZE) / t_tri
-            s_bps = c.kv_bytes(args.k_pages) / s_tri
-            print(f"{context:>8} {num_seqs:>5} | {t_tri * 1e3:>15.3f} {d_bps / peak:>6.0%} | {t_ref * 1e3:>9.3f} "
-                  f"{t_sdpa * 1e3:>8.3f} {t_ref / t_tri:>6.1f}x {t_sdpa / t_tri:>7.2f}x | {s_tri * 1e3:>16.3f} "
-                  f"{s_bps / peak:>6.0%} {s_ref / s_tri:>6.1f}x | {t_tri / s_tri:>11.1f}x")
-            del k, v
+            r = cuda_row(c, args.k_pages, args.repeats, peak)
+            print(f"{context:>8} {num_seqs:>5} | {r['dense_s'] * 1e3:>15.3f} {r['dense_of_peak']:>6.0%} | "
+                  f"{r['dense_ref_s'] * 1e3:>9.3f} {r['sdpa_s'] * 1e3:>8.3f} {r['dense_ref_s'] / r['dense_s']:>6.1f}x "
+                  f"{r['sdpa_s'] / r['dense_s']:>7.2f}x | {r['sparse_s'] * 1e3:>16.3f} {r['sparse_of_peak']:>6.0%} "
+                  f"{r['sparse_ref_s'] / r['sparse_s']:>6.1f}x | {r['dense_over_sparse']:>11.1f}x")
+            rows.append(r)
+    del pool
+    link = copy_link(dtype, args.head_dim)
+    ways = [f"{way.upper()} {link[f'copy_blocks_{way}_GBps']:.1f} GB/s = "
+            f"{link[f'copy_blocks_{way}_GBps'] / link[f'link_{way}_GBps']:.0%} of {link[f'link_{way}_GBps']:.1f}"
+            for way in ("h2d", "d2h")]
+    print(f"copy_blocks, {link['bytes'] / 2**20:.0f} MiB of pages in random order, vs a pinned copy of the same "
+          f"bytes: {'; '.join(ways)}")
+    return rows
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ Run: .venv/bin/python benchmarks/runtime_decode.py [--context 4096] [--batch 4] 
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
@@ -31,11 +32,15 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     prompts = [torch.randint(0, 256, (args.context,), generator=gen).tolist() for _ in range(args.batch)]
     rows = []
-    for name, params in POLICIES.items():
+    for i, (name, params) in enumerate(POLICIES.items()):
         config = EngineConfig(kvpolicy=name, kvpolicy_params=params, max_num_seqs=args.batch,
                               max_num_batched_tokens=2048, device_kv_gib=1.0, host_kv_gib=1.0)
         engine = Engine.from_checkpoint(args.model, config, device=args.device)
-        engine.generate(prompts, SamplingParams(max_tokens=args.tokens, ignore_eos=True))
+        print(f"[{i + 1}/{len(POLICIES)}] {name}: prefill {args.batch} x {args.context} tokens, then "
+              f"{args.tokens} decode steps", file=sys.stderr, flush=True)
+        for prompt in prompts:
+            engine.add_request(prompt, SamplingParams(max_tokens=args.tokens, ignore_eos=True))
+        engine.run(progress=True)
         stats = engine.stats()
         rows.append((name, params, stats["decode_tokens_per_s"], stats["bytes_moved"], stats["num_reloads"]))
     print(f"model {args.model}, batch {args.batch}, context {args.context}, {args.tokens} decode tokens, "

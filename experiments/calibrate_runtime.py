@@ -45,14 +45,18 @@ PLACEHOLDER_LINK = "PCIe-Gen4-x16"  # a catalog link name; unused with full KV (
 
 
 def cpu_spec(machine: dict) -> GPUSpec:
-    """This CPU as a GPUSpec from measured numbers (machine_numbers), NOT a catalog entry:
-    hbm_bytes = physical RAM (os.sysconf); hbm_bandwidth_Bps = best copy bandwidth of a 256 MiB fp32
-    tensor (read + write bytes); peak_bf16_flops = best fp32 1024^3 matmul FLOP/s (the model is fp32; the
-    field name is the catalog's); both best of 5 in process CPU time, at the torch thread count of the run."""
-    name = f"CPU-{platform.node() or 'host'}-{machine['torch_threads']}t-measured"
+    """This CPU (or GPU) as a GPUSpec from measured numbers (machine_numbers), NOT a catalog entry:
+    hbm_bytes = physical RAM (os.sysconf; on CUDA the device's memory); hbm_bandwidth_Bps = best copy
+    bandwidth of a 256 MiB fp32 tensor (read + write bytes); peak_bf16_flops = best fp32 1024^3 matmul
+    FLOP/s (the model is fp32; the field name is the catalog's); both best of 5 in process CPU time (on
+    CUDA wall time around a synchronize), at the torch thread count of the run."""
+    if str(machine.get("device", "cpu")).startswith("cuda"):
+        name = f"GPU-{(machine.get('device_name') or 'cuda').replace(' ', '-')}-measured"
+        link = "PCIe-Gen5-x16"
+    else:
+        name, link = f"CPU-{platform.node() or 'host'}-{machine['torch_threads']}t-measured", PLACEHOLDER_LINK
     return GPUSpec(name=name, hbm_bytes=machine["ram_bytes"], hbm_bandwidth_Bps=machine["copy_bandwidth_Bps"],
-                   peak_bf16_flops=machine["fp32_matmul_flops"], host_link=PLACEHOLDER_LINK,
-                   peer_link=PLACEHOLDER_LINK)
+                   peak_bf16_flops=machine["fp32_matmul_flops"], host_link=link, peer_link=link)
 
 
 def run_spec(model: ModelSpec, gpu: GPUSpec, scheduler: SchedulerConfig, kv_bytes: float,
@@ -99,17 +103,19 @@ def calibration_figure(steps: pd.DataFrame, table: pd.DataFrame, path: Path, tit
     """Decode sweep vs the CPU-time fit; trace steps vs the fits; trace latency, runtime vs simulator."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    from matplotlib.ticker import ScalarFormatter
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
     dec = steps[(steps["sweep"] == "decode") & (steps["prefill_tokens"] == 0)]
     ax = axes[0]
     for c, g in dec.groupby("prompt"):
         med = g.groupby("decode_seqs")[["cpu_s", "pred_cpu_s"]].median()
-        line, = ax.plot(med.index, med["cpu_s"] * 1e3, "o", label=f"measured CPU time, context {int(c)}")
-        ax.plot(med.index, med["pred_cpu_s"] * 1e3, "-", color=line.get_color())
-    ax.set_xlabel("decode batch size")
-    ax.set_ylabel("step time (ms); lines: CPU-time fit")
-    ax.set_title("decode steps of the sweeps (median)", fontsize=9)
-    ax.legend(fontsize=7)
+        line, = ax.plot(med.index, med["cpu_s"] * 1e3, "o", label=f"measured, context {int(c)}")
+        ax.plot(med.index, med["pred_cpu_s"] * 1e3, "-", color=line.get_color(), label=f"fit, context {int(c)}")
+    ax.set_xlabel("decode batch size (sequences)")
+    ax.set_ylabel("step CPU time (ms)")
+    ax.set_title("decode steps of the sweeps: measured (median) vs CPU-time fit", fontsize=10)
+    ax.legend(fontsize=8)
     ax = axes[1]
     trace = steps[steps["source"] == "trace"]
     for col, label, color in (("pred_wall_s", "wall-clock fit", "tab:orange"),
@@ -121,8 +127,8 @@ def calibration_figure(steps: pd.DataFrame, table: pd.DataFrame, path: Path, tit
     ax.set_ylim(lim)
     ax.set_xlabel("measured step time in the trace (ms)")
     ax.set_ylabel("cost model (ms)")
-    ax.set_title("trace steps, every repeat (per-repeat fits)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title("every step of the trace: cost model vs measured (dashed: equal)", fontsize=10)
+    ax.legend(fontsize=8, markerscale=3)
     ax = axes[2]
     x = np.arange(len(table))
     ax.bar(x - 0.3, table["runtime_s"] * 1e3, 0.2, yerr=table["runtime_s"] * table["runtime_cv"].fillna(0) * 1e3,
@@ -132,9 +138,10 @@ def calibration_figure(steps: pd.DataFrame, table: pd.DataFrame, path: Path, tit
     ax.bar(x + 0.3, table["sim_idle_core_s"] * 1e3, 0.2, label="sim, CPU-time fit (an idle core)")
     ax.set_xticks(x, [f"{m} {s}" for m, s in zip(table["metric"], table["stat"])], rotation=45, fontsize=8)
     ax.set_yscale("log")
-    ax.set_ylabel("ms")
-    ax.set_title("trace latency", fontsize=9)
-    ax.legend(fontsize=6)
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_title("trace latency, runtime vs simulator", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -156,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device-kv-gib", type=float, default=0.25, help="the runtime's KV pool (the sim gets the same)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a small sweep (tests)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N: where the runtime runs and is measured")
     args = p.parse_args(argv)
     run_calibration(args)
 
@@ -167,15 +175,17 @@ def run_calibration(args) -> pd.DataFrame:
     from tessera.experiments.backends.sim import run_sim
     from tessera.experiments.calibrate_runtime_steps import StepRecorder, layer_op_times, machine_numbers, step_sweep
     from tessera.runtime.checkpoint import load_checkpoint
-    from tessera.runtime.engine import Engine, EngineConfig, model_spec
+    from tessera.runtime.engine import Engine, EngineConfig, model_spec, resolve_device
 
     torch.set_num_threads(args.threads)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     model_dir = args.model.resolve()
-    model = load_checkpoint(model_dir)
+    device = resolve_device(getattr(args, "device", "cpu"))
+    model = load_checkpoint(model_dir, device=device)
     spec_model = model_spec(model, model_dir.name)
-    machine = machine_numbers(matmul_n=512, copy_mib=64) if args.quick else machine_numbers()
+    machine = machine_numbers(matmul_n=512, copy_mib=64, device=device) if args.quick else \
+        machine_numbers(device=device)
     gpu = cpu_spec(machine)
     scheduler = SchedulerConfig(block_size=16, max_num_seqs=args.max_num_seqs,
                                 max_num_batched_tokens=args.max_num_batched_tokens)
@@ -183,7 +193,7 @@ def run_calibration(args) -> pd.DataFrame:
     engine_config = EngineConfig(max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
                                  device_kv_gib=device_kv_gib, check_invariants=False)
     kv_bytes = device_kv_gib * 2**30
-    runtime_conf = {"device": "cpu", "num_threads": args.threads, "device_kv_gib": device_kv_gib}
+    runtime_conf = {"device": str(device), "num_threads": args.threads, "device_kv_gib": device_kv_gib}
     requests = synthetic(args.num_requests, poisson(args.rate), uniform(tuple(args.prompt_tokens),
                          tuple(args.output_tokens)), seed=args.seed)
     sweep_kw = dict(prefill_tokens=(64, 600), batches=(1, 3), contexts=(100,), decode_steps=3) if args.quick else {}
@@ -249,7 +259,7 @@ def run_calibration(args) -> pd.DataFrame:
                "sweep_step_error_cpu_fit_pooled": pooled.fit["step_relative_error"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     title = (f"{model_dir.name} on {gpu.name}: {args.num_requests} Poisson requests at {args.rate}/s, "
-             f"{args.repeats} repeats, full KV")
+             f"{args.repeats} repeat{'s' if args.repeats != 1 else ''}, full KV")
     calibration_figure(steps, table, out / "calibration.png", title)
     eff = pooled.efficiency
     print(f"shipped (pooled CPU-time) fit: overhead {eff.overhead_s * 1e3:.2f} ms/step, flops_fraction "

@@ -22,29 +22,44 @@ import torch
 from tessera.runtime.sequence import SamplingParams
 
 
-def machine_numbers(matmul_n: int = 1024, copy_mib: int = 256, reps: int = 5) -> dict:
-    """Best-of-reps fp32 matmul FLOP/s and copy bandwidth (read + write bytes / s), timed in process CPU
-    time (a shared machine's wall clock would measure the contention), RAM bytes, torch threads."""
-    a, b = torch.randn(matmul_n, matmul_n), torch.randn(matmul_n, matmul_n)
-    src = torch.empty(copy_mib * 2**20 // 4)
+def machine_numbers(matmul_n: int = 1024, copy_mib: int = 256, reps: int = 5,
+                    device: torch.device | str = "cpu") -> dict:
+    """Best-of-reps fp32 matmul FLOP/s and copy bandwidth (read + write bytes / s), RAM (or GPU memory)
+    bytes, torch threads. On CPU timed in process CPU time (a shared machine's wall clock would measure
+    the contention); on CUDA in wall time around a device synchronize."""
+    device = torch.device(device)
+    a, b = (torch.randn(matmul_n, matmul_n, device=device) for _ in range(2))
+    src = torch.empty(copy_mib * 2**20 // 4, device=device)
     src.fill_(1.0)
     dst = torch.empty_like(src)
     dst.fill_(0.0)  # touch the pages before timing
-    flops = 2 * matmul_n**3 / _best_cpu_time(lambda: torch.mm(a, b), reps)
-    bandwidth = 2 * src.numel() * 4 / _best_cpu_time(lambda: dst.copy_(src), reps)
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"fp32_matmul_flops": flops, "copy_bandwidth_Bps": bandwidth, "ram_bytes": float(ram),
-            "torch_threads": torch.get_num_threads(), "matmul_n": matmul_n, "copy_mib": copy_mib}
+    flops = 2 * matmul_n**3 / _best_time(lambda: torch.mm(a, b), reps, device)
+    bandwidth = 2 * src.numel() * 4 / _best_time(lambda: dst.copy_(src), reps, device)
+    if device.type == "cuda":
+        memory = torch.cuda.get_device_properties(device).total_memory
+    else:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"fp32_matmul_flops": flops, "copy_bandwidth_Bps": bandwidth, "ram_bytes": float(memory),
+            "torch_threads": torch.get_num_threads(), "matmul_n": matmul_n, "copy_mib": copy_mib,
+            "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
 
 
-def _best_cpu_time(fn, reps: int) -> float:
+def _best_time(fn, reps: int, device: torch.device) -> float:
     fn()  # warm-up
     times = []
     for _ in range(reps):
-        c0 = time.process_time()
+        c0 = _clock(device)
         fn()
-        times.append(time.process_time() - c0)
+        times.append(_clock(device) - c0)
     return min(times)
+
+
+def _clock(device: torch.device) -> float:
+    """Process CPU time on CPU; wall time after the queued GPU work on CUDA (CPU time would measure the host)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+    return time.process_time()
 
 
 @torch.inference_mode()
@@ -53,19 +68,22 @@ def layer_op_times(model, tokens=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), 
     wall clock (time_ms) and process CPU time (cpu_ms)."""
     layer = model.layers[0]
     c = model.config
+    weight = model.model.embed_tokens.weight
+    device = weight.device
     rows = []
     for n in tokens:
-        h = torch.randn(1, n, c.hidden_size, dtype=model.model.embed_tokens.weight.dtype)
-        rope = model.rope(torch.arange(n))
-        o = torch.zeros(1, c.num_attention_heads, n, c.head_dim, dtype=h.dtype)
+        h = torch.randn(1, n, c.hidden_size, dtype=weight.dtype, device=device)
+        rope = model.rope(torch.arange(n, device=device))
+        o = torch.zeros(1, c.num_attention_heads, n, c.head_dim, dtype=h.dtype, device=device)
         layer.finish(h, o), layer.qkv(h, rope)  # warm-up
         times, cpu = [], []
         for _ in range(reps):
-            t0, c0 = time.perf_counter(), time.process_time()
+            c0 = _clock(device)
+            t0 = time.perf_counter()
             layer.qkv(h, rope)
             layer.finish(h, o)
-            times.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
+            cpu.append(_clock(device) - c0)  # on CUDA the device time, wall clock around a synchronize
+            times.append(time.perf_counter() - t0 if device.type != "cuda" else cpu[-1])
         rows.append({"num_tokens": n, "time_ms": median(times) * 1e3, "cpu_ms": median(cpu) * 1e3})
     return pd.DataFrame(rows)
 
@@ -99,8 +117,10 @@ class StepRecorder:
 
     def _timed_step(self):
         t0, c0 = time.perf_counter(), time.process_time()
-        done = self._step()
+        done = self._step()  # a step ends with the sampled tokens' device->host copy: GPU work included
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if self.engine.device.type == "cuda":
+            cpu = dt  # host CPU time says nothing about the GPU's share
         if self._pending is not None:
             self.rows.append({**self._pending, "time_s": dt, "cpu_s": cpu, "engine_t_s": self.engine.now()})
             self._pending = None

@@ -8,7 +8,7 @@ summary.json, a Gantt chart of MOSAIC's run on the first dataset and a speedup b
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +23,8 @@ from tessera.experiments.resolve import resolve_kv
 from tessera.hardware import gpu as gpu_by_name
 from tessera.hardware import host_link
 from tessera.memory import MemoryConfig
-from tessera.placement import (CostConfig, MosaicConfig, PlacementInfeasible, build_placement_problem,
+from tessera.placement import (CostConfig, MosaicConfig, PlacementInfeasible, PlacementInputError,
+                               build_placement_problem,
                                make_placer)
 from tessera.placement.costs import load_time_s
 from tessera.results import save_run
@@ -43,10 +44,14 @@ class MosaicParams:
     cost_model: str = "roofline"
     calibration_rounds: int = 1  # cost-based placers re-solve on costs rescaled by a simulated run (ours)
     profiled_batch_size: int = 128  # B*: the steady batch the placer's profiled costs amortise decode over
+    quick: bool = False  # apply quick_overrides (a small slice for tests and a first look)
+    quick_overrides: dict | None = None
 
 
 def _params(cfg: DictConfig) -> MosaicParams:
     raw = OmegaConf.to_container(cfg.params, resolve=True) if cfg.params else {}
+    if raw.get("quick"):
+        raw.update(raw.get("quick_overrides") or {})
     known = {f.name for f in fields(MosaicParams)}
     unknown = set(raw) - known
     if unknown:
@@ -61,6 +66,9 @@ def _params(cfg: DictConfig) -> MosaicParams:
         raise ConfigError(f"params.baseline={p.baseline!r} must be one of params.schedulers {list(p.schedulers)}")
     if not 0 < p.query_fraction <= 1:
         raise ConfigError(f"params.query_fraction={p.query_fraction}: use a fraction in (0, 1]")
+    if cfg.cluster.num_workers < 1:
+        raise ConfigError(f"cluster.num_workers={cfg.cluster.num_workers} is invalid: MOSAIC places experts on at "
+                          "least 1 worker")
     if cfg.cluster.get("calibration") or not cfg.cluster.gpu:
         raise ConfigError("cluster: experiment=mosaic places catalog LLMs on catalog GPUs; pick a GPU cluster "
                           "(e.g. cluster=h100x4), not a calibrated machine or cluster.gpu=null")
@@ -103,7 +111,17 @@ def place(problem, placer_name: str, placer_params: dict):
     except (PlacementInfeasible, MemoryError) as err:
         raise ConfigError(f"placement {placer_name!r}: {err} (lower params.profiled_batch_size to shrink KV "
                           "reservations, or use bigger GPUs)") from None
+    except PlacementInputError as err:
+        raise ConfigError(f"placement {placer_name!r}: {err}") from None
     return plan, time.perf_counter() - t0
+
+
+def problem_for(*args, **kwargs):
+    """build_placement_problem, its input errors as one-line config errors."""
+    try:
+        return build_placement_problem(*args, **kwargs)
+    except PlacementInputError as err:
+        raise ConfigError(f"placement: {err}") from None
 
 
 COST_BASED = ("lpt", "mosaic")
@@ -161,7 +179,7 @@ def run_one(workload, problem, ctx, cost_cfg, placer_name, placer_params, plan, 
         aggregator_name = agg_requests[0].model
         agg_cost = CostConfig(**{**{f.name: getattr(cost_cfg, f.name) for f in fields(CostConfig)},
                                  "instruct_max_replicas": None})
-        agg_problem = build_placement_problem(workload, [ctx.gpu] * ctx.num_gpus, agg_cost, agg_requests)
+        agg_problem = problem_for(workload, [ctx.gpu] * ctx.num_gpus, agg_cost, agg_requests)
         agg_plan, _ = place(agg_problem, placer_name, placer_params)
         gpus = sorted(w for w, experts in agg_plan.replicas.items() if experts) or [0]
         if agg_plan.tensor_parallel:
@@ -222,6 +240,17 @@ def _kv_columns(result) -> dict:
             "reloads": int(totals.get("num_reloads", 0)), "stall_s": totals.get("stall_s", 0.0)}
 
 
+def describe(cfg: DictConfig) -> dict:
+    """What a run of this config simulates (summary.json metadata.ran)."""
+    params = _params(cfg)
+    kv = OmegaConf.to_container(cfg.kvpolicy, resolve=True) if cfg.get("kvpolicy") else {"name": "full"}
+    return {"params": asdict(params), "gpu": cfg.cluster.gpu, "num_workers": cfg.cluster.num_workers,
+            "engine": OmegaConf.to_container(cfg.engine, resolve=True), "kvpolicy": kv,
+            "placement": OmegaConf.to_container(cfg.placement, resolve=True) if cfg.placement else {},
+            "aggregation": OmegaConf.to_container(cfg.aggregation, resolve=True) if cfg.aggregation else {},
+            "seed": cfg.seed}
+
+
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     params = _params(cfg)
     try:
@@ -229,17 +258,17 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
         agg = OmegaConf.to_container(cfg.aggregation, resolve=True) if cfg.aggregation else {"name": "unanimous"}
         policy_name = agg.pop("name")
         make_aggregator(policy_name, **agg)  # validate once up front
+        memory = MemoryConfig(cfg.engine.gpu_memory_utilization, cfg.engine.activation_reserve_gib)
+        cost_cfg = CostConfig(cost_model=params.cost_model, memory=memory, batch_size=params.profiled_batch_size)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"placement/aggregation: {err}") from None
-    memory = MemoryConfig(cfg.engine.gpu_memory_utilization, cfg.engine.activation_reserve_gib)
-    cost_cfg = CostConfig(cost_model=params.cost_model, memory=memory, batch_size=params.profiled_batch_size)
+        raise ConfigError(f"placement/aggregation/engine: {err}") from None
     always = make_aggregator("always")
     rows, frames, query_rows, gantt_source = [], [], [], None
     runs = [(d, s) for d in params.datasets for s in params.schedulers]
     for dataset, scheduler in tqdm(runs, desc="mosaic", disable=not cfg.output.progress):
         counts = {dataset: max(1, round(DATASETS[dataset].num_queries * params.query_fraction))}
         workload = generate_moa_workload(MoAConfig(datasets=(dataset,), num_queries=counts), seed=cfg.seed)
-        problem = build_placement_problem(workload, [cfg.cluster.gpu] * cfg.cluster.num_workers, cost_cfg)
+        problem = problem_for(workload, [cfg.cluster.gpu] * cfg.cluster.num_workers, cost_cfg)
         ctx = _context(cfg, params, cost_cfg, list(problem.experts) + [DATASETS[dataset].aggregator])
         if policy_name == "weighted" and "weights" not in agg:  # reliability = each expert's accuracy
             policy = make_aggregator(policy_name, weights=dict(workload.config.accuracy[dataset]), **agg)

@@ -11,6 +11,7 @@ from tessera.experiments.config import ConfigError
 
 EXPERIMENT_MODULES = {
     "serve_trace": "tessera.experiments.serve_trace",
+    "long_context": "tessera.experiments.serve_trace",  # serve_trace on a long-context workload, its own name
     "mosaic": "tessera.experiments.mosaic",
     "flexicache_memory": "tessera.experiments.flexicache.memory",
     "flexicache_throughput": "tessera.experiments.flexicache.throughput",
@@ -21,13 +22,26 @@ EXPERIMENT_MODULES = {
 }
 
 
+def module_key(name: str) -> str:
+    """The experiment whose code runs `name` (long_context is serve_trace)."""
+    return "serve_trace" if EXPERIMENT_MODULES.get(name) == EXPERIMENT_MODULES["serve_trace"] else name
+
+
+def experiment_describer(name: str) -> Callable:
+    """describe(cfg) -> dict of what a run of the config executes (validating it, running nothing)."""
+    return _module(name).describe
+
+
 def experiment_runner(name: str) -> Callable:
+    return _module(name).run
+
+
+def _module(name: str):
     if name not in EXPERIMENT_MODULES:
         raise ConfigError(f"experiment={name!r} is unknown: use one of {sorted(EXPERIMENT_MODULES)}")
     try:
-        module = importlib.import_module(EXPERIMENT_MODULES[name])
+        return importlib.import_module(EXPERIMENT_MODULES[name])
     except ModuleNotFoundError as err:
         if err.name == EXPERIMENT_MODULES[name]:
             raise ConfigError(f"experiment={name!r} is registered but not built yet ({err.name})") from None
         raise
-    return module.run

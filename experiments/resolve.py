@@ -4,6 +4,7 @@ Every failure is a ConfigError naming the config key, the allowed values and the
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ def resolve_kv(conf, model: ModelSpec) -> KVSetup | None:
     try:
         kv = KVSetup.from_conf(conf)
         if kv.name == "full":
+            extra = sorted(set(conf) - {"name", "page_tokens"})
+            if extra:
+                raise ConfigError(f"kvpolicy.{extra[0]} has no effect with kvpolicy=full (every page of every head "
+                                  "stays on the GPU); pick a policy that uses it, e.g. kvpolicy=flexicache")
             return None
         kv.policy_for(model)
     except (ValueError, TypeError, KeyError) as err:
@@ -126,7 +131,8 @@ def resolve(cfg: DictConfig) -> RunSpec:
     model = resolve_model(cfg.model)
     gpu, cost_kind, cost_params = resolve_machine(cfg)
     kv_gib = cfg.cluster.get("kv_gib")
-    _check("cluster.kv_gib", kv_gib is None or kv_gib > 0, kv_gib, "a KV reservation in GiB > 0, or null")
+    _check("cluster.kv_gib", kv_gib is None or (math.isfinite(kv_gib) and kv_gib > 0), kv_gib,
+           "a finite KV reservation in GiB > 0, or null")
     e = cfg.engine
     try:
         scheduler = SchedulerConfig(block_size=e.block_size, max_num_seqs=e.max_num_seqs,

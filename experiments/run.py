@@ -4,7 +4,10 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -12,10 +15,12 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tessera.experiments.config import ConfigError, register_configs
-from tessera.experiments.registry import experiment_runner
+from tessera.experiments.overrides import check_run
+from tessera.experiments.registry import experiment_describer, experiment_runner
 from tessera.paths import REPO_ROOT
 from tessera.results import is_complete_run
 from tessera.workload import TraceError
@@ -34,22 +39,72 @@ def git_sha() -> str:
 def run_config(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     """Run one composed config into run_dir (skipping it if complete, unless cfg.force)."""
     runner = experiment_runner(cfg.experiment)
+    check_run(cfg, overrides)
+    ran = experiment_describer(cfg.experiment)(cfg)  # validates the whole run before any work
     if is_complete_run(run_dir) and not cfg.force:
         print(f"skipping {run_dir}: results exist (force=true re-runs it)")
         return json.loads((run_dir / "summary.json").read_text())["summary"]
     metadata = {"config": OmegaConf.to_container(cfg, resolve=True), "seed": cfg.seed, "git_sha": git_sha(),
-                "overrides": overrides, "started_unix": time.time()}
+                "overrides": overrides, "started_unix": time.time(), "ran": ran}
     return runner(cfg, run_dir, metadata)
 
 
 @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="config")
 def hydra_main(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    if hc.mode == RunMode.MULTIRUN and "joblib" in str(hc.launcher.get("_target_", "")):
+        with open_dict(cfg):  # parallel jobs' bars would garble one terminal; each job prints its table
+            cfg.output.progress = False
     try:
-        return run_config(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
+        with tee_to(run_dir / "run.log"):
+            return run_config(cfg, run_dir, list(hc.overrides.task))
     except (ConfigError, TraceError) as err:
         print(f"tessera: config error: {err}", file=sys.stderr)
+        remove_if_incomplete(run_dir)
         sys.exit(2)
+    except BaseException:
+        remove_if_incomplete(run_dir, keep_log=True)
+        raise
+
+
+def remove_if_incomplete(run_dir: Path, keep_log: bool = False) -> None:
+    """A run that failed leaves no folder that looks like a run: without results, its folder goes (a crash
+    keeps run.log and .hydra/ for the post-mortem)."""
+    if is_complete_run(run_dir) or not run_dir.exists():
+        return
+    if keep_log:
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def tee_to(path: Path):
+    """Everything the run prints also goes to run.log (Hydra's log only captures the logging module)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as log:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = out, err
+
+
+class _Tee:
+    def __init__(self, stream, log):
+        self._stream, self._log = stream, log
+
+    def write(self, text):
+        self._log.write(text)
+        return self._stream.write(text)
+
+    def flush(self):
+        self._log.flush()
+        self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def precheck_overrides(argv: list[str]) -> str | None:
@@ -72,6 +127,11 @@ def precheck_overrides(argv: list[str]) -> str | None:
     except (HydraException, OmegaConfBaseException) as err:
         cause = err.__cause__ or err
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        missing = re.search(r"Could not find '([\w/]+)/([^'/]+)'", first)
+        if missing and (REPO_ROOT / "conf" / missing.group(1)).is_dir():
+            group = missing.group(1)
+            options = sorted(p.stem for p in (REPO_ROOT / "conf" / group).glob("*.yaml"))
+            return f"{group}={missing.group(2)} is not an option of {group}: use one of {', '.join(options)}"
         key = getattr(cause, "full_key", None)
         where = f"{key}: " if key else ""
         head = "" if cause is err else f"{str(err).splitlines()[0]}: "
@@ -80,7 +140,53 @@ def precheck_overrides(argv: list[str]) -> str | None:
     return None
 
 
+MAX_PRECHECKED_RUNS = 1000
+
+
+def precheck_sweep(argv: list[str]) -> str | None:
+    """Compose and validate every run of a `-m` sweep before any is launched, so one bad value cannot
+    leave the valid runs incomplete; returns the error lines of the runs that would fail, or None."""
+    from itertools import product
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [a for a in argv if not a.startswith("-") and not a.split("=")[0].lstrip("+~").startswith("hydra")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        return f"{str(err).splitlines()[0]}; fix the override"
+    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+            else [o.input_line] for o in parsed]
+    combos = list(product(*axes))
+    if len(combos) > MAX_PRECHECKED_RUNS:
+        return None  # too many to compose up front; each run still validates itself
+    failures = []
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO_ROOT / "conf"), job_name="precheck"):
+        for combo in combos:
+            try:
+                cfg = compose(config_name="config", overrides=list(combo))
+                check_run(cfg, list(combo))
+                experiment_describer(cfg.experiment)(cfg)
+            except (ConfigError, TraceError) as err:
+                failures.append(f"  {' '.join(combo)}: {err}")
+            except (HydraException, OmegaConfBaseException) as err:
+                failures.append(f"  {' '.join(combo)}: {str(err).splitlines()[0]}")
+    if failures:
+        return (f"{len(failures)} of {len(combos)} runs of the sweep are invalid; nothing was launched:\n"
+                + "\n".join(failures[:10]) + ("\n  ..." if len(failures) > 10 else ""))
+    return None
+
+
 def main() -> None:
+    argv = sys.argv[1:]
+    if any(a in ("-m", "--multirun") for a in argv):
+        error = precheck_sweep(argv)
+        if error:
+            print(f"tessera: config error: {error}", file=sys.stderr)
+            sys.exit(2)
     error = precheck_overrides(sys.argv[1:])
     if error:
         print(f"tessera: config error: {error}", file=sys.stderr)

@@ -4,6 +4,8 @@ Writes requests.parquet, kv_usage.parquet, workers.csv, summary.json and latency
 """
 from __future__ import annotations
 
+import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -12,8 +14,27 @@ from tessera.experiments.backends.sim import run_sim
 from tessera.experiments.config import ConfigError
 from tessera.experiments.report import format_summary, latency_cdf_figure
 from tessera.experiments.resolve import resolve
-from tessera.results import save_run, summarize
-from tessera.workload import TraceError, build_workload, describe
+from tessera.results import rejection_summary, save_run, summarize
+from tessera.workload import TraceError, build_workload
+from tessera.workload import describe as describe_requests
+
+
+def describe(cfg: DictConfig) -> dict:
+    """What a run of this config executes (summary.json metadata.ran): on the simulator the modelled
+    cluster and cost model, on the runtime the checkpoint and engine settings (the measured device and
+    dtype are added to summary.runtime when it ran)."""
+    spec = resolve(cfg)
+    kv = {"name": "full"} if spec.kv is None else {"name": spec.kv.name, **spec.kv.params, **asdict(spec.kv.sim)}
+    common = {"backend": cfg.backend.kind, "model": spec.model.name,
+              "model_folder": str(spec.model_path) if spec.model_path else None, "workload": spec.workload,
+              "engine": asdict(spec.scheduler), "kvpolicy": kv, "seed": cfg.seed}
+    if cfg.backend.kind == "runtime":
+        from tessera.experiments.backends.runtime import runtime_settings
+        return common | {"runtime": runtime_settings(cfg.backend.get("runtime"))}
+    return common | {"gpu": spec.gpu.name, "num_workers": len(spec.workers), "tp": spec.workers[0].tp,
+                     "router": spec.router, "memory": asdict(spec.memory), "kv_gib": cfg.cluster.kv_gib,
+                     "cost_model": spec.cost_kind, "cost_params": spec.cost_params,
+                     "fast_forward": cfg.backend.fast_forward}
 
 
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
@@ -32,7 +53,7 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     else:
         result = run_sim(spec, requests, fast_forward=cfg.backend.fast_forward, progress=cfg.output.progress)
     summary = summarize(result.requests, result.kv_usage)
-    summary["workload"] = describe(requests)
+    summary["workload"] = describe_requests(requests)
     summary["workers"] = result.workers.to_dict(orient="records")
     summary["kvpolicy"] = spec.kv.name if spec.kv is not None else "full"
     if cfg.backend.kind == "runtime":
@@ -41,7 +62,12 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
         summary["kv"] = result.kv
         result.kv_requests.to_csv(run_dir / "kv_requests.csv", index=False)
     result.workers.to_csv(run_dir / "workers.csv", index=False)
+    note = rejection_summary(result.requests)
+    if note is not None:
+        summary["rejections"] = note
     save_run(run_dir, result.requests, summary, result.kv_usage, metadata)
+    if note is not None:
+        print(f"tessera: {note}", file=sys.stderr)
     title = (f"{cfg.experiment} ({summary['kvpolicy']} KV): {spec.model.name} on {cfg.cluster.num_workers} x "
              f"{cfg.cluster.tp} x {spec.gpu.name}, workload {spec.workload.get('name', spec.workload.get('kind'))}, "
              f"{cfg.backend.kind}/{spec.cost_kind} costs")

@@ -236,6 +236,7 @@ class Engine:
         self.decode_tokens = 0
         self.decode_time_s = 0.0
         self.num_restored_tokens = 0  # prefill tokens restored from prompt_kv instead of computed
+        self._last_step_tokens = 0
         self._usage: list[tuple[float, int]] = []
         self._t0 = time.perf_counter()
         self._skipped = 0.0
@@ -284,6 +285,10 @@ class Engine:
             prompt = self.tokenizer.encode(prompt)  # with the specials the checkpoint's tokenizer adds (BOS)
         self._check_request(prompt, params)
         request_id = self._next_id if request_id is None else request_id
+        if not isinstance(request_id, (int, np.integer)) or request_id < 0:
+            raise ValueError(f"request id {request_id!r} is invalid: use an integer >= 0")
+        if arrival_s is not None and not math.isfinite(float(arrival_s)):
+            raise ValueError(f"arrival_s={arrival_s!r} is invalid: use finite seconds on the engine clock")
         if request_id in self.sequences:
             raise ValueError(f"request id {request_id} is already used")
         self._next_id = max(self._next_id, request_id + 1)
@@ -309,6 +314,12 @@ class Engine:
             raise ValueError(f"prompt token id(s) {bad[:5]} are outside the vocabulary [0, {c.vocab_size})")
         if any(t >= c.vocab_size for t in params.forced_token_ids):
             raise ValueError(f"forced_token_ids has an id >= the vocabulary size {c.vocab_size}")
+        s = self.config
+        if not s.chunked_prefill and len(prompt) + params.max_tokens - 1 > s.max_num_batched_tokens:
+            # a recompute after preemption prefills prompt + outputs in one step, which must fit the budget
+            raise ValueError(f"prompt ({len(prompt)} tokens) + max_tokens ({params.max_tokens}) - 1 exceed "
+                             f"max_num_batched_tokens={s.max_num_batched_tokens} with chunked_prefill=False: "
+                             "raise max_num_batched_tokens or enable chunked_prefill")
         if len(prompt) + params.max_tokens > c.max_position_embeddings:
             raise ValueError(f"prompt ({len(prompt)} tokens) + max_tokens ({params.max_tokens}) exceed the model's "
                              f"context length max_position_embeddings={c.max_position_embeddings}: shorten the "
@@ -399,6 +410,7 @@ class Engine:
                 seq.first_scheduled_s = t
             seq.status = "running"
         nums = list(batch.num_scheduled_tokens)
+        self._last_step_tokens = sum(nums)
         decoding = [s.rk.phase == "decoding" for s in batch.seqs]
         t_fwd = time.perf_counter()
         with self._device_context(), torch.inference_mode():
@@ -432,16 +444,26 @@ class Engine:
         return t.pin_memory().to(self.device, non_blocking=True)
 
     def run(self, progress: bool = False) -> list[Sequence]:
-        """Step until every queued request finished; returns them in request-id order."""
+        """Step until every queued request finished; returns them in request-id order.
+
+        progress: a bar over every token the requests put through the model (prompt + output), so long
+        prefills move it too, with the requests finished so far beside it."""
         bar = None
         if progress:
             from tqdm import tqdm
-            bar = tqdm(total=len(self._arrivals) + len(self.waiting) + len(self.running), desc="runtime")
+            pending = [s for _, _, s in self._arrivals] + list(self.waiting) + list(self.running)
+            total = sum(s.num_prompt_tokens + s.params.max_tokens - s.num_computed_tokens for s in pending)
+            bar = tqdm(total=total, desc="runtime", unit="tok", unit_scale=True)
+        done = 0
         while self.has_unfinished():
-            done = self.step()
-            if bar is not None and done:
-                bar.update(len(done))
+            before = self.num_steps
+            finished = self.step()
+            if bar is not None and self.num_steps > before:
+                done += len(finished)
+                bar.update(min(self._last_step_tokens, bar.total - bar.n))
+                bar.set_postfix_str(f"{done} requests done", refresh=False)
         if bar is not None:
+            bar.update(bar.total - bar.n)  # the last sampled tokens never go through the model
             bar.close()
         return [self.sequences[i] for i in sorted(self.sequences)]
 

@@ -9,6 +9,7 @@ class has one that real checkpoints rely on (below); the shape-defining keys are
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,7 @@ def parse_hf_config(hf: dict[str, Any], source: str = "config.json") -> ModelCon
     if missing:
         raise CheckpointError(f"{source} lacks required key(s) {', '.join(missing)}: Tessera never fills a "
                               "shape or normalisation key with a default; add them from the model's original config")
+    _check_values(hf, source)
     for key, allowed in MUST_BE.items():
         if key in hf and hf[key] not in allowed:
             raise CheckpointError(f"{source}: {key}={hf[key]!r} changes the model and is not supported "
@@ -103,6 +105,24 @@ def parse_hf_config(hf: dict[str, Any], source: str = "config.json") -> ModelCon
             eos_token_id=hf.get("eos_token_id"), pad_token_id=hf.get("pad_token_id"), architectures=[arch])
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{source}: {err}") from None
+
+
+POSITIVE_INTS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                 "num_key_value_heads", "head_dim", "max_position_embeddings", "sliding_window", "max_window_layers")
+POSITIVE_FLOATS = ("rms_norm_eps", "rope_theta")
+
+
+def _check_values(hf: dict, source: str) -> None:
+    """Types and ranges of the keys that shape the model: a wrong one never reaches torch."""
+    for key in POSITIVE_INTS:
+        value = hf.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise CheckpointError(f"{source}: {key}={value!r} is invalid: use an integer >= 1")
+    for key in POSITIVE_FLOATS:
+        value = hf.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                  or not math.isfinite(value) or value <= 0):
+            raise CheckpointError(f"{source}: {key}={value!r} is invalid: use a finite number > 0")
 
 
 def _architecture(hf: dict, source: str) -> str:

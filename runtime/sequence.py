@@ -38,9 +38,12 @@ class SamplingParams:
     logprobs: bool = False
 
     def __post_init__(self) -> None:
-        checks = [("temperature", self.temperature >= 0.0, "a value >= 0 (0 is greedy)"),
-                  ("top_p", 0.0 < self.top_p <= 1.0, "a fraction in (0, 1]"),
-                  ("max_tokens", self.max_tokens >= 1, "an integer >= 1"),
+        number = (int, float)
+        checks = [("temperature", isinstance(self.temperature, number) and math.isfinite(self.temperature)
+                   and self.temperature >= 0.0, "a finite value >= 0 (0 is greedy)"),
+                  ("top_p", isinstance(self.top_p, number) and 0.0 < self.top_p <= 1.0, "a fraction in (0, 1]"),
+                  ("max_tokens", isinstance(self.max_tokens, int) and not isinstance(self.max_tokens, bool)
+                   and self.max_tokens >= 1, "an integer >= 1"),
                   ("forced_token_ids", all(isinstance(t, int) and t >= FREE for t in self.forced_token_ids),
                    "a tuple of token ids, FREE (-1) where the token is sampled")]
         for name, ok, allowed in checks:

@@ -5,6 +5,7 @@ every request's final state; callbacks may submit new requests while it runs (mu
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -15,6 +16,7 @@ from tessera.interface import CostModel
 from tessera.memory import MemoryConfig, kv_budget_bytes_per_gpu, kv_bytes_per_token_per_gpu
 from tessera.scheduling import FCFSScheduler, SchedulerConfig
 from tessera.types import LinkSpec, Request, WorkerSpec
+from tessera.sim.admission import check_requests
 from tessera.sim.gpu import GPU
 from tessera.sim.kv_manager import KVManager, KVSetup, truth_head_model
 from tessera.sim.link import Link
@@ -117,7 +119,19 @@ class Cluster:
 
     def _kv_blocks(self, spec: WorkerSpec) -> int:
         kv_bytes = self._kv_bytes_per_gpu(spec)
-        return int(max(kv_bytes, 0.0) // (self.block_size * kv_bytes_per_token_per_gpu(spec.model, spec.tp)))
+        if not math.isfinite(kv_bytes):
+            raise MemoryError(f"worker {spec.worker_id}: its KV budget is {kv_bytes} bytes per GPU; "
+                              "engine.gpu_memory_utilization, engine.activation_reserve_gib and cluster.kv_gib "
+                              "must be finite numbers")
+        block_bytes = self.block_size * kv_bytes_per_token_per_gpu(spec.model, spec.tp)
+        blocks = int(max(kv_bytes, 0.0) // block_bytes)
+        if blocks < 1 and spec.kv_bytes_per_gpu is not None:  # the spec's own KV reservation is too small
+            raise MemoryError(
+                f"worker {spec.worker_id}: the KV reservation of {kv_bytes / 2**20:.3g} MiB per GPU "
+                f"(cluster.kv_gib) holds no KV block: one block of engine.block_size={self.block_size} tokens of "
+                f"{spec.model.name} on tp={spec.tp} takes {block_bytes / 2**20:.3g} MiB; raise cluster.kv_gib "
+                "(or null for the memory left after weights)")
+        return blocks
 
     # ------------------------------------------------------------------------------------- running
     def worker(self, worker_id: int) -> Worker:
@@ -149,6 +163,7 @@ class Cluster:
 
     def submit(self, request: Request, worker_id: int | None = None) -> SeqState:
         """Add a request now (from a callback or process during run); routed unless worker_id is given."""
+        check_requests([request])
         seq = SeqState(request)
         self._seqs.append(seq)
         self._expected += 1
@@ -179,10 +194,8 @@ class Cluster:
         assignment: request_id -> worker_id for requests that bypass the router.
         on_finish(seq, cluster): called as each request finishes or is rejected; may call cluster.submit.
         """
+        check_requests(requests)
         seqs = [SeqState(r) for r in sorted(requests, key=lambda r: (r.arrival_s, r.request_id))]
-        if seqs and seqs[0].request.arrival_s < 0:
-            raise ValueError(f"request {seqs[0].request_id} arrives at {seqs[0].request.arrival_s} s: "
-                             "arrival times must be >= 0")
         self._seqs.extend(seqs)
         self._expected += len(seqs)
         self._user_on_finish = on_finish

@@ -45,6 +45,7 @@ from tessera.kvcache.policies.base import PlannedPolicy
 from tessera.kvcache.request_kv import RequestKV
 from tessera.kvcache.summary import StepSummary
 from tessera.types import ModelSpec
+from tessera.sim.admission import KV_FIX
 from tessera.sim.kv_pool import HeadPagePool
 from tessera.sim.link import Link
 
@@ -239,7 +240,8 @@ class KVManager:
         """Why the request can never run on this worker, or None."""
         pages = self.peak_device_pages(seq)
         if pages > max_admissible_pages:
-            return (f"rejected: needs {pages} KV head-pages, the pool admits at most {max_admissible_pages}")
+            return (f"rejected: needs {pages} KV head-pages, the pool admits at most {max_admissible_pages}; "
+                    f"{KV_FIX}")
         minmax, host = self._peak_needs(seq)
         if minmax > self.minmax_capacity_bytes and self.plan.keeps_minmax and self.minmax_share > 0:
             return (f"rejected: needs {minmax / GIB:.2f} GiB of MinMax metadata, the region holds "

@@ -16,6 +16,7 @@ import simpy
 from tessera.interface import BatchScheduler, BatchShape, CostModel, ScheduledBatch
 from tessera.scheduling import FCFSScheduler
 from tessera.types import WorkerSpec
+from tessera.sim.admission import KV_FIX, prefill_limit_rejection
 from tessera.sim.block_pool import BlockPool
 from tessera.sim.sequence import SeqState
 
@@ -76,18 +77,14 @@ class Worker:
         """Hand a request to this worker (called by the router at its arrival time)."""
         seq.worker_id = self.worker_id
         peak_tokens = seq.num_prompt_tokens + seq.max_output_tokens - 1
-        if self.kv is not None:
+        reason = prefill_limit_rejection(seq.num_prompt_tokens, getattr(self.scheduler, "config", None))
+        if reason is None and self.kv is not None:
             reason = self.kv.rejection(seq, self.max_admissible_blocks)
-            if reason is not None:
-                seq.status = reason
-                seq.finish_s = math.nan
-                self.on_finish(seq)
-                return
-        elif self.pool.blocks_for_tokens(peak_tokens) > self.max_admissible_blocks:
-            seq.status = (f"rejected: needs {self.pool.blocks_for_tokens(peak_tokens)} KV blocks "
-                          f"({peak_tokens} tokens), the pool admits at most {self.max_admissible_blocks}")
-            seq.finish_s = math.nan
-            self.on_finish(seq)
+        elif reason is None and self.pool.blocks_for_tokens(peak_tokens) > self.max_admissible_blocks:
+            reason = (f"rejected: needs {self.pool.blocks_for_tokens(peak_tokens)} KV blocks "
+                      f"({peak_tokens} tokens), the pool admits at most {self.max_admissible_blocks}; {KV_FIX}")
+        if reason is not None:
+            self._reject(seq, reason)
             return
         self.waiting.append(seq)
         self.outstanding_tokens += seq.num_prompt_tokens + seq.max_output_tokens
@@ -97,6 +94,22 @@ class Worker:
         elif self._in_span:
             self._in_span = False
             self.process.interrupt("arrival")
+
+    def _reject(self, seq: SeqState, reason: str) -> None:
+        seq.status = reason
+        seq.finish_s = math.nan
+        self.on_finish(seq)
+
+    def _reject_unresumable(self, preempted: list[SeqState]) -> None:
+        """Without chunked prefill a preempted request whose tokens outgrew the step budget could never be
+        recomputed (it would block the queue forever): reject it, as vLLM does."""
+        config = getattr(self.scheduler, "config", None)
+        for seq in preempted:
+            reason = prefill_limit_rejection(seq.num_tokens, config, preempted=True)
+            if reason is not None and seq in self.waiting:
+                self.waiting.remove(seq)
+                self.outstanding_tokens -= seq.num_prompt_tokens + seq.max_output_tokens
+                self._reject(seq, reason)
 
     def wake(self) -> None:
         """Pages came back or a request resumed: an idle loop re-plans."""
@@ -129,6 +142,9 @@ class Worker:
             self._record_usage()
             if batch.preempted:
                 self.num_preemptions += len(batch.preempted)
+                self._reject_unresumable(batch.preempted)
+            if not batch.seqs and not self.waiting and not self.running:
+                continue  # every request left was rejected
             if not batch.seqs:
                 raise RuntimeError(
                     f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
@@ -182,6 +198,7 @@ class Worker:
                 batch = self._scheduler_kv().schedule(self.waiting, self.running, self.pool)
                 self._record_usage()
                 self.num_preemptions += len(batch.preempted)
+                self._reject_unresumable(batch.preempted)
                 if batch.seqs:
                     now = env.now
                     for seq in batch.seqs:
@@ -219,6 +236,9 @@ class Worker:
             batch = self.scheduler.schedule(self.waiting, self.running, self.pool)
             self._record_usage()
             self.num_preemptions += len(batch.preempted)
+            self._reject_unresumable(batch.preempted)
+            if not batch.seqs and not self.waiting and not self.running:
+                return  # every request left was rejected; the lanes are released below
             if not batch.seqs:
                 raise RuntimeError(f"worker {self.worker_id}: empty batch with {len(self.waiting)} waiting")
             now = self.env.now

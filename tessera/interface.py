@@ -1,6 +1,6 @@
 """The scheduler interface: the Protocols every backend (sim, runtime) drives and every policy implements.
 
-Policies are fed plain data views and never know which backend runs them (see DESIGN.md).
+Policies are fed plain data views and never know which backend runs them (see docs/architecture.md).
 """
 from __future__ import annotations
 

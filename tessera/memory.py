@@ -4,6 +4,8 @@ vLLM's rule: KV cache = gpu_memory_utilization x HBM - weights - activation peak
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 from tessera.types import GPUSpec, ModelSpec
@@ -18,7 +20,7 @@ class MemoryConfig:
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
             raise ValueError(f"memory.gpu_memory_utilization={self.gpu_memory_utilization} is invalid: "
                              "use a fraction in (0, 1], e.g. 0.9")
-        if self.activation_reserve_gib < 0:
+        if not math.isfinite(self.activation_reserve_gib) or self.activation_reserve_gib < 0:
             raise ValueError(f"memory.activation_reserve_gib={self.activation_reserve_gib} is invalid: use >= 0")
 
 

@@ -1,6 +1,6 @@
 """Model catalog: the shapes (ModelSpec) of the LLMs Tessera serves, from each model's HF config.json.
 
-Includes the 16-model Symbolic-MoE expert pool (shared/papers/mosaic.md §1.2) and its aggregators.
+Includes the 16-model Symbolic-MoE expert pool (docs/papers/mosaic.md §1.2) and its aggregators.
 """
 from __future__ import annotations
 

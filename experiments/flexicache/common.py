@@ -3,7 +3,7 @@ tables (CSV + console) and the run files every experiment writes.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -44,15 +44,61 @@ def spec_for(cfg: DictConfig, model_name: str) -> RunSpec:
 
 
 def kv_setup(cfg: DictConfig, name: str, **overrides) -> KVSetup | None:
-    """The run's kvpolicy group with the policy name and parameters replaced (None for full KV)."""
+    """The run's kvpolicy group with the policy name and parameters replaced (None for full KV).
+
+    The simulator settings always carry over; the group's policy parameters (topk_pages, rerank_interval,
+    ...) carry over to arms of the group's own policy, so kvpolicy.* overrides reach them."""
     if name == "full":
         return None
     base = OmegaConf.to_container(cfg.kvpolicy, resolve=True) if cfg.kvpolicy else {}
-    base = {k: v for k, v in base.items() if k in SIM_KEYS}  # the simulator settings carry over
+    same_policy = base.get("name") == name
+    base = {k: v for k, v in base.items() if k != "name" and (same_policy or k in SIM_KEYS)}
     try:
         return KVSetup.from_conf({**base, "name": name, **overrides})
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def arms(cfg: DictConfig, p: dict, default: list[dict]) -> list[dict]:
+    """The policies an experiment compares (params.policies, else `default`), each with its label made from
+    the values that run: an arm of the kvpolicy group's policy gets the group's topk_pages unless it sets
+    its own, so the label says the K that ran."""
+    out, seen = [], set()
+    for arm in p.get("policies") or default:
+        arm = dict(arm)
+        if "label" not in arm:
+            arm["label"] = arm_label(cfg, arm)
+        while arm["label"] in seen:  # two arms that ran the same settings stay apart
+            arm["label"] += "'"
+        seen.add(arm["label"])
+        out.append(arm)
+    return out
+
+
+def arm_label(cfg: DictConfig, arm: dict) -> str:
+    if arm["name"] == "full":
+        return "vLLM"
+    kv = kv_setup(cfg, arm["name"], **{k: v for k, v in arm.items() if k not in ("name", "rates", "label")})
+    pretty = {"flexicache": "FlexiCache", "flexicache_adaptive": "FlexiCache-adaptive", "quest": "Quest"}
+    label = pretty.get(arm["name"], arm["name"])
+    if "topk_pages" in kv.params:
+        label += f" K={int(kv.params['topk_pages']) * int(kv.params.get('page_tokens', 16))}"
+    if arm["name"] == "flexicache" and int(kv.params.get("rerank_interval", 16)) != 16:
+        label += f" R={kv.params['rerank_interval']}"
+    return label
+
+
+def ran(cfg: DictConfig, policies: list[dict], model_names: Sequence[str]) -> dict:
+    """What the experiment simulated, for summary.json: models, GPU, engine limits and every arm's KV policy
+    with the parameters in force."""
+    spec = resolve(cfg)
+    setups = {}
+    for arm in policies:
+        kv = kv_setup(cfg, arm["name"], **{k: v for k, v in arm.items() if k not in ("name", "rates", "label")})
+        setups[arm["label"]] = {"name": arm["name"], **({} if kv is None else {**kv.params, **asdict(kv.sim)})}
+    return {"models": list(model_names), "gpu": spec.gpu.name, "num_workers": len(spec.workers), "router": spec.router,
+            "tp": spec.workers[0].tp, "cost_model": spec.cost_kind, "engine": asdict(spec.scheduler) | asdict(spec.memory),
+            "policies": setups}
 
 
 def workload(num_requests: int, prompt: Sequence[int], output: Sequence[int], arrival: Mapping,

@@ -34,6 +34,11 @@ def measured_device_bytes(model_name: str, policy: str, topk_tokens: int, seq_le
     return rk.device_pages * plan_policy.plan.geometry.page_bytes
 
 
+def describe(cfg: DictConfig) -> dict:
+    """What a run of this config computes (summary.json metadata.ran): analytic, from params only."""
+    return {"params": params(cfg)}
+
+
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     p = params(cfg)
     k = int(p["topk_tokens"])
@@ -44,13 +49,14 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     table["kv_gib"] = table["kv_bytes"] / 2**30
     table["minmax_gib"] = table["minmax_bytes"] / 2**30
     paper = {20_000: ">70% (K=1024, FlexiCache)"}
+    comparable = not p.get("quick") and k == 1024  # the paper's numbers are for full runs at K = 1,024
     table["paper"] = [paper.get(r.seq_len, "asymptote 75%" if r.seq_len == max(p["seq_lens"]) else "")
-                      if r.policy == "flexicache" else "" for r in table.itertuples()]
+                      if r.policy == "flexicache" and comparable else "" for r in table.itertuples()]
     cols = ["model", "policy", "seq_len", "kv_gib", "minmax_gib", "saving_kv_only", "saving_with_minmax",
             "measured_saving_kv_only", "paper"]
     show_table(table[cols], run_dir, "memory", f"GPU KV memory per request (K = {k} tokens)", cfg.output.print_table)
     if cfg.output.figures:
-        figure(table, run_dir / "memory.png", k)
+        figure(table, run_dir / "memory.png", k, paper_marks=comparable)
     fc = table[(table["policy"] == "flexicache")]
     summary = {"topk_tokens": k, "flexicache_saving": {
         m: {int(r.seq_len): {"kv_only": float(r.saving_kv_only), "with_minmax": float(r.saving_with_minmax)}
@@ -59,23 +65,36 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     return finish(run_dir, summary, metadata)
 
 
-def figure(table: pd.DataFrame, path: Path, k: int) -> None:
+def figure(table: pd.DataFrame, path: Path, k: int, paper_marks: bool = True) -> None:
     models = list(dict.fromkeys(table["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    table = table[table["policy"] != "full"]  # saves 0% by definition: the axis is relative to it
+    policies = list(dict.fromkeys(table["policy"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.6), squeeze=False, layout="constrained")
     for ax, model in zip(axes[0], models):
         for policy, g in table[table["model"] == model].groupby("policy", sort=False):
-            line, = ax.plot(g["seq_len"], 100 * g["saving_kv_only"], marker="o", label=f"{policy}")
+            # policies that save the same share overlap: a marker of its own and a shrinking size keep each visible
+            i = policies.index(policy)
+            style = {"marker": "osD^vP"[i % 6], "ms": max(8 - 0.8 * i, 3), "color": f"C{i}"}
+            ax.plot(g["seq_len"], 100 * g["saving_kv_only"], label=policy, **style)
             if g["minmax_bytes"].any():
-                ax.plot(g["seq_len"], 100 * g["saving_with_minmax"], ls="--", color=line.get_color(),
-                        label=f"{policy} (+MinMax)")
-        ax.axhline(75, color="gray", lw=0.8, ls=":")
-        ax.axvline(20_000, color="gray", lw=0.8, ls=":")
+                ax.plot(g["seq_len"], 100 * g["saving_with_minmax"], ls="--", mfc="none", label=f"{policy} + MinMax",
+                        **style)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(plt.LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.axhline(75, color="gray", lw=0.8, ls=":")
+        ax.text(0.01, 75, "75%: the stable heads' share", transform=ax.get_yaxis_transform(), va="bottom",
+                fontsize=8, color="gray")
+        if paper_marks:
+            ax.axvline(20_000, color="gray", lw=0.8, ls=":")
+            ax.text(20_000, 0.2, "paper: FlexiCache \nsaves >70% at 20k ", transform=ax.get_xaxis_transform(),
+                    ha="right", fontsize=8, color="gray")
         ax.set_xlabel("sequence length (tokens)")
         ax.set_ylabel("GPU KV saved vs full KV (%)")
         ax.set_title(f"{model}, K = {k} tokens")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=max(min(len(labels), 5), 1), fontsize=9)
     fig.savefig(path, dpi=120)
     plt.close(fig)

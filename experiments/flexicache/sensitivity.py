@@ -18,7 +18,8 @@ import pandas as pd
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from tessera.experiments.flexicache.common import finish, kv_setup, params, show_table, simulate, spec_for, workload
+from tessera.experiments.flexicache.common import (finish, kv_setup, params, ran, show_table, simulate, spec_for,
+                                                   workload)
 from tessera.sim.kv_manager import truth_head_model
 
 
@@ -27,6 +28,14 @@ def most_unstable_heads(model, fraction: float) -> list[list[int]]:
     count = int(round(fraction * keep.size))
     flat = np.argsort(keep.ravel(), kind="stable")[:count]
     return [[int(i // keep.shape[1]), int(i % keep.shape[1])] for i in flat]
+
+
+def describe(cfg: DictConfig) -> dict:
+    """What a run of this config simulates (summary.json metadata.ran)."""
+    p = params(cfg)
+    base = ran(cfg, [{"name": "full", "label": "vLLM"}, {"name": "flexicache", "label": "FlexiCache",
+                                                        "topk_pages": p["topk_pages"]}], [p["model"]])
+    return base | {"params": p, "seed": cfg.seed}
 
 
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
@@ -55,16 +64,23 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
 
 
 def figure(table: pd.DataFrame, path: Path) -> None:
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    for ax, (col, label) in zip(axes, (("pcie_h2d_gb", "PCIe H2D (GB)"), ("stall_s", "reload stall, all requests (s)"),
-                                       ("out_tok_per_s", "output tokens / s"))):
-        for pct, g in table.groupby("unstable_pct"):
-            ax.plot(g["R"], g[col], marker="o", label=f"{pct:g}% unstable")
+    panels = (("pcie_h2d_gb", "PCIe host-to-device traffic", "H2D bytes, all requests (GB)"),
+              ("stall_s", "reload stall", "stall summed over requests (s)"),
+              ("speedup_vs_vllm", "output throughput", "output tokens/s vs vLLM (x)"))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained")
+    intervals = sorted(table["R"].unique())
+    for ax, (col, title, unit) in zip(axes, panels):
+        for i, (pct, g) in enumerate(table.groupby("unstable_pct")):
+            ax.plot(g["R"], g[col], marker="osD^v"[i % 5], color=f"C{i}", label=f"{pct:g}% of heads unstable")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("rerank interval R (steps)")
-        ax.set_ylabel(label)
+        ax.set_xticks(intervals, [f"{r:g}" for r in intervals])
+        ax.xaxis.set_minor_locator(plt.NullLocator())
+        ax.set_xlabel("rerank interval R of the stable heads (steps)")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9)
+    fig.suptitle("FlexiCache sensitivity: share of unstable heads (reranked every step) x rerank interval R")
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -241,41 +241,62 @@ LABELS = {"exact_match": "exact match", "digit_accuracy": "digit accuracy", "bit
 
 
 def figure(table: pd.DataFrame, path: Path, model: str) -> None:
-    """Top row: the metric pooled over context lengths vs budget; bottom row: its retention (policy / full).
-    Retrieval tasks get two columns: first-digit accuracy (did the model find the needle) and digit accuracy
-    (exact match is in the tables)."""
+    """One column per task. Top row: the score pooled over context lengths vs budget (first-digit accuracy, i.e.
+    did the model find the needle, for retrieval; bits per byte for ppl); bottom row: its retention (policy /
+    full). Digit accuracy and exact match are in the printed tables and accuracy.csv."""
     pool = pooled(table)
     tasks = list(dict.fromkeys(table["task"]))
-    panels = [(t, m, r) for t in tasks for m, r in ((("bits_per_byte", "bpb_ratio"),) if t == "ppl" else
-                                                     (("first_digit_accuracy", "first_digit_retention"),
-                                                      ("digit_accuracy", "digit_retention")))]
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.8 * len(panels), 6.4), squeeze=False)
+    panels = [(t, "bits_per_byte", "bpb_ratio") if t == "ppl" else (t, "first_digit_accuracy", "first_digit_retention")
+              for t in tasks]
+    sparse = [p for p in dict.fromkeys(pool["policy"]) if p != "full"]
     budgets = sorted(pool["budget"].unique())
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.6 * len(panels) + 0.8, 6.6), squeeze=False,
+                             layout="constrained")
     for j, (task, metric, retention) in enumerate(panels):
         for row, col in ((0, metric), (1, retention)):
             ax = axes[row][j]
-            for policy, g in pool[pool["task"] == task].groupby("policy", sort=False):
-                ax.plot(g["budget"], g[col], marker="o", label=policy, ls="--" if policy == "full" else "-")
+            part = pool[pool["task"] == task]
+            full = part[part["policy"] == "full"]
+            ax.plot(full["budget"], full[col], color="k", ls="--", lw=1.2, label="full (dense KV)")
+            for i, policy in enumerate(sparse):
+                g = part[part["policy"] == policy]
+                # policies often score the same: a small sideways shift per policy keeps every marker visible
+                shift = 2 ** (0.04 * (i - (len(sparse) - 1) / 2))
+                ax.plot(g["budget"] * shift, g[col], marker="osD^vP"[i % 6], ms=6, color=f"C{i}", label=policy)
             if col in ("digit_accuracy", "first_digit_accuracy"):
-                ax.axhline(0.1, color="gray", lw=0.8, ls=":", label="chance")
-            if pool.loc[pool["task"] == task, col].isna().all():
+                ax.axhline(0.1, color="gray", lw=0.8, ls=":", label="chance (1 digit in 10)")
+            if part[col].isna().all():
                 ax.text(0.5, 0.5, "undefined: full scores 0", ha="center", va="center", transform=ax.transAxes,
                         color="gray")
             ax.set_xscale("log", base=2)
-            ax.set_xticks(budgets)
-            ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-            ax.set_xlim(budgets[0] / 1.3, budgets[-1] * 1.3)
-            ax.set_ylabel(LABELS[col], fontsize=8)
+            ax.set_xticks(budgets, [str(b) for b in budgets])
+            ax.xaxis.set_minor_locator(plt.NullLocator())
+            ax.set_xlim(budgets[0] / 1.4, budgets[-1] * 1.4)
+            ax.set_ylabel(LABELS[col], fontsize=9)
             ax.grid(alpha=0.3)
             if row == 0:
-                ax.set_title(f"{task}, pooled over contexts", fontsize=9)
+                ax.set_title(f"{task} (pooled over context lengths)", fontsize=10)
             else:
-                ax.set_xlabel("budget (pages per sparse head)", fontsize=8)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"KV policy accuracy through the engine ({model})", fontsize=10)
-    fig.tight_layout()
+                ax.set_xlabel("budget (pages per sparse head)", fontsize=9)
+    handles = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+               ncol=min(len(handles), 2 * len(panels)), fontsize=9)
+    fig.suptitle(f"KV policy accuracy through the engine ({model})\nscore (top row), retention vs full (bottom row)",
+                 fontsize=11)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def describe(cfg: DictConfig) -> dict:
+    """What a run of this config evaluates (summary.json metadata.ran)."""
+    if cfg.backend.kind != "runtime":
+        raise ConfigError(f"experiment=runtime_accuracy runs on the real engine, not backend={cfg.backend.kind}: "
+                          "add backend=runtime")
+    return {"params": params(cfg), "model": cfg.model.name, "model_folder": str(checkpoint_folder(cfg)),
+            "runtime": runtime_settings(cfg.backend.runtime), "seed": cfg.seed}
 
 
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:

@@ -141,19 +141,29 @@ def stability_figure(table: pd.DataFrame, summary: dict, path: Path, title: str)
     """Left: per-head mean TS (sorted, p10-p90 bars), attention vs MinMax; right: RCO vs step distance."""
     import matplotlib.pyplot as plt
 
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    from matplotlib.lines import Line2D
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4))
     order = table.sort_values("ts_mean").reset_index(drop=True)
     x = np.arange(len(order))
     colors = np.where(order["unstable"], "tab:red", "tab:blue")
     ax.errorbar(x, order["ts_mean"], yerr=[order["ts_mean"] - order["ts_p10"], order["ts_p90"] - order["ts_mean"]],
                 fmt="none", ecolor="0.6", lw=1)
-    ax.scatter(x, order["ts_mean"], c=colors, s=30, zorder=3, label="attention mass (red: unstable)")
-    ax.scatter(x, order["ts_mean_minmax"], marker="x", c="k", s=25, zorder=3, label="MinMax bound")
-    ax.set_xticks(x, [f"{l}.{h}" for l, h in zip(order["layer"], order["kv_head"])], rotation=90, fontsize=7)
-    ax.set_xlabel("head (layer.kv_head), by mean TS")
+    ax.scatter(x, order["ts_mean"], c=colors, s=30 if len(x) <= 32 else 14, zorder=3)
+    ax.scatter(x, order["ts_mean_minmax"], marker="x", c="k", s=25 if len(x) <= 32 else 10, zorder=3)
+    if len(x) <= 32:
+        ax.set_xticks(x, [f"{l}.{h}" for l, h in zip(order["layer"], order["kv_head"])], rotation=90, fontsize=9)
+        ax.set_xlabel("head (layer.kv_head), sorted by mean TS")
+    else:  # too many heads to name: rank on the axis, names in head_stability.csv
+        ax.set_xlabel(f"{len(x)} heads, sorted by mean TS (names in head_stability.csv)")
     ax.set_ylabel(f"TS (mean RCO over the next {summary['settings']['window'] - 1} steps)")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.set_title("per-head stability", fontsize=10)
+    handles = [Line2D([], [], marker="o", ls="", color="tab:red", label="unstable head (attention mass)"),
+               Line2D([], [], marker="o", ls="", color="tab:blue", label="stable head (attention mass)"),
+               Line2D([], [], marker="x", ls="", color="k", label="same head, MinMax bound"),
+               Line2D([], [], color="0.6", label="p10-p90 over windows")]
+    ax.legend(handles=handles, fontsize=8, loc="lower right")
     curve = np.array(summary["rco_by_distance"])  # [W-1, L*H]
     d = np.arange(1, len(curve) + 1)
     for j, row in table.iterrows():
@@ -161,7 +171,8 @@ def stability_figure(table: pd.DataFrame, summary: dict, path: Path, title: str)
     bx.set_xlabel("step distance d")
     bx.set_ylabel("RCO(s, s + d)")
     bx.set_ylim(0, 1)
-    bx.set_title("red: unstable heads", fontsize=9)
+    bx.set_title("overlap of a head's top-K pages d steps apart", fontsize=10)
+    bx.legend(handles=handles[:2], fontsize=8, loc="lower left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

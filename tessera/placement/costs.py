@@ -19,7 +19,8 @@ from tessera.interface import BatchShape
 from tessera.memory import MemoryConfig
 from tessera.types import GPUSpec, Request
 from tessera.workload.moa import MoAWorkload, expert_info, moa_experts, output_lengths
-from tessera.placement.problem import MoAPlacementProblem
+from tessera.placement.problem import MoAPlacementProblem, PlacementInputError, is_finite_real, is_whole_number
+from tessera.workload.checks import MAX_TOKENS
 
 PREDICTORS = ("mean", "quantile", "oracle")
 DECODE_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -48,17 +49,27 @@ class CostConfig:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
 
     def __post_init__(self) -> None:
+        def whole(value) -> bool:
+            return is_whole_number(value) and value >= 1
+
         checks = [
-            ("batch_size", self.batch_size >= 1, "a whole number >= 1"),
+            ("batch_size", whole(self.batch_size), "a whole number >= 1"),
+            ("sequential_batch_size", whole(self.sequential_batch_size), "a whole number >= 1"),
+            ("prefill_chunk_tokens", whole(self.prefill_chunk_tokens), "a whole number >= 1"),
+            ("profile_samples", whole(self.profile_samples), "a whole number >= 1"),
             ("length_predictor", self.length_predictor in PREDICTORS, f"one of {PREDICTORS}"),
-            ("quantile", 0 < self.quantile < 1, "a fraction in (0, 1)"),
-            ("weight_load_Bps", self.weight_load_Bps > 0, "a positive bandwidth in bytes/s"),
+            ("quantile", is_finite_real(self.quantile) and 0 < self.quantile < 1, "a fraction in (0, 1)"),
+            ("weight_load_Bps", is_finite_real(self.weight_load_Bps) and self.weight_load_Bps > 0,
+             "a finite, positive bandwidth in bytes/s"),
+            ("engine_start_s", is_finite_real(self.engine_start_s) and self.engine_start_s >= 0,
+             "finite seconds >= 0"),
+            ("teardown_s", is_finite_real(self.teardown_s) and self.teardown_s >= 0, "finite seconds >= 0"),
             ("instruct_max_replicas", self.instruct_max_replicas is None
-             or self.instruct_max_replicas >= 1, "None or >= 1"),
+             or whole(self.instruct_max_replicas), "None or a whole number >= 1"),
         ]
         for name, ok, allowed in checks:
             if not ok:
-                raise ValueError(f"costs.{name}={getattr(self, name)!r} is invalid: use {allowed}")
+                raise PlacementInputError(f"costs.{name}={getattr(self, name)!r} is invalid: use {allowed}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +144,31 @@ def build_placement_problem(workload: MoAWorkload, gpus: list[GPUSpec | str],
     """The MOSAIC placement problem of the workload's expert stage (or of `requests`, e.g. the
     aggregator stage's) on one worker per GPU."""
     config = config or CostConfig()
+    if not gpus:
+        raise PlacementInputError("build_placement_problem: no workers (an empty GPU list); fix: "
+                                  "cluster.num_workers >= 1")
     gpus = [gpu_by_name(g) if isinstance(g, str) else g for g in gpus]
     if len({g.name for g in gpus}) != 1:
-        raise ValueError(f"build_placement_problem: workers must share one GPU type (got "
-                         f"{sorted({g.name for g in gpus})}); per-worker costs are not modelled yet")
+        raise PlacementInputError(f"build_placement_problem: workers must share one GPU type (got "
+                                  f"{sorted({g.name for g in gpus})}); per-worker costs are not modelled yet")
     gpu, num_workers = gpus[0], len(gpus)
     requests = workload.expert_requests() if requests is None else requests
     if not requests:
-        raise ValueError("build_placement_problem: no requests to place")
+        raise PlacementInputError("build_placement_problem: no requests to place; fix: a workload with at "
+                                  "least one query (params.query_fraction > 0)")
     pool_order = list(moa_experts())
+    strangers = sorted({str(r.model) for r in requests if r.model not in pool_order})
+    if strangers:
+        raise PlacementInputError(f"build_placement_problem: requests name model(s) {strangers} outside the MoA "
+                                  f"expert pool {pool_order}; fix the requests' model names")
+    def counts_ok(r: Request) -> bool:
+        return all(is_whole_number(n) and 1 <= n <= MAX_TOKENS for n in (r.prompt_tokens, r.output_tokens))
+
+    bad = next((r for r in requests if not counts_ok(r)), None)
+    if bad is not None:
+        raise PlacementInputError(f"build_placement_problem: request {bad.request_id} has prompt_tokens="
+                                  f"{bad.prompt_tokens!r}, output_tokens={bad.output_tokens!r}; token counts "
+                                  f"must be whole numbers from 1 to {MAX_TOKENS:,}")
     experts = sorted({r.model for r in requests}, key=pool_order.index)
     index = {name: i for i, name in enumerate(experts)}
     predicted = predicted_output_tokens(workload, experts, config)

@@ -18,7 +18,8 @@ from tessera.placement.highs_solve import SolveReport, solve
 from tessera.placement.ilp_model import Bucket, build_model, make_buckets
 from tessera.placement.phases import MemoryShortage, choose_num_phases
 from tessera.placement.plan import PlacementPlan, plan_from_assignment, worker_loads
-from tessera.placement.problem import active_experts, check_problem
+from tessera.placement.problem import (PlacementInputError, active_experts, check_problem, is_finite_real,
+                                       is_whole_number)
 from tessera.placement.replica_pack import replica_pack_assignment
 
 FORMS = ("auto", "per_prompt", "bucketed")
@@ -53,19 +54,30 @@ class MosaicConfig:
     fallback: str = "lpt"
 
     def __post_init__(self) -> None:
+        def whole(value, low: int = 1) -> bool:
+            return is_whole_number(value) and value >= low
+
+        def real(value) -> bool:
+            return is_finite_real(value)
+
         checks = [
-            ("time_limit_s", self.time_limit_s > 0, "a positive number of seconds"),
-            ("mip_gap", 0 <= self.mip_gap < 1, "a relative gap in [0, 1), e.g. 0.01"),
+            ("time_limit_s", real(self.time_limit_s) and self.time_limit_s > 0, "a finite, positive number of seconds"),
+            ("mip_gap", real(self.mip_gap) and 0 <= self.mip_gap < 1, "a relative gap in [0, 1), e.g. 0.01"),
             ("form", self.form in FORMS, f"one of {', '.join(FORMS)}"),
-            ("num_buckets", self.num_buckets >= 1, "a whole number >= 1"),
-            ("num_phases", self.num_phases is None or self.num_phases >= 1, "None or >= 1"),
-            ("max_phases", self.max_phases >= 1, "a whole number >= 1"),
-            ("epsilon", self.epsilon >= 0, "a small number of seconds >= 0"),
+            ("max_prompt_binaries", whole(self.max_prompt_binaries, 0), "a whole number >= 0"),
+            ("num_buckets", whole(self.num_buckets), "a whole number >= 1"),
+            ("num_phases", self.num_phases is None or whole(self.num_phases), "None or a whole number >= 1"),
+            ("max_phases", whole(self.max_phases), "a whole number >= 1"),
+            ("epsilon", real(self.epsilon) and self.epsilon >= 0, "a small, finite number of seconds >= 0"),
+            ("warm_start", isinstance(self.warm_start, bool), "true or false"),
+            ("compute_lp_bound", isinstance(self.compute_lp_bound, bool), "true or false"),
+            ("critical_path_cut", isinstance(self.critical_path_cut, bool), "true or false"),
+            ("threads", self.threads is None or whole(self.threads), "None (HiGHS decides) or a whole number >= 1"),
             ("fallback", self.fallback in FALLBACKS, f"one of {', '.join(FALLBACKS)}"),
         ]
         for name, ok, allowed in checks:
             if not ok:
-                raise ValueError(f"placement.{name}={getattr(self, name)!r} is invalid: use {allowed}")
+                raise PlacementInputError(f"placement.{name}={getattr(self, name)!r} is invalid: use {allowed}")
 
 
 class MosaicPlacer:

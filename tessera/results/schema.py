@@ -1,4 +1,4 @@
-"""The per-request results schema shared by the simulator and the runtime (DESIGN.md, "Results").
+"""The per-request results schema shared by the simulator and the runtime (docs/outputs.md).
 
 Times are seconds from the start of the run; a request that never finished has NaN times and a status saying why.
 """

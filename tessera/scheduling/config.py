@@ -4,7 +4,13 @@ Validated on construction: a bad value names the field, the allowed range and th
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,11 +22,14 @@ class SchedulerConfig:
     watermark: float = 0.01  # fraction of KV blocks kept free when admitting new requests (vLLM)
 
     def __post_init__(self) -> None:
+        watermark = self.watermark
         checks = [
-            ("block_size", self.block_size >= 1, "a positive token count such as 16"),
-            ("max_num_seqs", self.max_num_seqs >= 1, "at least 1"),
-            ("max_num_batched_tokens", self.max_num_batched_tokens >= 1, "at least 1"),
-            ("watermark", 0.0 <= self.watermark < 1.0, "a fraction in [0, 1)"),
+            ("block_size", _whole(self.block_size), "a positive whole token count such as 16"),
+            ("max_num_seqs", _whole(self.max_num_seqs), "a whole number >= 1"),
+            ("max_num_batched_tokens", _whole(self.max_num_batched_tokens), "a whole number >= 1"),
+            ("chunked_prefill", isinstance(self.chunked_prefill, bool), "true or false"),
+            ("watermark", isinstance(watermark, numbers.Real) and not isinstance(watermark, bool)
+             and math.isfinite(watermark) and 0.0 <= watermark < 1.0, "a fraction in [0, 1)"),
         ]
         for name, ok, allowed in checks:
             if not ok:

@@ -10,6 +10,12 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from tessera.workload.checks import real_number
+
+# Beyond these the gap arithmetic (1 / rate, 1 / cv^2) overflows or underflows float64.
+MIN_RATE, MAX_RATE = 1e-9, 1e9  # requests/s
+MIN_CV, MAX_CV = 1e-3, 1e3  # besides cv = 0
+MAX_SPEEDUP = 1e6  # speedup in [1 / MAX_SPEEDUP, MAX_SPEEDUP]
 from tessera.workload.trace_files import TraceError, read_trace_file
 
 
@@ -31,10 +37,10 @@ class GammaArrivals:
     cv: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.rate > 0:
-            raise ValueError(f"rate must be > 0 requests/s (got {self.rate})")
-        if not self.cv >= 0:
-            raise ValueError(f"cv must be >= 0; 1 is Poisson (got {self.cv})")
+        real_number("rate", self.rate, at_least=MIN_RATE, at_most=MAX_RATE, unit=" requests/s")
+        cv = real_number("cv", self.cv, at_least=0, at_most=MAX_CV, unit=" (1 is Poisson)")
+        if 0 < cv < MIN_CV:
+            raise ValueError(f"cv must be 0 (evenly spaced) or >= {MIN_CV:g}; 1 is Poisson (got {self.cv!r})")
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         num_gaps = max(n - 1, 0)
@@ -75,8 +81,8 @@ class TraceArrivals:
     speedup: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.speedup > 0:
-            raise ValueError(f"speedup must be > 0 (got {self.speedup})")
+        real_number("speedup", self.speedup, at_least=1 / MAX_SPEEDUP, at_most=MAX_SPEEDUP,
+                    unit=" (1.0 replays the trace's times)")
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         table = read_trace_file(self.name)

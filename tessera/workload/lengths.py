@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from tessera.workload.checks import token_count
 from tessera.workload.limits import TokenLimits
 from tessera.workload.trace_files import read_trace_file
 
@@ -30,8 +31,8 @@ class FixedLengths:
     output_tokens: int
 
     def __post_init__(self) -> None:
-        _check_positive("prompt_tokens", self.prompt_tokens)
-        _check_positive("output_tokens", self.output_tokens)
+        token_count("prompt_tokens", self.prompt_tokens)
+        token_count("output_tokens", self.output_tokens)
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return (np.full(n, self.prompt_tokens, dtype=np.int64),
@@ -47,11 +48,17 @@ class UniformLengths:
 
     def __post_init__(self) -> None:
         for name in ("prompt_tokens", "output_tokens"):
-            bounds = tuple(getattr(self, name))
-            if len(bounds) != 2 or not 1 <= bounds[0] <= bounds[1]:
-                raise ValueError(f"{name} must be a [lo, hi] pair with 1 <= lo <= hi "
-                                 f"(got {bounds})")
-            object.__setattr__(self, name, (int(bounds[0]), int(bounds[1])))
+            value = getattr(self, name)
+            try:
+                bounds = (value,) if isinstance(value, (str, bytes)) else tuple(value)
+            except TypeError:  # a scalar
+                bounds = (value,)
+            if len(bounds) != 2:
+                raise ValueError(f"{name} must be a [lo, hi] pair with 1 <= lo <= hi (got {value!r})")
+            lo, hi = (token_count(f"{name}[{i}]", bound) for i, bound in enumerate(bounds))
+            if lo > hi:
+                raise ValueError(f"{name} must be a [lo, hi] pair with 1 <= lo <= hi (got {bounds})")
+            object.__setattr__(self, name, (lo, hi))
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         prompt = rng.integers(self.prompt_tokens[0], self.prompt_tokens[1], n, endpoint=True)
@@ -96,7 +103,7 @@ def fixed(prompt_tokens: int, output_tokens: int) -> FixedLengths:
 
 def uniform(prompt_tokens: tuple[int, int], output_tokens: tuple[int, int],
             max_total_tokens: int | None = None) -> LengthSampler:
-    sampler = UniformLengths(tuple(prompt_tokens), tuple(output_tokens))
+    sampler = UniformLengths(prompt_tokens, output_tokens)
     return _clipped(sampler, TokenLimits(max_total_tokens=max_total_tokens))
 
 
@@ -135,8 +142,3 @@ def _trace_rows(name: str, format: str | None) -> tuple[np.ndarray, np.ndarray]:
 
 def _clipped(sampler: LengthSampler, limits: TokenLimits) -> LengthSampler:
     return sampler if limits.is_unlimited else ClippedLengths(sampler, limits)
-
-
-def _check_positive(name: str, value: int) -> None:
-    if not (isinstance(value, (int, np.integer)) and value >= 1):
-        raise ValueError(f"{name} must be a whole number >= 1 (got {value!r})")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tessera.workload.checks import MAX_TOKENS, whole_number
+
 OVER_LIMIT_MODES = ("clip", "drop")
 
 
@@ -30,8 +32,8 @@ class TokenLimits:
                              f"(got {self.over_limit!r})")
         for name, minimum in (("max_prompt_tokens", 1), ("max_total_tokens", 2)):
             value = getattr(self, name)
-            if value is not None and value < minimum:
-                raise ValueError(f"{name} must be >= {minimum} or None for no cap (got {value})")
+            if value is not None:  # None: no cap
+                whole_number(name, value, minimum, 2 * MAX_TOKENS)
 
     @property
     def is_unlimited(self) -> bool:

@@ -8,15 +8,18 @@ import numpy as np
 
 from tessera.types import Request
 from tessera.workload.arrivals import ArrivalProcess
+from tessera.workload.checks import whole_number
 from tessera.workload.lengths import LengthSampler
 from tessera.workload.traces import to_requests
+
+MAX_REQUESTS = 10_000_000  # beyond this a synthetic workload would not fit in memory as Request objects
 
 
 def synthetic(num_requests: int, arrivals: ArrivalProcess, lengths: LengthSampler, seed: int = 0,
               model: str | None = None) -> list[Request]:
     """num_requests Requests, ids 0..n-1 in arrival order, the first at 0 s."""
-    if not (isinstance(num_requests, (int, np.integer)) and num_requests >= 1):
-        raise ValueError(f"num_requests must be a whole number >= 1 (got {num_requests!r})")
+    num_requests = whole_number("num_requests", num_requests, 1, MAX_REQUESTS)
+    seed = whole_number("seed", seed, 0)
     rng = np.random.default_rng(seed)
     arrival_s = np.asarray(arrivals.sample(num_requests, rng), dtype=np.float64)
     prompt_tokens, output_tokens = lengths.sample(num_requests, rng)

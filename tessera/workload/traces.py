@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from tessera.types import Request
+from tessera.workload.arrivals import MAX_SPEEDUP
+from tessera.workload.checks import real_number, whole_number
 from tessera.workload.limits import TokenLimits
 from tessera.workload.trace_files import TraceError, read_trace_file
 
@@ -25,12 +27,13 @@ def load_trace(name: str | Path, *, format: str | None = None, limit: int | None
     apply the token caps (over_limit 'clip' or 'drop', see TokenLimits); keep the first `limit`;
     shift so the first kept request arrives at 0; divide times by `speedup` (2.0 = twice the rate).
     """
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1 or None for the whole trace (got {limit})")
-    if not speedup > 0:
-        raise ValueError(f"speedup must be > 0 (got {speedup}); 1.0 replays the trace as recorded")
-    if end_s is not None and end_s <= start_s:
-        raise ValueError(f"end_s ({end_s}) must be greater than start_s ({start_s})")
+    if limit is not None:
+        limit = whole_number("limit", limit, 1)  # None replays the whole trace
+    speedup = real_number("speedup", speedup, at_least=1 / MAX_SPEEDUP, at_most=MAX_SPEEDUP,
+                          unit=" (1.0 replays the trace as recorded)")
+    start_s = real_number("start_s", start_s, at_least=0, unit=" seconds after the first request")
+    if end_s is not None:
+        end_s = real_number("end_s", end_s, above=start_s, unit=" seconds (greater than start_s), or None")
     limits = TokenLimits(max_prompt_tokens, max_total_tokens, over_limit)
     table = read_trace_file(name, format)
     if table.arrival_s is None:

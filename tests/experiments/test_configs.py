@@ -42,7 +42,7 @@ def test_bad_values_are_config_errors_naming_the_key(composed, override, key):
     ("engine.max_num_seqs=abc", "engine.max_num_seqs"),
     ("cluster.tp=3", "cluster.tp=3 is invalid"),
     ("workload.name=nope", "neither a named trace"),
-    ("cluster=nope", "cluster/nope"),
+    ("cluster=nope", "cluster=nope is not an option of cluster: use one of a100x1"),
 ])
 def test_cli_prints_one_line_and_exits_2(tmp_path, override, needle):
     proc = run_cli([override, "output.progress=false"], cwd=tmp_path)

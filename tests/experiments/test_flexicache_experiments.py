@@ -48,32 +48,3 @@ def test_a_bad_kvpolicy_parameter_is_a_config_error(tmp_path):
                     f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert proc.returncode == 2
     assert "kvpolicy.flexicache.rerank_interval=0 is invalid" in proc.stderr
-
-
-def test_the_paper_comparison_notebook_reads_both_experiments(tmp_path):
-    import os
-
-    import nbformat
-    from nbclient import NotebookClient
-
-    from tessera.paths import REPO_ROOT
-
-    dirs = {}
-    for experiment in ("flexicache_throughput", "flexicache_online"):
-        dirs[experiment] = tmp_path / experiment
-        proc = run_cli([f"experiment={experiment}", "params.quick=true", "output.progress=false",
-                        "output.figures=false", f"hydra.run.dir={dirs[experiment]}"], cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr
-    nb = nbformat.read(REPO_ROOT / "notebooks" / "flexicache_vs_paper.ipynb", as_version=4)
-    env = {"TESSERA_FC_THROUGHPUT_DIR": str(dirs["flexicache_throughput"]),
-           "TESSERA_FC_ONLINE_DIR": str(dirs["flexicache_online"])}
-    os.environ.update(env)
-    try:
-        NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        for key in env:
-            del os.environ[key]
-    outputs = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-                      for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "throughput: 4 runs, online: 3 runs" in outputs  # quick: 2 outputs x 2 policies; 1 rate x 3 policies
-    assert "paper (Llama)" in outputs

@@ -36,7 +36,7 @@ def test_servegen_spec():
       "did you mean 'poisson'"]),
     ({"kind": "synthetic", "num_requests": 5, "arrival": {"kind": "poisson", "rate": -1},
       "lengths": {"kind": "sharegpt"}},
-     ["workload.arrival (kind 'poisson')", "rate must be > 0"]),
+     ["workload.arrival (kind 'poisson')", "rate must be a finite number"]),
     ({"kind": "synthetic", "num_requests": 5, "arrival": {"kind": "poisson", "rate": 1},
       "lengths": {"kind": "fixed", "prompt": 5, "output_tokens": 3}},
      ["workload.lengths", "'prompt'", "prompt_tokens", "fix"]),

@@ -1,0 +1,97 @@
+"""Every override takes effect or is refused: for every experiment, changing each policy, engine, cluster,
+model, workload or backend key either changes what the run executes (its describe(), which becomes
+summary.json's metadata.ran) or stops with a ConfigError naming the key. Nothing is silently ignored."""
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from tessera.experiments.config import ConfigError, register_configs
+from tessera.experiments.overrides import check_run
+from tessera.experiments.registry import experiment_describer
+from tests.experiments.conftest import CONF, run_cli
+
+EXPERIMENTS = {
+    "serve_trace/sim": [],
+    "serve_trace/runtime": ["backend=runtime", "model=tessera_tiny_byte"],
+    "long_context/sim": ["experiment=long_context"],
+    "flexicache_memory": ["experiment=flexicache_memory"],
+    "flexicache_throughput": ["experiment=flexicache_throughput"],
+    "flexicache_online": ["experiment=flexicache_online"],
+    "flexicache_sensitivity": ["experiment=flexicache_sensitivity"],
+    "flexicache_rerank_cost": ["experiment=flexicache_rerank_cost"],
+    "mosaic": ["experiment=mosaic"],
+    "runtime_accuracy": ["experiment=runtime_accuracy"],
+}
+CHANGES = ["engine.max_num_seqs=7", "engine.max_num_batched_tokens=4096", "engine.chunked_prefill=false",
+           "engine.watermark=0.05", "engine.gpu_memory_utilization=0.8", "engine.activation_reserve_gib=3.0",
+           "engine.block_size=32", "kvpolicy=quest", "kvpolicy=flexicache", "+kvpolicy.topk_pages=8",
+           "+kvpolicy.rerank_interval=4", "+kvpolicy.unstable_fraction=0.5", "+kvpolicy.host_kv_gib=10",
+           "+kvpolicy.sparse_kernel_efficiency=0.5", "cluster=h100x4", "cluster.tp=2",
+           "cluster.router=least_outstanding_tokens", "cluster.num_workers=2", "model=mistral_7b",
+           "workload=azure_conv", "backend.fast_forward=false", "backend.cost.kind=roofline", "seed=3",
+           "+backend.runtime.device_kv_gib=0.5", "+engine.max_num_seq=8", "+cluster.num_gpus=4"]
+
+
+def compose_run(overrides):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF), job_name="test"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def outcome(base_overrides, change):
+    """'refused' (ConfigError / a compose error), 'changed' (describe differs) or 'IGNORED'."""
+    try:
+        cfg = compose_run([*base_overrides, change])
+        check_run(cfg, [change])
+        ran = experiment_describer(cfg.experiment)(cfg)
+    except (ConfigError, HydraException, OmegaConfBaseException):
+        return "refused"
+    base = compose_run(base_overrides)
+    if cfg == base:
+        return "same value"  # e.g. kvpolicy=flexicache where the experiment already uses it
+    before = experiment_describer(base.experiment)(base)
+    same = json.dumps(ran, sort_keys=True, default=str) == json.dumps(before, sort_keys=True, default=str)
+    return "IGNORED" if same else "changed"
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_every_override_changes_what_runs_or_is_refused(experiment):
+    register_configs()
+    base = EXPERIMENTS[experiment]
+    results = {change: outcome(base, change) for change in CHANGES}
+    ignored = [c for c, r in results.items() if r == "IGNORED"]
+    assert not ignored, f"{experiment}: silently ignored {ignored}"
+    assert results["+engine.max_num_seq=8"] == "refused" and results["+cluster.num_gpus=4"] == "refused"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["backend=runtime", "model=tessera_tiny_byte", "cluster=h100x4"], "cluster=h100x4 has no effect"),
+    (["backend=runtime", "model=llama2_70b"], "catalog entry without weights"),
+    (["experiment=flexicache_sensitivity", "kvpolicy.rerank_interval=4"], "R is swept by params.rerank_intervals"),
+    (["+engine.max_num_seq=8"], "engine.max_num_seq is not a key of engine"),
+    (["experiment=mosaic", "backend=runtime"], "runs in the simulator only"),
+])
+def test_the_cli_refuses_ignored_keys_with_one_line(tmp_path, args, message):
+    proc = run_cli([*args, "output.progress=false", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()  # a refused run leaves no folder behind
+
+
+def test_kvpolicy_overrides_reach_the_flexicache_arm_and_its_label(tmp_path):
+    proc = run_cli(["experiment=flexicache_throughput", "params.quick=true", "kvpolicy.topk_pages=128",
+                    "params.quick_overrides.output_lengths=[20]", "output.progress=false", "output.figures=false",
+                    f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "FlexiCache K=2048" in proc.stdout and "K=1024" not in proc.stdout
+    ran = json.loads((tmp_path / "run" / "summary.json").read_text())["metadata"]["ran"]
+    assert ran["policies"]["FlexiCache K=2048"]["topk_pages"] == 128
+    assert "1.38-1.55x" not in proc.stdout  # quick runs do not print the paper's numbers beside them
+
+
+def test_a_sweep_with_one_bad_value_launches_nothing(tmp_path):
+    proc = run_cli(["-m", "workload=sharegpt_poisson", "workload.num_requests=3", "engine.max_num_seqs=4,0",
+                    "sweep_name=bad", "output.progress=false"], cwd=tmp_path)
+    assert proc.returncode == 2 and "1 of 2 runs of the sweep are invalid; nothing was launched" in proc.stderr
+    assert not (tmp_path / "multirun").exists()
