@@ -37,7 +37,7 @@ from tessera.memory import MemoryConfig
 from tessera.results.schema import add_latency_columns
 from tessera.scheduling import SchedulerConfig
 from tessera.types import GPUSpec, ModelSpec, WorkerSpec
-from tessera.workload import poisson, synthetic, uniform
+from tessera.workload import burst, poisson, synthetic, uniform
 
 METRICS = ("ttft_s", "tpot_s", "e2e_s")
 STATS = ("mean", "p50", "p90")
@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a small sweep (tests)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N: where the runtime runs and is measured")
+    p.add_argument("--burst", action="store_true", help="every request arrives at t = 0 (instead of Poisson at --rate)")
+    p.add_argument("--kvpolicies", nargs="*", default=[],
+                   help="after calibrating, also compare the trace under these KV policies (e.g. flexicache)")
     args = p.parse_args(argv)
     run_calibration(args)
 
@@ -173,6 +176,7 @@ def run_calibration(args) -> pd.DataFrame:
 
     from tessera.experiments.backends.runtime import run_runtime
     from tessera.experiments.backends.sim import run_sim
+    from tessera.experiments.calibrate_policies import policy_stage
     from tessera.experiments.calibrate_runtime_steps import StepRecorder, layer_op_times, machine_numbers, step_sweep
     from tessera.runtime.checkpoint import load_checkpoint
     from tessera.runtime.engine import Engine, EngineConfig, model_spec, resolve_device
@@ -194,8 +198,9 @@ def run_calibration(args) -> pd.DataFrame:
                                  device_kv_gib=device_kv_gib, check_invariants=False)
     kv_bytes = device_kv_gib * 2**30
     runtime_conf = {"device": str(device), "num_threads": args.threads, "device_kv_gib": device_kv_gib}
-    requests = synthetic(args.num_requests, poisson(args.rate), uniform(tuple(args.prompt_tokens),
-                         tuple(args.output_tokens)), seed=args.seed)
+    arrivals = burst() if getattr(args, "burst", False) else poisson(args.rate)
+    requests = synthetic(args.num_requests, arrivals, uniform(tuple(args.prompt_tokens), tuple(args.output_tokens)),
+                         seed=args.seed)
     sweep_kw = dict(prefill_tokens=(64, 600), batches=(1, 3), contexts=(100,), decode_steps=3) if args.quick else {}
     sources = {"machine": machine, "gpu_spec": cpu_spec.__doc__.split(":", 1)[1].strip(),
                "profile": "layer_op_times: median of 7 runs of one layer's qkv + finish per token count",
@@ -251,6 +256,20 @@ def run_calibration(args) -> pd.DataFrame:
     pd.concat(frames, ignore_index=True).to_csv(out / "requests.csv", index=False)
     table = comparison_table(runtime_stats, sims, latency_stats(idle.requests))
     table.to_csv(out / "comparison.csv", index=False, float_format="%.5g")
+
+    def run_one(kv_conf):
+        recorders = []
+        res = run_runtime(run_spec(spec_model, gpu, scheduler, kv_bytes, None, model_dir), requests, runtime_conf,
+                          kv_conf, seed=args.seed, on_engine=lambda e: recorders.append(StepRecorder(e)))
+        rec = recorders[0].frame()
+        return res.requests, float(rec["cpu_s"].sum() / rec["time_s"].sum())
+
+    def sim_one(kv, share):
+        return run_sim(run_spec(spec_model, gpu, scheduler, kv_bytes, pooled.slowed(1.0 / share)), requests,
+                       kv=kv).requests
+
+    policy_table = policy_stage([k for k in getattr(args, "kvpolicies", []) if k != "full"], args.repeats, run_one,
+                                sim_one, latency_stats, comparison_table, out)
     trace = steps[steps["source"] == "trace"]
     summary = {"model": str(model_dir), "gpu": asdict(gpu), "requests": len(requests), "rate_per_s": args.rate,
                "repeats": fits,
@@ -270,6 +289,10 @@ def run_calibration(args) -> pd.DataFrame:
     cols = ["metric", "stat", "runtime_s", "runtime_cv", "sim_wall_s", "err_wall", "err_wall_min", "err_wall_max",
             "sim_adjusted_s", "err_adjusted", "err_adjusted_min", "err_adjusted_max", "sim_idle_core_s"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if policy_table is not None:
+        print("\nKV policies (simulator on the pooled CPU-time fit / each run's CPU share):")
+        print(policy_table[["kvpolicy", "metric", "stat", "runtime_s", "sim_adjusted_s", "err_adjusted",
+                            "sim_idle_core_s"]].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"results: {out}")
     return table
 

@@ -138,6 +138,23 @@ def window_per_head(window: int | torch.Tensor | None, num_kv_heads: int, device
 
 
 # -------------------------------------------------------------------------------- torch reference
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)  # triton.cdiv is a jit function: ~20 us a call from Python
+
+
+_SCRATCH: dict = {}
+
+
+def _scratch(name: str, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A reused 1-D work buffer (grown, never shrunk) for what one call reads and drops: fresh large
+    allocations page-fault on every call on CPU. Not for anything a call returns."""
+    key = (name, dtype, torch.device(device))
+    buf = _SCRATCH.get(key)
+    if buf is None or buf.numel() < numel:
+        buf = _SCRATCH[key] = torch.empty(numel, dtype=dtype, device=device)
+    return buf[:numel]
+
+
 def decode_ref(q: torch.Tensor, kv_pool: torch.Tensor, blocks: torch.Tensor, pages: torch.Tensor,
                seq_lens: torch.Tensor, scale: float, lo: torch.Tensor | None = None,
                num_sinks: torch.Tensor | None = None) -> torch.Tensor:
@@ -164,6 +181,91 @@ def decode_ref(q: torch.Tensor, kv_pool: torch.Tensor, blocks: torch.Tensor, pag
             r1 = min(rows, r0 + plan.block_rows)
             out[r0:r1] = _attend_rows(qf[r0:r1], ids[r0:r1], ok[r0:r1], plan)
     return out.view(num_seqs, num_heads, head_dim).to(q.dtype)
+
+
+def dense_decode_ref(q: torch.Tensor, kv_pool: torch.Tensor, block_tables: torch.Tensor, seq_lens: torch.Tensor,
+                     scale: float) -> torch.Tensor:
+    """decode_ref over every page of each (seq, KV head)'s block table in order (no window): the same
+    result in about half the ops, which is what a short context's decode costs on CPU.
+
+    With every page listed, a sequence's only invisible tokens are those at positions >= its length,
+    so the masks come from the lengths on the host and nothing is re-sorted. Cases this does not cover
+    (a missing block where a sequence has tokens, an empty sequence, a non-fp32 pool, a tiny problem)
+    take decode_ref.
+    """
+    num_seqs, num_heads, head_dim = q.shape
+    num_kv_heads, num_pages = block_tables.shape[1:]
+    lens = seq_lens.tolist()
+    width = min(num_pages, _cdiv(max(lens, default=0), PAGE_SIZE))
+    rows, group = num_seqs * num_kv_heads, num_heads // num_kv_heads
+    blocks = block_tables[:, :, :width]
+    fits = (kv_pool.dtype == torch.float32 and width > 0 and min(lens) > 0
+            and rows * width * PAGE_SIZE * head_dim * 4 > REF_ONE_SHOT_BYTES and _has_blocks(blocks, lens, kv_pool))
+    if not fits:
+        pages = torch.arange(num_pages, device=q.device).expand(num_seqs, num_kv_heads, -1)
+        return decode_ref(q, kv_pool, block_tables, pages, seq_lens, scale)
+    ids = blocks.reshape(rows, width).clamp(min=0)  # -1 only past a sequence's length: masked below
+    row_lens = [n for n in lens for _ in range(num_kv_heads)]
+    qf = q.float().view(rows, group, head_dim) * scale
+    plan = _RefPlan(kv_pool, rows, width, group)
+    out = torch.empty(rows, group, head_dim, device=q.device)
+    for r0 in range(0, rows, plan.block_rows):
+        r1 = min(rows, r0 + plan.block_rows)
+        out[r0:r1] = _attend_prefix(qf[r0:r1], ids[r0:r1], row_lens[r0:r1], plan)
+    return out.view(num_seqs, num_heads, head_dim).to(q.dtype)
+
+
+def _has_blocks(blocks: torch.Tensor, lens: list[int], kv_pool: torch.Tensor) -> bool:
+    """Whether every page holding a token of its sequence has a block in the pool (one check if the
+    lengths are equal; pages past a shorter sequence's end may be -1)."""
+    if min(lens) == max(lens):
+        low, high = torch.aminmax(blocks)
+    else:
+        need = torch.arange(blocks.shape[2], device=blocks.device) < \
+            torch.tensor([_cdiv(n, PAGE_SIZE) for n in lens], device=blocks.device)[:, None, None]
+        low, high = torch.aminmax(torch.where(need, blocks, 0))
+    return bool(low >= 0) and bool(high < kv_pool.shape[1])
+
+
+def _attend_prefix(q: torch.Tensor, ids: torch.Tensor, lens: list[int], plan: _RefPlan) -> torch.Tensor:
+    """[n, G, D]: attention of q [n, G, D] (scaled) over the first lens[r] tokens of row r's pages ids
+    [n, W] (block ids, each row's first page valid); _attend_rows' tiling, with masks from lens."""
+    n, width = ids.shape
+    group, head_dim = q.shape[1:]
+    sub = min(plan.sub_rows, n)
+    subs, chunks = _cdiv(n, sub), _cdiv(width, plan.cols)
+    pad_rows, pad_cols = subs * sub - n, chunks * plan.cols - width
+    if pad_rows or pad_cols:  # padded rows attend block 0's first token (finite or not, they are dropped)
+        ids = torch.nn.functional.pad(ids, (0, pad_cols, 0, pad_rows))
+        q = torch.nn.functional.pad(q, (0, 0, 0, 0, 0, pad_rows))
+        lens = lens + [1] * pad_rows
+    tokens = plan.cols * PAGE_SIZE
+    ids = ids.view(subs, sub, chunks, plan.cols).transpose(1, 2).reshape(subs * chunks, -1)
+    q = q.view(subs, sub, group, head_dim)
+    s = _scratch("scores", subs * chunks * sub * group * tokens, torch.float32, q.device) \
+        .view(subs, chunks, sub, group, tokens)
+    gather = plan.gatherer(sub)
+    for i, (chunk_ids, chunk_s) in enumerate(zip(ids.unbind(0), s.flatten(0, 1).unbind(0))):
+        torch.bmm(q[i // chunks], gather(plan.keys, chunk_ids).transpose(1, 2), out=chunk_s)
+    masked = None
+    if min(lens) < chunks * tokens:  # [subs, chunks, sub, 1, T]: slots at or past the row's length
+        pos = torch.arange(chunks * tokens, device=q.device)
+        masked = (pos >= torch.tensor(lens, device=q.device)[:, None]).view(subs, sub, chunks, 1, tokens) \
+            .transpose(1, 2)
+        s.masked_fill_(masked, float("-inf"))
+    s.sub_(s.amax((1, 4), keepdim=True)).exp_()  # every row sees its first token: no all -inf row
+    denom = s.sum((1, 4))[..., None]
+    index_dtype = torch.int32 if plan.values.shape[0] * PAGE_SIZE < 2**31 else torch.int64
+    slots = (ids.to(index_dtype).view(subs, chunks, sub, 1, -1, 1) * PAGE_SIZE
+             + torch.arange(PAGE_SIZE, dtype=index_dtype, device=q.device)).view(subs, chunks, sub, 1, tokens)
+    if masked is not None:  # p is 0 there, but 0 * NaN = NaN: read the row's first token instead
+        slots = torch.where(masked, slots[:, :1, :, :, :1], slots)
+    slots = slots.expand(subs, chunks, sub, group, tokens).reshape(-1)
+    offsets = torch.arange(0, slots.numel(), tokens, dtype=index_dtype, device=q.device)
+    bags = torch.nn.functional.embedding_bag(slots, plan.values.view(-1, head_dim), offsets, mode="sum",
+                                             per_sample_weights=s.view(-1))
+    out = bags.view(subs, chunks, sub, group, -1).sum(1) if chunks > 1 else bags.view(subs, sub, group, -1)
+    return (out / denom).view(-1, group, head_dim)[:n]
 
 
 def decode_oracle(q: torch.Tensor, kv_pool: torch.Tensor, blocks: torch.Tensor, pages: torch.Tensor,
@@ -223,12 +325,12 @@ class _RefPlan:
             self.sub_rows, self.cols = min(rows, chunk_pages // width), width
         else:
             self.sub_rows = max(1, min(rows, REF_SCORE_BYTES // row_score_bytes, chunk_pages // MIN_CHUNK_COLS))
-            self.cols = triton.cdiv(width, triton.cdiv(width, chunk_pages // self.sub_rows))  # even chunks
+            self.cols = _cdiv(width, _cdiv(width, chunk_pages // self.sub_rows))  # even chunks
         subs = REF_SCORE_BYTES // (row_score_bytes * self.sub_rows)
-        self.block_rows = self.sub_rows * max(1, min(triton.cdiv(rows, self.sub_rows), subs))
+        self.block_rows = self.sub_rows * max(1, min(_cdiv(rows, self.sub_rows), subs))
         self.keys, self.values = kv_pool.unbind(0)
         chunk = self.sub_rows * self.cols * PAGE_SIZE * head_dim
-        self.gathered = torch.empty(chunk, dtype=kv_pool.dtype, device=device)
+        self.gathered = _scratch("gathered", chunk, kv_pool.dtype, device)
         self.upcast = None if kv_pool.dtype == torch.float32 else torch.empty(chunk, device=device)
 
     def gatherer(self, sub_rows: int):
@@ -251,7 +353,7 @@ def _attend_rows(q: torch.Tensor, ids: torch.Tensor, ok: torch.Tensor, plan: _Re
     n, width = ids.shape
     group, head_dim = q.shape[1:]
     sub = min(plan.sub_rows, n)
-    subs, chunks = triton.cdiv(n, sub), triton.cdiv(width, plan.cols)
+    subs, chunks = _cdiv(n, sub), _cdiv(width, plan.cols)
     pad_rows, pad_cols = subs * sub - n, chunks * plan.cols - width
     if pad_rows or pad_cols:  # padding: masked copies of block 0
         ids = torch.nn.functional.pad(ids, (0, pad_cols, 0, pad_rows))

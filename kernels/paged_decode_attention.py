@@ -11,7 +11,8 @@ import triton
 import triton.language as tl
 
 from tessera.kernels._decode_common import (DECODE_AUTOTUNE_CONFIGS, LOG2E, _attend_tokens, _store_partial,
-                                            decode_ref, plan_splits, reduce_splits, window_per_head)
+                                            decode_ref, dense_decode_ref, plan_splits, reduce_splits,
+                                            window_per_head)
 from tessera.kernels._triton_utils import check_triton_device, upcast_inputs
 from tessera.kernels.layout import PAGE_SIZE, SENTINEL, check, check_decode_inputs
 
@@ -114,6 +115,8 @@ def paged_decode_attention_ref(q: torch.Tensor, kv_pool: torch.Tensor, block_tab
     num_kv_heads, _ = _check(q, kv_pool, block_tables, seq_lens, num_sinks)
     num_seqs, _, head_dim = q.shape
     scale = head_dim ** -0.5 if scale is None else scale
+    if window is None or (isinstance(window, int) and window <= 0):  # every page, in order
+        return dense_decode_ref(q, kv_pool, block_tables, seq_lens, scale)
     windows = window_per_head(window, num_kv_heads, q.device).long()
     lens = seq_lens.long()[:, None]
     lo = torch.where(windows > 0, (lens - windows).clamp(min=0), 0)  # [B, H]

@@ -519,6 +519,13 @@ class Engine:
         tok_t = self._upload(tokens, np.int64)
         pos_t = self._upload(positions, np.int64)
         row_t = self._upload(rows, np.int64)
+        # every layer's slots at once (one gather per step, not per layer): [L, N, H]
+        slots_all = slot_mapping(bt.view(len(seqs), L * H, P), row_t, pos_t).view(-1, L, H).transpose(0, 1) \
+            .contiguous() if tokens else None
+        # CPU only (on CUDA a check would sync): numpy reads the host tensor in place, no transfer
+        slots_valid = bool(tokens) and self.device.type == "cpu" and bool(slots_all.numpy().min() >= 0)
+        # a batch of decodes only, one token per sequence in batch order: q, o and the tables need no gather
+        only_decodes = all(decoding) and all(n == 1 for n in nums)
         full_dev, full_mm = self._newly_full(seqs, nums)
         dec = self._decode_inputs(seqs, token_nums, decoding, bt, P) if any(decoding) else None
         if restored:
@@ -541,21 +548,23 @@ class Engine:
                     cache.update_minmax(full_dev[l], full_mm[l])
                 continue
             q, k, v = layer.qkv(h, rope)  # (1, Hq, N, D), (1, Hkv, N, D)
-            slots = slot_mapping(bt_l, row_t, pos_t)
-            dispatch.write_kv(cache.kv, k[0].transpose(0, 1).contiguous(), v[0].transpose(0, 1).contiguous(), slots)
+            cache.write(k[0].transpose(0, 1).contiguous(), v[0].transpose(0, 1).contiguous(), slots_all[l], slots_valid)
             for j, (_, s0, T, _) in enumerate(recording):
                 rec_k[j].append(k[0, :, s0:s0 + T])
                 rec_v[j].append(v[0, :, s0:s0 + T])
             if full_dev is not None:
                 cache.update_minmax(full_dev[l], full_mm[l])
-            o = torch.empty_like(q)
+            o = torch.empty_like(q) if not only_decodes else None
             for i, s0, T, c in segments:
                 blocks = bt_l[i, :, :-(-(c + T) // PAGE_SIZE)]
                 o[:, :, s0:s0 + T] = prefill_attention(q[:, :, s0:s0 + T], k[:, :, s0:s0 + T], v[:, :, s0:s0 + T],
                                                        cache.kv, blocks, c, self.windows[l])
             if dec is not None:
-                qd = q[0, :, dec["tok"]].transpose(0, 1).contiguous()  # [Bd, Hq, D]
-                btd = bt_l[dec["rows"]].contiguous()
+                if only_decodes:
+                    qd, btd = q[0].transpose(0, 1).contiguous(), bt_l  # [Bd, Hq, D]: a view of q
+                else:
+                    qd = q[0, :, dec["tok"]].transpose(0, 1).contiguous()
+                    btd = bt_l[dec["rows"]].contiguous()
                 plan = dec["plans"][l]
                 topk = None
                 if plan.needs_scores:
@@ -564,7 +573,10 @@ class Engine:
                     if dec["due_layers"][l]:
                         topk_dev[l] = topk  # copied to the host once, after the last layer
                 od = decode_attention(qd, cache.kv, btd, dec["lens"], plan, topk)
-                o[0, :, dec["tok"]] = od.transpose(0, 1)
+                if only_decodes:
+                    o = od.transpose(0, 1)[None]
+                else:
+                    o[0, :, dec["tok"]] = od.transpose(0, 1)
             h = layer.finish(h, o)
         logits = self._sampling_logits(h, sample_from)
         if recording:

@@ -166,6 +166,17 @@ class KVCache:
             table.fill(-1)
         t.num_device_blocks = 0
 
+    def write(self, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor, all_valid: bool = False) -> None:
+        """K and V [N, Hkv, D] into the device pool at slots [N, Hkv] (-1: no page, skipped). all_valid:
+        the caller knows every slot is a real one, so on CPU two index_copy_ do it without write_kv's
+        per-call checks (per layer and step, they cost as much as a short context's attention)."""
+        if not (all_valid and self.device.type == "cpu"):
+            dispatch.write_kv(self.kv, k, v, slots)
+            return
+        flat, index = self.kv.view(2, -1, self.head_dim), slots.reshape(-1)
+        flat[0].index_copy_(0, index, k.reshape(-1, self.head_dim))
+        flat[1].index_copy_(0, index, v.reshape(-1, self.head_dim))
+
     # ------------------------------------------------------------------------------------ minmax
     def update_minmax(self, dev_ids: torch.Tensor, mm_ids: torch.Tensor) -> None:
         """MinMax of the device blocks dev_ids (pages just filled) into MinMax blocks mm_ids."""

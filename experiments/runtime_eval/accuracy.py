@@ -1,75 +1,88 @@
 """Experiment `runtime_accuracy`: retrieval accuracy and perplexity of every KV policy at several page
 budgets, measured through the real engine (paged prefill, then sparse/dense decode kernels per head).
 
-  tessera experiment=runtime_accuracy backend=runtime [params.quick=true] [params.head_list=heads.tsv]
+  tessera experiment=runtime_accuracy [model=smollm2] [params.quick=true] [params.head_list=heads.tsv]
 
-For each task and context length the items are built once (items.py); `full` runs first and its dense
-prefills are kept in a PromptKVStore, so every other (policy, budget) restores them instead of
-recomputing (prefill is dense under every policy: same K/V, same first logits). Budgets: budgets.py.
-Writes accuracy.parquet / accuracy.csv (one row per policy x budget x task x context; `full` runs once
-per task and context and is repeated at every budget), prints pivots and saves accuracy.png.
+The model's tokenizer picks the task family (cells.py): the shipped byte model gets the byte tasks,
+a real model RULER-style needles in real text (text_tasks.py); params left null take that family's
+defaults (FAMILY_DEFAULTS), and what ran is recorded in summary.json. For each task and context length
+the items are built once; `full` runs first and its dense prefills are kept in a PromptKVStore, so every
+other (policy, budget) restores them instead of recomputing (prefill is dense under every policy).
+Writes accuracy.parquet / accuracy.csv (tables.py), rerank_interval.csv when params.rerank_intervals is
+set, prints pivots and saves accuracy.png.
 """
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from tessera.experiments.backends.runtime import runtime_settings
+from tessera.experiments.config import ConfigError
+from tessera.experiments.resolve import model_folder
+from tessera.experiments.runtime_eval.budgets import POLICIES, load_head_list
+from tessera.experiments.runtime_eval.cells import (BYTE_TASKS, REAL_TASKS, Setup, cells, run_cell,
+                                                    with_rerank_interval)
+from tessera.experiments.runtime_eval.tables import add_retention, figure, pooled, print_tables
+from tessera.experiments.runtime_eval.text_tasks import PROMPT_FORMATS
+from tessera.paths import REPO_ROOT
+from tessera.results import empty_frame, save_run
+from tessera.runtime.engine import model_spec, resolve_device
+from tessera.runtime.prompt_kv import PromptKVStore
 
-from tessera.experiments.backends.runtime import runtime_settings  # noqa: E402
-from tessera.experiments.config import ConfigError  # noqa: E402
-from tessera.experiments.resolve import model_folder  # noqa: E402
-from tessera.experiments.runtime_eval.budgets import POLICIES, load_head_list, make_policy_for  # noqa: E402
-from tessera.experiments.runtime_eval.items import (TASKS, Item, bits, heldout_corpus,  # noqa: E402
-                                                    ppl_items, retrieval_items, score_retrieval)
-from tessera.kernels.layout import PAGE_SIZE  # noqa: E402
-from tessera.paths import REPO_ROOT  # noqa: E402
-from tessera.results import empty_frame, save_run  # noqa: E402
-from tessera.runtime.engine import GIB, Engine, EngineConfig, model_spec, resolve_device  # noqa: E402
-from tessera.runtime.prompt_kv import PromptKVStore  # noqa: E402
-
-RETRIEVAL = ("needle", "multikey", "kv")
-METRICS = ("exact_match", "digit_accuracy", "first_digit_accuracy", "bits_per_byte")
-
-
-@dataclass
-class Setup:
-    """What every cell shares: the loaded model, its tokenizer and spec, the head list, engine limits."""
-
-    model: Any
-    tokenizer: Any
-    spec: Any
-    name: str
-    heads: list[tuple[int, int]] | None
-    max_num_seqs: int
-    max_num_batched_tokens: int
-    seed: int
-    retrieval_fraction: float
+# What params left null mean for each tokenizer family (quick: the CLI test's small slice).
+FAMILY_DEFAULTS = {
+    "byte": {"tasks": ["needle", "multikey", "kv", "ppl"], "context_lens": [2048, 4096, 8192],
+             "num_examples": {"needle": 16, "multikey": 6, "kv": 6}, "kv_queries": 8,
+             "ppl": {"prefix_tokens": 2048, "scored_tokens": 256, "num_windows": 8}},
+    "text": {"tasks": ["niah_single", "niah_multikey", "niah_multivalue", "passkey", "ppl"],
+             "context_lens": [1024, 2048, 4096, 8192],
+             "num_examples": {"niah_single": 4, "niah_multikey": 4, "niah_multivalue": 4, "passkey": 4},
+             "ppl": {"prefix_tokens": 2048, "scored_tokens": 128, "num_windows": 4}, "prompt_format": "chat"},
+}
+QUICK_DEFAULTS = {
+    "byte": {"tasks": ["kv", "ppl"], "num_examples": {"kv": 2}, "kv_queries": 2,
+             "ppl": {"prefix_tokens": 512, "scored_tokens": 16, "num_windows": 2}},
+    "text": {"tasks": ["niah_single", "ppl"], "num_examples": {"niah_single": 2},
+             "ppl": {"prefix_tokens": 512, "scored_tokens": 16, "num_windows": 2}},
+}
+FAMILY_ONLY = {"kv_queries": "byte", "prompt_format": "text"}
 
 
-def params(cfg: DictConfig) -> dict[str, Any]:
-    """cfg.params with params.quick_overrides applied when params.quick, checked (ConfigError names the key)."""
+def params(cfg: DictConfig, family: str | None = None) -> dict[str, Any]:
+    """cfg.params with params.quick_overrides applied when params.quick and the null ones filled from the
+    tokenizer family's defaults (when `family` is given), checked (ConfigError names the key)."""
     p = OmegaConf.to_container(cfg.params, resolve=True) if cfg.params else {}
+    if family is not None:
+        for key, owner in FAMILY_ONLY.items():
+            if p.get(key) is not None and owner != family:
+                raise ConfigError(f"params.{key}={p[key]!r} applies to {owner}-level models only; this model's "
+                                  f"tokenizer is {family}-level: drop it")
     if p.get("quick"):
-        p.update(p.get("quick_overrides", {}))
+        p.update(p.get("quick_overrides") or {})
+        if family is not None:
+            p.update({k: v for k, v in QUICK_DEFAULTS[family].items() if p.get(k) is None})
+    if family is not None:
+        p.update({k: v for k, v in FAMILY_DEFAULTS[family].items() if p.get(k) is None})
+    tasks = BYTE_TASKS if family == "byte" else REAL_TASKS if family == "text" else BYTE_TASKS + REAL_TASKS
+    retrieval = [t for t in p.get("tasks") or () if t != "ppl"]
     checks = [("policies", set(p.get("policies", ())) <= set(POLICIES), f"a list of {', '.join(POLICIES)}"),
               ("budgets", all(isinstance(b, int) and b >= 2 for b in p.get("budgets", ())) and p.get("budgets"),
-               "a list of page counts >= 2, e.g. [8, 16, 32]"),
-              ("tasks", set(p.get("tasks", ())) <= set(TASKS) and p.get("tasks"), f"a list of {', '.join(TASKS)}"),
-              ("context_lens", all(isinstance(n, int) and n >= 256 for n in p.get("context_lens", ())),
+               "a list of page counts >= 2, e.g. [4, 8, 16, 32]"),
+              ("tasks", set(p.get("tasks") or ()) <= set(tasks) and p.get("tasks"),
+               f"a list of {', '.join(tasks)} (the tasks of this model's tokenizer family)"),
+              ("context_lens", all(isinstance(n, int) and n >= 256 for n in p.get("context_lens") or ()),
                "a list of token counts >= 256 (at most the model's max_position_embeddings)"),
-              ("num_examples", all(isinstance((p.get("num_examples") or {}).get(t), int)
-                                   for t in p.get("tasks") or () if t in RETRIEVAL),
-               "a mapping with an example count for every retrieval task in params.tasks, e.g. {needle: 16}")]
+              ("num_examples", all(isinstance((p.get("num_examples") or {}).get(t), int) for t in retrieval),
+               "a mapping with an example count for every retrieval task in params.tasks, e.g. {needle: 16}"),
+              ("prompt_format", p.get("prompt_format") in (None,) + PROMPT_FORMATS, f"one of {PROMPT_FORMATS}"),
+              ("rerank_intervals", all(isinstance(r, int) and r >= 1 for r in p.get("rerank_intervals") or ()),
+               "a list of rerank intervals >= 1, e.g. [4, 8, 16, 32, 64]")]
     for key, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"params.{key}={p.get(key)!r} is invalid: use {allowed}")
@@ -79,17 +92,19 @@ def params(cfg: DictConfig) -> dict[str, Any]:
 def checkpoint_folder(cfg: DictConfig) -> Path:
     if not cfg.model.get("path"):
         raise ConfigError(f"experiment=runtime_accuracy runs a local checkpoint; model {cfg.model.name!r} is a "
-                          "catalog entry without weights: use model=tessera_tiny_byte or set model.path")
+                          "catalog entry without weights: use model=tessera_tiny_byte, model=smollm2 or set model.path")
     return model_folder(cfg.model)
+
+
+def tokenizer_family(folder: Path) -> str:
+    """byte (the shipped model's UTF-8 byte vocabulary) or text (a tokenizer.json: a real BPE tokenizer)."""
+    return "text" if (folder / "tokenizer.json").exists() else "byte"
 
 
 def load_setup(cfg: DictConfig, p: dict) -> Setup:
     from tessera.runtime.checkpoint import DTYPES, load_checkpoint
     from tessera.runtime.tokenizer import load_tokenizer
 
-    if cfg.backend.kind != "runtime":
-        raise ConfigError(f"experiment=runtime_accuracy runs on the real engine, not backend={cfg.backend.kind}: "
-                          "add backend=runtime")
     rt = runtime_settings(cfg.backend.runtime)
     torch.set_num_threads(int(rt["num_threads"] or 1))
     folder = checkpoint_folder(cfg)
@@ -102,7 +117,7 @@ def load_setup(cfg: DictConfig, p: dict) -> Setup:
     if longest > model.config.max_position_embeddings:
         raise ConfigError(f"params.context_lens / params.ppl: {longest} tokens exceed {folder.name}'s "
                           f"max_position_embeddings={model.config.max_position_embeddings}")
-    heads = None
+    heads = profiled_heads(folder.name)
     if p.get("head_list"):
         path = Path(p["head_list"])
         path = path if path.exists() or path.is_absolute() else REPO_ROOT / path
@@ -111,230 +126,109 @@ def load_setup(cfg: DictConfig, p: dict) -> Setup:
         except (OSError, ValueError, KeyError, IndexError) as err:
             raise ConfigError(f"params.head_list={str(path)!r} cannot be read as (layer, kv_head) pairs: {err}") \
                 from None
-    tokenizer = load_tokenizer(folder)
-    if getattr(tokenizer, "kind", None) != "byte":
-        raise ConfigError(f"experiment=runtime_accuracy's tasks are written in bytes for a byte-level tokenizer; "
-                          f"model {cfg.model.name!r} has a {type(tokenizer).__name__}: use model=tessera_tiny_byte")
-    return Setup(model, tokenizer, model_spec(model, folder.name), folder.name, heads,
+    return Setup(model, load_tokenizer(folder), model_spec(model, folder.name), folder.name, heads,
                  int(p["max_num_seqs"]), int(p["max_num_batched_tokens"]), int(cfg.seed),
-                 float(p.get("head_split_retrieval_fraction", 0.5)))
+                 float(p.get("head_split_retrieval_fraction", 0.5)), p.get("prompt_format") or "plain")
 
 
-def engine_for(setup: Setup, policy: str, budget: int, items: list[Item], store: PromptKVStore) -> Engine:
-    """An engine whose pools hold every item at once (no preemption), running `policy` at `budget`."""
+def profiled_heads(name: str) -> list[tuple[int, int]] | None:
+    """The model's own profiled head list (its 25% least stable heads, runtime/profiling), when it has one:
+    flexicache's unstable heads and head_split's full heads unless params.head_list says otherwise."""
+    from tessera.kvcache.head_lists import shipped_unstable_heads
+
     try:
-        kv_policy = make_policy_for(policy, budget, setup.spec, setup.heads, setup.seed, setup.retrieval_fraction)
-    except ValueError as err:
-        raise ConfigError(f"params: {err}") from None
-    batch = min(len(items), setup.max_num_seqs)
-    pages = max(-(-(len(i.prompt) + len(i.forced)) // PAGE_SIZE) + 1 for i in items)
-    heads = setup.spec.num_layers * setup.spec.num_kv_heads
-    page_bytes = 2 * PAGE_SIZE * setup.spec.head_dim * setup.spec.dtype_bytes
-    config = EngineConfig(max_num_seqs=batch, max_num_batched_tokens=setup.max_num_batched_tokens,
-                          num_device_blocks=heads * pages * batch, host_kv_gib=heads * pages * batch * page_bytes / GIB,
-                          kvpolicy=policy, seed=setup.seed)
-    return Engine(setup.model, setup.tokenizer, config, policy=kv_policy, name=setup.name, prompt_kv=store)
+        return [tuple(h) for h in shipped_unstable_heads(name)]
+    except (KeyError, FileNotFoundError):
+        return None
 
 
-def run_cell(setup: Setup, policy: str, budget: int, task: str, context: int, items: list[Item],
-             store: PromptKVStore) -> dict:
-    """Decode every item under one policy and budget; one table row of scores."""
-    t0 = time.perf_counter()
-    eng = engine_for(setup, policy, budget, items, store)
-    ids = [eng.add_request(item.prompt, item.params(score=task == "ppl")) for item in items]
-    eng.run()
-    seqs = [eng.sequences[i] for i in ids]
-    row = {"policy": policy, "budget": budget, "task": task, "context_len": context, "num_examples": len(items),
-           "seconds": time.perf_counter() - t0, "restored_tokens": eng.num_restored_tokens}
-    if task == "ppl":
-        total_bits, total_bytes = map(sum, zip(*(bits(s.output_logprobs) for s in seqs)))
-        row.update(num_answers=total_bytes, bits_per_byte=total_bits / total_bytes)
-    else:
-        exact, right, chars, first = map(sum, zip(*(score_retrieval(i, s.output_token_ids)
-                                                    for i, s in zip(items, seqs))))
-        answers = sum(len(i.answers) for i in items)
-        row.update(num_answers=answers, exact_match=exact / answers, digit_accuracy=right / chars,
-                   first_digit_accuracy=first / answers)
-    return row
+def head_list_source(p: dict, folder: Path) -> str:
+    from tessera.kvcache.head_lists import unstable_list_source
 
-
-def cells(p: dict, setup: Setup, folder: Path):
-    """(task, nominal context, items) in run order: retrieval tasks per context length, then perplexity."""
-    heldout = heldout_corpus(folder)
-    bos = setup.tokenizer.bos_id
-    for task in p["tasks"]:
-        if task == "ppl":
-            q = p["ppl"]
-            yield task, int(q["prefix_tokens"]), ppl_items(int(q["prefix_tokens"]), int(q["scored_tokens"]),
-                                                             int(q["num_windows"]), heldout, bos)
-            continue
-        for L in p["context_lens"]:
-            yield task, int(L), retrieval_items(task, int(L), int(p["num_examples"][task]), heldout, bos,
-                                                int(p["kv_queries"]))
-
-
-def add_retention(table: pd.DataFrame) -> pd.DataFrame:
-    """Repeat `full` at every budget and divide by it: exact/digit retention = policy / full, bpb_ratio =
-    policy bits per byte / full bits per byte (> 1 is worse)."""
-    budgets = sorted(table.loc[table["policy"] != "full", "budget"].unique())
-    full = table[table["policy"] == "full"]
-    table = pd.concat([table[table["policy"] != "full"]] + [full.assign(budget=b) for b in budgets or [0]],
-                      ignore_index=True)
-    ref = full.set_index(["task", "context_len"])[list(METRICS)]
-    ref = ref.add_prefix("full_")
-    table = table.join(ref, on=["task", "context_len"])
-    table["context_pages"] = -(-table["context_len"] // PAGE_SIZE)  # pages of the context, before decoding
-    table["budget_fraction"] = (table["budget"] / table["context_pages"]).where(table["policy"] != "full")
-    table["exact_retention"] = table["exact_match"] / table["full_exact_match"].where(table["full_exact_match"] > 0)
-    table["digit_retention"] = table["digit_accuracy"] / table["full_digit_accuracy"].where(table["full_digit_accuracy"] > 0)
-    table["first_digit_retention"] = (table["first_digit_accuracy"]
-                                      / table["full_first_digit_accuracy"].where(table["full_first_digit_accuracy"] > 0))
-    table["bpb_ratio"] = table["bits_per_byte"] / table["full_bits_per_byte"]
-    order = {name: i for i, name in enumerate(dict.fromkeys(["full"] + list(table["policy"])))}
-    return table.sort_values(["task", "context_len", "policy", "budget"], key=lambda c: c.map(order)
-                             if c.name == "policy" else c).reset_index(drop=True)
-
-
-def pooled(table: pd.DataFrame) -> pd.DataFrame:
-    """Per policy, budget and task, over all context lengths (answers / scored bytes pooled): exact match,
-    digit accuracy, bits per byte, and their retention against full (NaN where full scores 0)."""
-    rows = []
-    for (policy, budget, task), g in table.groupby(["policy", "budget", "task"], sort=False):
-        w = g["num_answers"]
-        row = {"policy": policy, "budget": budget, "task": task}
-        for metric in METRICS:
-            row[metric] = float((g[metric] * w).sum() / w.sum()) if g[metric].notna().all() else float("nan")
-            row[f"full_{metric}"] = float((g[f"full_{metric}"] * w).sum() / w.sum()) \
-                if g[metric].notna().all() else float("nan")
-        rows.append(row)
-    pool = pd.DataFrame(rows)
-    pool["exact_retention"] = pool["exact_match"] / pool["full_exact_match"].where(pool["full_exact_match"] > 0)
-    pool["digit_retention"] = pool["digit_accuracy"] / pool["full_digit_accuracy"].where(pool["full_digit_accuracy"] > 0)
-    pool["first_digit_retention"] = (pool["first_digit_accuracy"]
-                                     / pool["full_first_digit_accuracy"].where(pool["full_first_digit_accuracy"] > 0))
-    pool["bpb_ratio"] = pool["bits_per_byte"] / pool["full_bits_per_byte"]
-    return pool
-
-
-def print_tables(table: pd.DataFrame, model: str) -> None:
-    with pd.option_context("display.width", 220, "display.max_columns", 40, "display.float_format",
-                           lambda v: f"{v:.3f}"):
-        for metric, tasks in (("exact_match", RETRIEVAL), ("digit_accuracy", RETRIEVAL),
-                              ("first_digit_accuracy", RETRIEVAL), ("bits_per_byte", ("ppl",))):
-            sub = table[table["task"].isin(tasks)]
-            if sub.empty:
-                continue
-            print(f"\n{metric} on {model} (rows: policy, budget in pages; columns: task, context tokens)")
-            print(sub.pivot_table(index=["policy", "budget"], columns=["task", "context_len"], values=metric,
-                                  sort=False).to_string())
-        print("\npooled over context lengths; retention = policy / full (bpb_ratio > 1 is worse)")
-        cols = ["policy", "budget", "task", "exact_match", "digit_accuracy", "first_digit_accuracy", "bits_per_byte",
-                "exact_retention", "digit_retention", "first_digit_retention", "bpb_ratio"]
-        print(pooled(table)[cols].to_string(index=False))
-
-
-LABELS = {"exact_match": "exact match", "digit_accuracy": "digit accuracy", "bits_per_byte": "bits / byte",
-          "first_digit_accuracy": "first-digit accuracy (needle found)",
-          "exact_retention": "exact match, policy / full", "digit_retention": "digit accuracy, policy / full",
-          "first_digit_retention": "first-digit accuracy, policy / full",
-          "bpb_ratio": "bits / byte, policy / full (lower is better)"}
-
-
-def figure(table: pd.DataFrame, path: Path, model: str) -> None:
-    """One column per task. Top row: the score pooled over context lengths vs budget (first-digit accuracy, i.e.
-    did the model find the needle, for retrieval; bits per byte for ppl); bottom row: its retention (policy /
-    full). Digit accuracy and exact match are in the printed tables and accuracy.csv."""
-    pool = pooled(table)
-    tasks = list(dict.fromkeys(table["task"]))
-    panels = [(t, "bits_per_byte", "bpb_ratio") if t == "ppl" else (t, "first_digit_accuracy", "first_digit_retention")
-              for t in tasks]
-    sparse = [p for p in dict.fromkeys(pool["policy"]) if p != "full"]
-    budgets = sorted(pool["budget"].unique())
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.6 * len(panels) + 0.8, 6.6), squeeze=False,
-                             layout="constrained")
-    for j, (task, metric, retention) in enumerate(panels):
-        for row, col in ((0, metric), (1, retention)):
-            ax = axes[row][j]
-            part = pool[pool["task"] == task]
-            full = part[part["policy"] == "full"]
-            ax.plot(full["budget"], full[col], color="k", ls="--", lw=1.2, label="full (dense KV)")
-            for i, policy in enumerate(sparse):
-                g = part[part["policy"] == policy]
-                # policies often score the same: a small sideways shift per policy keeps every marker visible
-                shift = 2 ** (0.04 * (i - (len(sparse) - 1) / 2))
-                ax.plot(g["budget"] * shift, g[col], marker="osD^vP"[i % 6], ms=6, color=f"C{i}", label=policy)
-            if col in ("digit_accuracy", "first_digit_accuracy"):
-                ax.axhline(0.1, color="gray", lw=0.8, ls=":", label="chance (1 digit in 10)")
-            if part[col].isna().all():
-                ax.text(0.5, 0.5, "undefined: full scores 0", ha="center", va="center", transform=ax.transAxes,
-                        color="gray")
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(budgets, [str(b) for b in budgets])
-            ax.xaxis.set_minor_locator(plt.NullLocator())
-            ax.set_xlim(budgets[0] / 1.4, budgets[-1] * 1.4)
-            ax.set_ylabel(LABELS[col], fontsize=9)
-            ax.grid(alpha=0.3)
-            if row == 0:
-                ax.set_title(f"{task} (pooled over context lengths)", fontsize=10)
-            else:
-                ax.set_xlabel("budget (pages per sparse head)", fontsize=9)
-    handles = {}
-    for ax in axes.flat:
-        for h, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, h)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-               ncol=min(len(handles), 2 * len(panels)), fontsize=9)
-    fig.suptitle(f"KV policy accuracy through the engine ({model})\nscore (top row), retention vs full (bottom row)",
-                 fontsize=11)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if p.get("head_list"):
+        return f"params.head_list={p['head_list']}"
+    return unstable_list_source(folder.name) if profiled_heads(folder.name) else \
+        "none: flexicache's synthetic class, head_split's seeded random gates"
 
 
 def describe(cfg: DictConfig) -> dict:
-    """What a run of this config evaluates (summary.json metadata.ran)."""
+    """What a run of this config evaluates (summary.json metadata.ran): the params in force for this model."""
     if cfg.backend.kind != "runtime":
         raise ConfigError(f"experiment=runtime_accuracy runs on the real engine, not backend={cfg.backend.kind}: "
                           "add backend=runtime")
-    return {"params": params(cfg), "model": cfg.model.name, "model_folder": str(checkpoint_folder(cfg)),
-            "runtime": runtime_settings(cfg.backend.runtime), "seed": cfg.seed}
+    folder = checkpoint_folder(cfg)
+    family = tokenizer_family(folder)
+    p = params(cfg, family)
+    return {"params": p, "head_list": head_list_source(p, folder), "tokenizer_family": family, "model": cfg.model.name,
+            "model_folder": str(folder), "runtime": runtime_settings(cfg.backend.runtime), "seed": cfg.seed}
 
 
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
-    p = params(cfg)
-    setup = load_setup(cfg, p)
     folder = checkpoint_folder(cfg)
+    p = params(cfg, tokenizer_family(folder))
+    setup = load_setup(cfg, p)
     policies = list(dict.fromkeys(["full"] + list(p["policies"])))
     budgets = [int(b) for b in p["budgets"]]
-    rows, t0 = [], time.perf_counter()
+    rows, sweep, t0 = [], [], time.perf_counter()
     for task, context, items in cells(p, setup, folder):
         store = PromptKVStore()  # one cell's prefills: full computes them, the others restore them
-        for policy in policies:
-            for budget in ([budgets[0]] if policy == "full" else budgets):
-                row = run_cell(setup, policy, budget, task, context, items, store)
-                rows.append(row)
-                if cfg.output.progress:
-                    score = row.get("bits_per_byte", row.get("exact_match"))
-                    print(f"{task:6s} {context:5d} {policy:19s} B={budget:3d}  {score:.3f}  {row['seconds']:.1f} s",
-                          flush=True)
+        runs = [(policy, budget, setup) for policy in policies for budget in ([budgets[0]] if policy == "full"
+                                                                              else budgets)]
+        runs += [("flexicache", int(p["rerank_budget"]), with_rerank_interval(setup, r))
+                 for r in p.get("rerank_intervals") or ()]
+        for policy, budget, cell_setup in runs:
+            row = run_cell(cell_setup, policy, budget, task, context, items, store)
+            (sweep if cell_setup.kv_overrides else rows).append(row)
+            if cfg.output.progress:
+                score = row.get("bits_per_byte", row.get("exact_match"))
+                extra = f" R={row['rerank_interval']}" if cell_setup.kv_overrides else ""
+                print(f"{task:15s} {context:5d} {policy:19s} B={budget:3d}{extra}  {score:.3f}  "
+                      f"{row['seconds']:.1f} s", flush=True)
     table = add_retention(pd.DataFrame(rows))
     run_dir.mkdir(parents=True, exist_ok=True)
     table.to_parquet(run_dir / "accuracy.parquet", index=False)
     table.to_csv(run_dir / "accuracy.csv", index=False)
+    rerank = rerank_table(sweep, table) if sweep else None
+    if rerank is not None:
+        rerank.to_csv(run_dir / "rerank_interval.csv", index=False)
     if cfg.output.print_table:
         print_tables(table, setup.name)
-        print(f"\n{len(rows)} cells in {time.perf_counter() - t0:.0f} s")
+        if rerank is not None:
+            print(f"\nflexicache at {p['rerank_budget']} pages per head, by rerank interval R (exact match; "
+                  "bits per byte for ppl)")
+            print(rerank.to_string(index=False))
+        print(f"\n{len(rows) + len(sweep)} cells in {time.perf_counter() - t0:.0f} s")
     if cfg.output.figures:
         figure(table, run_dir / "accuracy.png", setup.name)
+    return save_summary(run_dir, table, rerank, setup, folder, p, time.perf_counter() - t0, metadata)
+
+
+def rerank_table(sweep: list[dict], table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, context, R): the score and its retention against full at the same cell."""
+    frame = pd.DataFrame(sweep)
+    full = table[table["policy"] == "full"].drop_duplicates(["task", "context_len"]).set_index(["task", "context_len"])
+    score = frame["exact_match"].where(frame["task"] != "ppl", frame.get("bits_per_byte"))
+    ref = [full.loc[(t, c), "bits_per_byte" if t == "ppl" else "exact_match"]
+           for t, c in zip(frame["task"], frame["context_len"])]
+    out = frame[["task", "context_len", "budget", "rerank_interval", "num_examples"]].assign(score=score)
+    out["full_score"] = ref
+    out["retention"] = out["score"] / out["full_score"].where(out["full_score"] > 0)
+    return out
+
+
+def save_summary(run_dir: Path, table: pd.DataFrame, rerank, setup: Setup, folder: Path, p: dict,
+                 seconds: float, metadata: dict) -> dict:
     pool = pooled(table)
     weights = sorted(folder.glob("*.safetensors"))
     digest = hashlib.sha1(b"".join(w.read_bytes() for w in weights)).hexdigest()[:12] if weights else None
-    summary = {"model": setup.name, "model_weights_sha1": digest, "seconds": time.perf_counter() - t0,
-               "head_list": p.get("head_list"), "budgets": budgets, "context_lens": list(p["context_lens"]),
-               "pooled": {f"{r.policy}/{r.budget}/{r.task}": {
-                   "exact_match": r.exact_match, "digit_accuracy": r.digit_accuracy,
-                   "first_digit_accuracy": r.first_digit_accuracy, "bits_per_byte": r.bits_per_byte,
-                   "exact_retention": r.exact_retention, "digit_retention": r.digit_retention,
-                   "first_digit_retention": r.first_digit_retention,
-                   "bpb_ratio": r.bpb_ratio} for r in pool.itertuples()}}
+    metrics = ("exact_match", "exact_lo", "exact_hi", "value_recall", "digit_accuracy", "first_digit_accuracy",
+               "bits_per_byte", "exact_retention", "digit_retention", "first_digit_retention", "bpb_ratio")
+    summary = {"model": setup.name, "model_weights_sha1": digest, "seconds": seconds,
+               "head_list": head_list_source(p, folder), "budgets": [int(b) for b in p["budgets"]],
+               "context_lens": list(p["context_lens"]), "tasks": list(p["tasks"]),
+               "prompt_format": setup.prompt_format if not setup.is_byte else None,
+               "pooled": {f"{r['policy']}/{r['budget']}/{r['task']}": {m: r[m] for m in metrics}
+                          for r in pool.to_dict(orient="records")},
+               "rerank_interval": None if rerank is None else rerank.to_dict(orient="records")}
     save_run(run_dir, empty_frame(), summary, None, metadata)
     return summary

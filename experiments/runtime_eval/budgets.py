@@ -63,10 +63,11 @@ def load_head_list(path: str | Path) -> list[tuple[int, int]]:
 
 
 def make_policy_for(name: str, budget: int, spec: ModelSpec, heads: list[tuple[int, int]] | None = None,
-                    seed: int = 0, retrieval_fraction: float = 0.5):
+                    seed: int = 0, retrieval_fraction: float = 0.5, extra: dict | None = None):
     """The KV policy object at this budget. heads (a profiled list): head_split's retrieval heads and
     flexicache's unstable heads; without it head_split takes seeded random gates (retrieval_fraction of
-    the heads) and flexicache the synthetic unstable class (build_policy's defaults)."""
+    the heads) and flexicache the synthetic unstable class (build_policy's defaults). extra: more flexicache
+    parameters (rerank_interval)."""
     params = policy_params(name, budget)
     shape = (spec.num_layers, spec.num_kv_heads)
     if name == "head_split":
@@ -79,4 +80,6 @@ def make_policy_for(name: str, budget: int, spec: ModelSpec, heads: list[tuple[i
         return HeadSplitPolicy(spec, HeadSplitConfig(retrieval_fraction=fraction, **params), gate_values=gates)
     if name == "flexicache" and heads is not None:
         params["unstable_heads"] = [list(h) for h in heads]
+    if name == "flexicache" and extra:  # e.g. the rerank-interval sweep
+        params.update(extra)
     return build_policy(name, spec, params, seed)

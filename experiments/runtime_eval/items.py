@@ -31,6 +31,11 @@ class Item:
     prompt: list[int]
     forced: tuple[int, ...]
     answers: list[tuple[int, str]]
+    scored_bytes: int | None = None  # ppl items of a real tokenizer: bytes the scored tokens spell
+
+    @property
+    def answer_tokens(self) -> int:
+        return len(self.forced)
 
     def params(self, score: bool) -> SamplingParams:
         return SamplingParams(max_tokens=len(self.forced), forced_token_ids=self.forced, ignore_eos=True,
@@ -104,7 +109,8 @@ def score_retrieval(item: Item, output: list[int]) -> tuple[int, int, int, int]:
     return exact, right, total, first
 
 
-def bits(logprobs: list[float]) -> tuple[float, int]:
-    """(total bits, bytes) of a ppl item's scored log-probs (the first, dense-predicted one dropped)."""
+def bits(logprobs: list[float], scored_bytes: int | None = None) -> tuple[float, int]:
+    """(total bits, bytes) of a ppl item's scored log-probs (the first, dense-predicted one dropped); a byte
+    tokenizer's tokens are bytes, a real tokenizer's item says how many bytes its scored tokens spell."""
     scored = logprobs[1:]
-    return -sum(scored) / math.log(2), len(scored)
+    return -sum(scored) / math.log(2), len(scored) if scored_bytes is None else scored_bytes

@@ -1,11 +1,13 @@
 """Head-stability profiling of a runtime checkpoint: FlexiCache's offline pass (flexicache.md §1.1-1.2).
 
-Teacher-forces windows of held-out text through the model (record.py), keeps every decode step's top-K
+Teacher-forces windows of held-out text, in the checkpoint's own tokens (windows.py: bytes for the byte
+model, tokenizer.json's BPE otherwise), through the model (record.py), keeps every decode step's top-K
 pages per (layer, KV head) by attention mass (and by MinMax, to compare), computes RCO / TS per head
 (tessera/kvcache/stability.py) and writes the 25% least stable heads as head_stability.tsv, the file
 the simulator and the runtime read (tessera/kvcache/head_lists.py). Outputs in --out:
 
-    traces/sample_XX_{attention,minmax}.npz   top-K traces (tessera/kvcache/traces.py format)
+    traces/sample_XX_{attention,minmax}.npz   top-K traces (tessera/kvcache/traces.py format; not with
+                                               --no-traces)
     head_stability.tsv                         unstable (layer, kv_head) pairs, data/flexicache format
     head_stability.csv                         per-head table (TS, RCO by distance, mass captured, ...)
     head_stability.json                        settings and summary (recall@M, split, agreement)
@@ -14,6 +16,8 @@ the simulator and the runtime read (tessera/kvcache/head_lists.py). Outputs in -
 Run (about 2.5 s per sample on one core for the shipped model at 2048 + 256 tokens):
     nice -n 15 python -m tessera.runtime.profiling.head_stability --model models/tessera-tiny-byte \
         --out outputs/head_stability --context 2048 --steps 256 --k 8 --samples 8
+SmolLM2-135M-Instruct (30 x 3 KV heads; 35-90 s per sample at 2048 + 256 tokens on the shared cores)
+is profiled the same way; data/smollm2-head-stability/SOURCE.md has the command.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from tessera.kvcache.traces import TopKTrace
 
 @dataclass
 class ProfileSettings:
-    context: int = 2048  # prompt tokens (<bos> + held-out bytes) before the first decode step
+    context: int = 2048  # prompt tokens (the tokenizer's BOS, if any, + held-out text) before the first decode step
     steps: int = 256  # decode steps recorded per sample
     k: int = 8  # top-K pages (16 tokens each)
     samples: int = 8  # held-out windows
@@ -50,26 +54,32 @@ def rco_by_distance(trace: TopKTrace, window: int = 16) -> np.ndarray:
                               for s in starts], axis=0) for d in range(1, window)])
 
 
-def sample_windows(settings: ProfileSettings, bos_id: int) -> list[list[int]]:
-    """Deterministic windows of the held-out stdlib text (runtime/train/corpus.py), <bos> first."""
-    from tessera.runtime.train.corpus import load_split
-
-    corpus = load_split("heldout")
+def sample_windows(settings: ProfileSettings, heldout) -> list[list[int]]:
+    """Deterministic windows of context + steps tokens of the held-out text (windows.HeldoutTokens)."""
     rng = np.random.default_rng(settings.seed)
-    return [[bos_id] + corpus.window(rng, settings.context + settings.steps - 1) for _ in range(settings.samples)]
+    return [heldout.window(rng, settings.context + settings.steps) for _ in range(settings.samples)]
 
 
-def record_samples(model, windows: list[list[int]], settings: ProfileSettings, out: Path):
-    """Record every window; saves its two traces under out/traces; returns the RecordedSteps."""
+def record_samples(model, windows: list[list[int]], settings: ProfileSettings, out: Path | None, log=None):
+    """Record every window; saves its two traces under out/traces (unless out is None); returns the
+    RecordedSteps."""
+    import time
+
     from tessera.runtime.profiling.record import record_topk
 
-    (out / "traces").mkdir(parents=True, exist_ok=True)
+    if out is not None:
+        (out / "traces").mkdir(parents=True, exist_ok=True)
     recorded = []
     for i, tokens in enumerate(windows):
+        start = time.perf_counter()
         rec = record_topk(model, tokens, settings.context, settings.k)
-        rec.attention.save(out / "traces" / f"sample_{i:02d}_attention.npz")
-        rec.minmax.save(out / "traces" / f"sample_{i:02d}_minmax.npz")
+        if out is not None:
+            rec.attention.save(out / "traces" / f"sample_{i:02d}_attention.npz")
+            rec.minmax.save(out / "traces" / f"sample_{i:02d}_minmax.npz")
         recorded.append(rec)
+        if log:
+            log(f"sample {i + 1}/{len(windows)}: {time.perf_counter() - start:.1f}s, "
+                f"NLL {rec.nll_bits:.2f} bits/token")
     return recorded
 
 
@@ -109,6 +119,20 @@ def head_table(recorded, settings: ProfileSettings) -> tuple[pd.DataFrame, dict]
         "rco_by_distance": curve.reshape(len(curve), -1).tolist(),
     }
     return table, summary
+
+
+def k_sensitivity(traces: list[TopKTrace], settings: ProfileSettings, ks: list[int], main: list) -> dict:
+    """The unstable list at smaller K from the same traces (sets are best first, so top-k' = first k')."""
+    out = {}
+    for k in ks:
+        if not 0 < k < settings.k:
+            raise ValueError(f"--also-k {k}: must be between 1 and --k - 1 = {settings.k - 1}")
+        prof = profile_unstable_heads(traces, settings.fraction, settings.window, k, settings.seed)
+        same = len(set(prof.unstable_heads) & set(map(tuple, main)))
+        out[str(k)] = {"unstable_heads": [list(p) for p in prof.unstable_heads], "recall_at_m": prof.recall,
+                       "overlap_with_main_list": same / max(1, len(main)),
+                       "ts_mean": prof.mean_ts.ravel().round(4).tolist()}
+    return out
 
 
 def per_sample_overlap(traces: list[TopKTrace], settings: ProfileSettings) -> float:
@@ -179,11 +203,13 @@ def stability_figure(table: pd.DataFrame, summary: dict, path: Path, title: str)
     plt.close(fig)
 
 
-def profile(model_dir: Path, out: Path, settings: ProfileSettings) -> tuple[pd.DataFrame, dict]:
+def profile(model_dir: Path, out: Path, settings: ProfileSettings, also_k: tuple[int, ...] = (),
+            save_traces: bool = True, log=None) -> tuple[pd.DataFrame, dict]:
     """The whole pass: record, analyse, write every output file; returns the table and summary."""
     import torch
 
     from tessera.runtime.checkpoint import load_checkpoint
+    from tessera.runtime.profiling.windows import heldout_tokens
 
     model = load_checkpoint(model_dir)
     if settings.context + settings.steps > model.config.max_position_embeddings:
@@ -193,11 +219,18 @@ def profile(model_dir: Path, out: Path, settings: ProfileSettings) -> tuple[pd.D
         raise ValueError(f"--context {settings.context} gives {-(-settings.context // 16)} pages; RCO needs more "
                          f"than K = {settings.k}")
     out.mkdir(parents=True, exist_ok=True)
-    windows = sample_windows(settings, model.config.bos_token_id or 0)
+    heldout = heldout_tokens(model_dir, model.config.bos_token_id or 0)
+    windows = sample_windows(settings, heldout)
     torch.manual_seed(settings.seed)
-    recorded = record_samples(model, windows, settings, out)
+    recorded = record_samples(model, windows, settings, out if save_traces else None, log)
     table, summary = head_table(recorded, settings)
+    if also_k:
+        summary["other_k"] = k_sensitivity([r.attention for r in recorded], settings, list(also_k),
+                                           summary["unstable_heads"])
     summary["model"] = str(model_dir)
+    summary["tokens"] = {"tokenizer": "bytes (no tokenizer files)" if heldout.tokenizer is None
+                         else type(heldout.tokenizer).__name__, "prefix": heldout.prefix,
+                         "heldout_tokens": int(len(heldout.ids))}
     summary["model_shape"] = {"layers": model.config.num_hidden_layers, "kv_heads": model.config.num_key_value_heads,
                               "query_heads": model.config.num_attention_heads}
     save_unstable_heads(out / HEAD_STABILITY_FILE, summary["unstable_heads"])
@@ -218,6 +251,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
     p.add_argument("--fraction", type=float, default=defaults.fraction)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the machine is shared)")
+    p.add_argument("--also-k", type=int, nargs="*", default=[],
+                   help="also derive the unstable list at these smaller K from the same traces (K sensitivity)")
+    p.add_argument("--no-traces", action="store_true", help="do not write traces/ (24 MB for SmolLM2)")
     p.add_argument("--write-to-checkpoint", action="store_true",
                    help=f"also copy {HEAD_STABILITY_FILE} into the model folder (where the sim and runtime look)")
     args = p.parse_args(argv)
@@ -225,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     settings = ProfileSettings(**{k: getattr(args, k) for k in asdict(defaults)})
-    table, summary = profile(args.model, args.out, settings)
+    table, summary = profile(args.model, args.out, settings, tuple(args.also_k), not args.no_traces,
+                             log=lambda msg: print(msg, flush=True))
     cols = ["layer", "kv_head", "ts_mean", "ts_p10", "ts_p90", "rco_d1", "rco_d15", "unstable_frequency",
             "unstable", "ts_mean_minmax", "unstable_minmax", "mass_in_topk_attention", "mass_in_topk_minmax"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -236,7 +273,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{summary['attention_minmax_set_overlap']:.0%}")
     print(f"TS range {s['ts_min']:.2f}..{s['ts_max']:.2f}, gap at the cut {s['gap_at_cut']:.3f} "
           f"(median gap between neighbours {s['median_gap']:.3f}); model NLL {summary['nll_bits_per_token']:.2f} "
-          f"bits/byte")
+          f"bits/token")
+    for k, other in summary.get("other_k", {}).items():
+        print(f"K={k}: recall@M {other['recall_at_m']:.2f}, {other['overlap_with_main_list']:.0%} of the list "
+              f"shared with K={settings.k}")
     if args.write_to_checkpoint:
         shutil.copyfile(args.out / HEAD_STABILITY_FILE, args.model / HEAD_STABILITY_FILE)
         print(f"wrote {args.model / HEAD_STABILITY_FILE}")

@@ -9,12 +9,14 @@ the traces.py convention. Per step and KV head:
 - MinMax score of a page = max over the group of sum_j max(q_j kmin_j, q_j kmax_j) (Quest, full pages);
 both rankings force the current (last) page in, as the runtime's selection does (topk_from_scores).
 The model runs layer by layer through its public pieces (embed, qkv, finish, logits) over a contiguous
-per-layer cache; attention is computed explicitly so its weights can be read.
+per-layer cache; attention is computed explicitly so its weights can be read. teacher_force() is that
+loop with a per-(step, layer) observer; record_topk() and retrieval.py's needle mass are two observers.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,10 +37,24 @@ class RecordedSteps:
     nll_bits: float  # mean bits per token of the teacher-forced next tokens (a sanity check of the model)
 
 
+# observe(step, layer, qg, keys, weights): qg (Hkv, group, D) the step's queries by KV group, keys
+# (Hkv, S, D) the layer's cache so far, weights (Hkv, group, S) float32 softmax; query head = kv_head * group + j
+AttentionObserver = Callable[[int, int, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
+@dataclass
+class TeacherForced:
+    """The model's predictions of tokens[prompt_len:], from the prefill and every decode step but the last."""
+
+    nll_bits: np.ndarray  # float64 [steps]: -log2 p(token)
+    greedy: np.ndarray  # int64 [steps]: the argmax token at each of those positions
+
+
 @torch.inference_mode()
-def record_topk(model: Transformer, tokens: list[int], prompt_len: int, k: int, page_tokens: int = 16,
-                prefill_chunk: int = 512) -> RecordedSteps:
-    """Decode steps 1 .. len(tokens) - prompt_len of `tokens` (prompt_len >= 1); top-K = k pages."""
+def teacher_force(model: Transformer, tokens: list[int], prompt_len: int, observe: AttentionObserver,
+                  prefill_chunk: int = 512) -> TeacherForced:
+    """Prefill tokens[:prompt_len], then feed each later token as one decode step with explicit attention,
+    calling observe() for every (step, layer)."""
     steps = len(tokens) - prompt_len
     if prompt_len < 1 or steps < 1:
         raise ValueError(f"need prompt_len >= 1 and at least one decode token; got prompt_len={prompt_len}, "
@@ -54,18 +70,15 @@ def record_topk(model: Transformer, tokens: list[int], prompt_len: int, k: int, 
     V_cache = torch.zeros_like(K_cache)
 
     last_logits = _prefill(model, ids[:prompt_len], K_cache, V_cache, prefill_chunk)
-    attn_sets = np.full((steps, L, Hkv, k), -1, dtype=np.int32)
-    mm_sets = np.full_like(attn_sets, -1)
-    captured = np.zeros((steps, L, Hkv, 2), dtype=np.float32)
-    nll = []
+    nll, greedy = [], []
     scale = 1.0 / math.sqrt(D)
     for t in range(steps):
         pos = prompt_len + t  # this step feeds token `pos` and attends over pos + 1 keys
         S = pos + 1
-        P = -(-S // page_tokens)
         if last_logits is not None:
             logp = F.log_softmax(last_logits.float(), -1)
             nll.append(-float(logp[ids[pos]]) / math.log(2))
+            greedy.append(int(logp.argmax()))
         h = model.embed(ids[pos].view(1, 1))
         rope = model.rope(torch.tensor([pos], device=device))
         for l, layer in enumerate(model.layers):
@@ -76,16 +89,35 @@ def record_topk(model: Transformer, tokens: list[int], prompt_len: int, k: int, 
             qg = q[0, :, 0].view(Hkv, group, D)
             weights = torch.softmax((qg @ keys.transpose(1, 2)).float() * scale, dim=-1)  # (Hkv, g, S)
             o = (weights.to(dtype) @ values).reshape(1, Hkv * group, 1, D)
-            mass = _page_sums(weights.sum(1), P, page_tokens)  # (Hkv, P)
-            mm = _minmax_scores(qg, keys, P, page_tokens)  # (Hkv, P)
-            attn_sets[t, l] = topk_from_scores(mass, k, P)
-            mm_sets[t, l] = topk_from_scores(mm, k, P)
-            captured[t, l] = _captured(mass, attn_sets[t, l], mm_sets[t, l])
+            observe(t, l, qg, keys, weights)
             h = layer.finish(h, o)
         last_logits = model.logits(h)[0, -1] if pos + 1 < total else None
+    return TeacherForced(np.array(nll, dtype=np.float64), np.array(greedy, dtype=np.int64))
+
+
+def record_topk(model: Transformer, tokens: list[int], prompt_len: int, k: int, page_tokens: int = 16,
+                prefill_chunk: int = 512) -> RecordedSteps:
+    """Decode steps 1 .. len(tokens) - prompt_len of `tokens` (prompt_len >= 1); top-K = k pages."""
+    steps = len(tokens) - prompt_len
+    c = model.config
+    shape = (max(steps, 0), c.num_hidden_layers, c.num_key_value_heads)
+    attn_sets = np.full(shape + (k,), -1, dtype=np.int32)
+    mm_sets = np.full_like(attn_sets, -1)
+    captured = np.zeros(shape + (2,), dtype=np.float32)
+
+    def observe(t, l, qg, keys, weights):
+        P = -(-keys.shape[1] // page_tokens)
+        mass = _page_sums(weights.sum(1), P, page_tokens)  # (Hkv, P)
+        mm = _minmax_scores(qg, keys, P, page_tokens)  # (Hkv, P)
+        attn_sets[t, l] = topk_from_scores(mass, k, P)
+        mm_sets[t, l] = topk_from_scores(mm, k, P)
+        captured[t, l] = _captured(mass, attn_sets[t, l], mm_sets[t, l])
+
+    forced = teacher_force(model, tokens, prompt_len, observe, prefill_chunk)
     attention = TopKTrace(attn_sets, prompt_len, page_tokens)
     minmax = TopKTrace(mm_sets, prompt_len, page_tokens)
-    return RecordedSteps(attention, minmax, captured, float(np.mean(nll)) if nll else math.nan)
+    nll = float(forced.nll_bits.mean()) if len(forced.nll_bits) else math.nan
+    return RecordedSteps(attention, minmax, captured, nll)
 
 
 def _prefill(model: Transformer, prompt: torch.Tensor, K_cache, V_cache, chunk: int) -> torch.Tensor:

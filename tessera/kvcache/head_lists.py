@@ -4,8 +4,9 @@ Files live under data/flexicache/ and data/duoattention-head-patterns/ (each wit
 model profiled by Tessera's runtime (tessera.runtime.profiling.head_stability) carries its own list as
 `head_stability.tsv` in its checkpoint folder, in the same TSV format as data/flexicache/: a header line
 `layer<TAB>kv_head`, then one unstable (layer, kv_head) pair per line. Lookup by model name tries the
-paper's lists, then models/<name>/head_stability.tsv, so the simulator and the runtime (which both ask
-by name) read the same file.
+paper's lists, then the runtime profiles shipped in data/ (SmolLM2: data/smollm2-head-stability/, under
+both its simulator name and its checkpoint folder name), then models/<name>/head_stability.tsv, so the
+simulator and the runtime (which both ask by name) read the same file.
 """
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ _UNSTABLE_FILES = {
     "Llama-3.1-8B": "unstable_heads_Llama-3.1-8B_gov_report_k64.tsv",
     "Llama-3.1-8B-Instruct": "unstable_heads_Llama-3.1-8B_gov_report_k64.tsv",
 }
+# Model name -> a data/ folder holding a runtime profile (head_stability.tsv; the folder's SOURCE.md says how).
+# Both names of a model: the simulator's (conf/model/*.yaml name) and the runtime's (checkpoint folder name).
+_PROFILED_DIRS = {
+    "SmolLM2-135M-Instruct": "smollm2-head-stability",
+    "smollm2-135m-instruct": "smollm2-head-stability",
+}
 # Catalog model name -> DuoAttention pattern folder (the instruct model of the same weights family).
 _DUO_FOLDERS = {
     "Llama-3.1-8B": "Meta-Llama-3.1-8B-Instruct",
@@ -35,22 +42,37 @@ _DUO_FOLDERS = {
 
 def shipped_unstable_heads(model_name: str) -> tuple[tuple[int, int], ...]:
     """The profiled unstable (layer, kv_head) list for `model_name`: the paper's (data/flexicache/), else
-    the one in the checkpoint folder models/<model_name>/head_stability.tsv (runtime profiling)."""
+    a runtime profile shipped in data/ (_PROFILED_DIRS), else the one in the checkpoint folder
+    models/<model_name>/head_stability.tsv (runtime profiling)."""
     if model_name in _UNSTABLE_FILES:
         return load_unstable_heads(data_path("flexicache", _UNSTABLE_FILES[model_name]))
+    profiled = _profiled_file(model_name)
+    if profiled is not None:
+        return load_unstable_heads(profiled)
     own = MODELS_DIR / model_name / HEAD_STABILITY_FILE
     if model_name and own.is_file():
         return load_unstable_heads(own)
     raise KeyError(f"no shipped FlexiCache unstable-head list for {model_name!r} (shipped: "
-                   f"{', '.join(_UNSTABLE_FILES)}, or models/<name>/{HEAD_STABILITY_FILE}); profile one with "
+                   f"{', '.join([*_UNSTABLE_FILES, *_PROFILED_DIRS])}, or models/<name>/{HEAD_STABILITY_FILE}); "
+                   "profile one with "
                    "python -m tessera.runtime.profiling.head_stability, pass unstable_heads=..., or use "
                    "unstable_source='synthetic'")
+
+
+def _profiled_file(model_name: str) -> Path | None:
+    """The data/ runtime profile of `model_name`, if one is mapped and present."""
+    if model_name not in _PROFILED_DIRS:
+        return None
+    path = data_dir() / _PROFILED_DIRS[model_name] / HEAD_STABILITY_FILE
+    return path if path.is_file() else None
 
 
 def unstable_list_source(model_name: str) -> str:
     """Where shipped_unstable_heads(model_name) reads from, for run metadata."""
     if model_name in _UNSTABLE_FILES:
         return f"shipped (paper profile, data/flexicache/{_UNSTABLE_FILES[model_name]})"
+    if _profiled_file(model_name) is not None:
+        return f"profiled (runtime profile, data/{_PROFILED_DIRS[model_name]}/{HEAD_STABILITY_FILE})"
     return f"profiled (models/{model_name}/{HEAD_STABILITY_FILE})"
 
 

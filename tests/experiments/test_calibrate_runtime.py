@@ -55,7 +55,8 @@ def test_calibration_runs_end_to_end_on_a_tiny_checkpoint(tmp_path):
     out = tmp_path / "out"
     args = argparse.Namespace(model=ckpt, out=out, repeats=1, threads=1, num_requests=3, rate=20.0,
                               prompt_tokens=(40, 120), output_tokens=(4, 8), max_num_seqs=4,
-                              max_num_batched_tokens=64, device_kv_gib=0.01, seed=0, quick=True)
+                              max_num_batched_tokens=64, device_kv_gib=0.01, seed=0, quick=True,
+                              kvpolicies=["full", "flexicache"], burst=True)
     table = run_calibration(args)
     assert len(table) == 3 * len(METRICS)
     for col in ("runtime_s", "sim_wall_s", "sim_adjusted_s", "sim_idle_core_s"):
@@ -70,6 +71,11 @@ def test_calibration_runs_end_to_end_on_a_tiny_checkpoint(tmp_path):
     for name in ("layer_profile.csv", "steps.csv", "requests.csv", "summary.json", "calibration.png",
                  "wall_clock_fit/calibration.json"):
         assert (out / name).exists(), name
+    policies = pd.read_csv(out / "policy_comparison.csv")  # the KV-policy stage: flexicache on both backends
+    assert set(policies["kvpolicy"]) == {"flexicache"} and len(policies) == 3 * len(METRICS)
+    assert np.isfinite(policies["sim_adjusted_s"]).all() and (policies["runtime_s"] > 0).all()
+    runs = pd.read_csv(out / "policy_requests.csv")
+    assert (runs.loc[runs["backend"] == "runtime", "arrival_s"] == 0).all()  # --burst
 
 
 def test_a_slowed_calibration_slows_the_whole_simulated_run(tiny):

@@ -1,6 +1,7 @@
 """Head-stability profiling from the runtime: the recorder's decode path equals the plain forward, its
 top-K sets are valid and ranked by real attention mass, a recorded trace replays through the simulator's
 TopKSource seam, the analysis finds a planted unstable class, and the CLI writes a list both backends read."""
+import json
 import math
 from pathlib import Path
 
@@ -168,3 +169,51 @@ def test_the_simulator_replays_a_recorded_trace(tiny, monkeypatch):
     assert result.kv["pcie_h2d_bytes"] > 0  # the recorded sets changed between reranks: pages came back
     with pytest.raises(ValueError, match="record a longer trace"):
         run_sim(spec, [Request(0, 0.0, 200, 80)])  # 80 decode steps, the trace holds 60
+
+
+def test_cli_profiles_a_bpe_checkpoint_in_its_own_tokens(tmp_path):
+    pytest.importorskip("matplotlib")
+    from tessera.runtime.profiling import heatmap
+    from tessera.runtime.train.corpus import DEFAULT_STDLIB
+    from tests.runtime.profiling.tiny_bpe import save_tiny_bpe_checkpoint
+    if not Path(DEFAULT_STDLIB).exists():
+        pytest.skip("no held-out stdlib text on this machine")
+    ckpt, out = tmp_path / "bpe-ckpt", tmp_path / "out"
+    save_tiny_bpe_checkpoint(ckpt)
+    main(["--model", str(ckpt), "--out", str(out), "--context", "256", "--steps", "48", "--k", "4",
+          "--samples", "2", "--also-k", "2", "--no-traces"])
+    summary = json.loads((out / "head_stability.json").read_text())
+    assert summary["tokens"]["tokenizer"] == "HFTokenizer" and summary["tokens"]["prefix"] == []
+    assert summary["nll_bits_per_token"] > 0 and not (out / "traces").exists()
+    assert len(summary["unstable_heads"]) == 1 and set(summary["other_k"]) == {"2"}
+    heatmap.main(["--dir", str(out)])
+    assert (out / "head_heatmap.png").stat().st_size > 0
+
+
+SMOLLM2_SHAPE = dict(num_layers=30, hidden_size=576, num_heads=9, num_kv_heads=3, head_dim=64,
+                     intermediate_size=1536, vocab_size=49152, num_params=1.35e8)
+
+
+def test_smollm2s_profiled_list_is_found_by_both_names_and_used_by_both_backends():
+    from tessera.runtime.engine import build_policy
+    from tessera.sim.kv_manager import KVSetup
+    from tessera.types import ModelSpec
+
+    shipped = load_unstable_heads(Path(head_lists.data_dir()) / "smollm2-head-stability" / "head_stability.tsv")
+    assert len(shipped) == 23 and all(0 <= l < 30 and 0 <= h < 3 for l, h in shipped)  # ceil(25% of 90)
+    for name in ("SmolLM2-135M-Instruct", "smollm2-135m-instruct"):  # simulator, runtime (folder) names
+        assert head_lists.shipped_unstable_heads(name) == shipped
+        assert "data/smollm2-head-stability" in head_lists.unstable_list_source(name)
+    sim_spec = ModelSpec(name="SmolLM2-135M-Instruct", hf_id="HuggingFaceTB/SmolLM2-135M-Instruct", **SMOLLM2_SHAPE)
+    runtime_spec = ModelSpec(name="smollm2-135m-instruct", hf_id="smollm2-135m-instruct", **SMOLLM2_SHAPE)
+    plans = [KVSetup.from_conf({"name": "flexicache", "topk_pages": 8}).policy_for(sim_spec).plan,
+             build_policy("flexicache", runtime_spec, {"topk_pages": 8}).plan]
+    for plan in plans:
+        assert [tuple(p) for p in np.argwhere(plan.mode == HeadMode.RESIDENT_TOPK)] == list(shipped)
+
+
+def test_a_missing_data_profile_falls_back_like_an_unprofiled_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("TESSERA_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(head_lists, "MODELS_DIR", tmp_path)
+    with pytest.raises(KeyError, match="synthetic"):
+        head_lists.shipped_unstable_heads("smollm2-135m-instruct")
