@@ -28,6 +28,8 @@ class ClusterConf:
     gpu: str | None = "H100-SXM-80GB"  # None only with calibration
     num_workers: int = 1
     tp: int = 1
+    pp: int = 1  # pipeline stages, each on tp GPUs of the same node (tessera/cost/pipeline.py)
+    pp_microbatches: int | None = None  # micro-batches per iteration with pp > 1 (None: pp)
     router: str = "round_robin"
     calibration: str | None = None  # a calibrate_runtime folder: measured spec + profiled costs, not a catalog GPU
     kv_gib: float | None = None  # KV reservation per GPU in GiB (None: vLLM's rule, memory left after weights)
@@ -44,6 +46,7 @@ class EngineConf:
     watermark: float = 0.01
     gpu_memory_utilization: float = 0.9
     activation_reserve_gib: float = 2.0
+    scheduler: str = "vllm_v1"  # vllm_v1 | vllm_v0 | sarathi | orca (tessera/scheduling/families.py)
 
 
 @dataclass
@@ -65,6 +68,10 @@ class OutputConf:
     print_table: bool = True
     figures: bool = True
     progress: bool = True
+    # simulator per-iteration records (experiments/batch_records.py): auto | true | false; auto writes them for
+    # small runs only (batches.parquet up to 20,000 requests, the Perfetto trace.json up to 2,000)
+    batch_log: str = "auto"
+    chrome_trace: str = "auto"
 
 
 @dataclass
@@ -82,6 +89,7 @@ class RunConf:
     placement: dict[str, Any] = field(default_factory=dict)  # conf/placement/ (MoA experiments)
     aggregation: dict[str, Any] = field(default_factory=dict)  # conf/aggregation/ (MoA experiments)
     params: dict[str, Any] = field(default_factory=dict)  # experiment-specific settings (see conf/experiment/)
+    engine_profile: dict[str, Any] = field(default_factory=lambda: {"name": "tessera_default"})  # conf/engine_profile/
     output: OutputConf = field(default_factory=OutputConf)
     notes: Optional[str] = None
 

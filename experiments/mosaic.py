@@ -46,12 +46,22 @@ class MosaicParams:
     profiled_batch_size: int = 128  # B*: the steady batch the placer's profiled costs amortise decode over
     quick: bool = False  # apply quick_overrides (a small slice for tests and a first look)
     quick_overrides: dict | None = None
+    runtime: dict | None = None  # backend=runtime only (experiments/mosaic_runtime/settings.py reads it)
+
+
+def params_with_quick(cfg: DictConfig) -> dict:
+    """cfg.params as a dict, quick_overrides applied when params.quick (its `runtime` entries key by key)."""
+    raw = OmegaConf.to_container(cfg.params, resolve=True) if cfg.params else {}
+    if raw.get("quick"):
+        quick = dict(raw.get("quick_overrides") or {})
+        runtime_quick = quick.pop("runtime", None) or {}
+        raw.update(quick)
+        raw["runtime"] = {**(raw.get("runtime") or {}), **runtime_quick}
+    return raw
 
 
 def _params(cfg: DictConfig) -> MosaicParams:
-    raw = OmegaConf.to_container(cfg.params, resolve=True) if cfg.params else {}
-    if raw.get("quick"):
-        raw.update(raw.get("quick_overrides") or {})
+    raw = params_with_quick(cfg)
     known = {f.name for f in fields(MosaicParams)}
     unknown = set(raw) - known
     if unknown:
@@ -241,7 +251,10 @@ def _kv_columns(result) -> dict:
 
 
 def describe(cfg: DictConfig) -> dict:
-    """What a run of this config simulates (summary.json metadata.ran)."""
+    """What a run of this config simulates or executes (summary.json metadata.ran)."""
+    if cfg.backend.kind == "runtime":
+        from tessera.experiments.mosaic_runtime.run import describe as describe_runtime
+        return describe_runtime(cfg)
     params = _params(cfg)
     kv = OmegaConf.to_container(cfg.kvpolicy, resolve=True) if cfg.get("kvpolicy") else {"name": "full"}
     return {"params": asdict(params), "gpu": cfg.cluster.gpu, "num_workers": cfg.cluster.num_workers,
@@ -252,6 +265,9 @@ def describe(cfg: DictConfig) -> dict:
 
 
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
+    if cfg.backend.kind == "runtime":  # MOSAIC on Ray workers with real models, checked against the simulator
+        from tessera.experiments.mosaic_runtime.run import run as run_runtime
+        return run_runtime(cfg, run_dir, metadata)
     params = _params(cfg)
     try:
         mosaic_cfg = MosaicConfig(**OmegaConf.to_container(cfg.placement, resolve=True)) if cfg.placement else MosaicConfig()

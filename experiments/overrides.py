@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tessera.experiments.config import (BackendConf, ClusterConf, ConfigError, CostConf, EngineConf, ModelConf,
                                         OutputConf, RunConf)
+from tessera.experiments.engine_checks import check_engine_family, check_engine_profile
 from tessera.paths import REPO_ROOT
 
 RUNTIME_ONLY = "backend.runtime configures backend=runtime only"
@@ -22,6 +23,9 @@ RUNTIME_ONLY = "backend.runtime configures backend=runtime only"
 SIM_FIXED_WORKLOAD = "this experiment builds its own requests from params.* (see conf/experiment/{exp}.yaml)"
 FAST_FORWARD = ("the FlexiCache experiments always simulate with fast-forward on, which is exact (KV-policy runs step "
                 "every iteration anyway)")
+MOSAIC_POOL = "backend.runtime.workers, threads_per_worker and ray_address configure experiment=mosaic's Ray workers"
+POOL_KEYS = {f"backend.runtime.{k}": MOSAIC_POOL for k in ("workers", "threads_per_worker", "ray_address")}
+SIM_MOSAIC_PARAM = "a setting of the simulated MoA workload; backend=runtime runs params.runtime.*"
 IGNORED: dict[tuple[str, str | None], dict[str, str]] = {
     ("serve_trace", "sim"): {"backend.runtime": RUNTIME_ONLY},
     ("serve_trace", "runtime"): {
@@ -32,6 +36,8 @@ IGNORED: dict[tuple[str, str | None], dict[str, str]] = {
         "engine.block_size": "the runtime's kernels use 16-token pages",
         "backend.cost": "the runtime measures; it has no cost model",
         "backend.fast_forward": "a simulator setting",
+        "engine.scheduler": "the runtime runs the vLLM v1 FCFS scheduler (tessera/scheduling/fcfs.py)",
+        **POOL_KEYS,
     },
     ("flexicache_memory", None): {
         "model": "the models are params.models", "kvpolicy": "the policies and K are params.policies and "
@@ -54,22 +60,47 @@ IGNORED: dict[tuple[str, str | None], dict[str, str]] = {
         "kvpolicy": "K and R are params.topk_pages and params.rerank_interval",
         "engine": "the rerank cost is per decode step, independent of the scheduler",
         "cluster.num_workers": "one GPU", "cluster.tp": "one GPU", "cluster.router": "one GPU",
+        "cluster.pp": "one GPU", "cluster.pp_microbatches": "one GPU",
         "backend.runtime": RUNTIME_ONLY, "backend.fast_forward": "no simulation runs",
         "seed": "the per-step rerank cost is deterministic"},
     ("mosaic", None): {
         "model": "the MoA expert pool comes from params.datasets (tessera/workload/moa_defaults.py)",
         "workload": "the MoA queries are params.datasets x params.query_fraction",
+        "cluster.tp": "the placement decides each replica's TP", "cluster.router": "the placement assigns prompts",
+        "cluster.pp": "the placement runs every replica on one stage",
+        "cluster.pp_microbatches": "the placement runs every replica on one stage",
+        "engine.scheduler": "the MoA stages run the vLLM v1 FCFS scheduler"},
+    ("mosaic", "sim"): {
         "backend.cost": "the placer and simulator use params.cost_model", "backend.runtime": RUNTIME_ONLY,
         "backend.fast_forward": "the MoA stages are simulated event by event",
-        "cluster.tp": "the placement decides each replica's TP", "cluster.router": "the placement assigns prompts"},
+        "params.runtime": "params.runtime configures backend=runtime only"},
+    ("mosaic", "runtime"): {
+        "backend.cost": "the placer and the simulator's prediction use costs profiled on the workers",
+        "backend.fast_forward": "a simulator setting",
+        "cluster": "the workers are backend.runtime.workers (GPUs of the Ray cluster, else CPU thread groups)",
+        **{f"backend.runtime.{k}": "experiment=mosaic's workers do not read it (docs/mosaic_runtime.md)"
+           for k in ("realtime", "device_kv_gib", "num_device_blocks", "host_kv_gib", "max_prompt_tokens",
+                     "max_output_tokens", "num_threads")},
+        **{f"params.{k}": SIM_MOSAIC_PARAM for k in ("datasets", "query_fraction", "cost_model",
+                                                       "calibration_rounds", "profiled_batch_size")},
+        "kvpolicy": "the MoA workers' engines run full KV (a KV policy on the Ray workers is not built)",
+        **{f"engine.{k}": "the workers' engines read engine.max_num_seqs and max_num_batched_tokens only; their "
+           "memory is params.runtime.worker_memory_gib" for k in ("block_size", "chunked_prefill", "watermark",
+                                                                 "gpu_memory_utilization", "activation_reserve_gib")}},
+    ("capacity_search", None): {
+        "workload.arrival": "the search sets the Poisson arrival rate (params.rate_lo, params.rate_hi)",
+        "workload.num_requests": "each probe runs params.num_requests requests", "backend.runtime": RUNTIME_ONLY},
     ("runtime_accuracy", None): {
         "cluster": "the runtime runs on backend.runtime.device", "workload": "the items are params.tasks x "
         "params.context_lens", "kvpolicy": "the policies and budgets are params.policies and params.budgets",
         "engine": "the engine limits are params.max_num_seqs and params.max_num_batched_tokens",
-        "backend.cost": "the runtime measures; it has no cost model", "backend.fast_forward": "a simulator setting"},
+        "backend.cost": "the runtime measures; it has no cost model", "backend.fast_forward": "a simulator setting",
+        **POOL_KEYS},
 }
+BATCH_RECORDS = "only experiment=serve_trace on the simulator writes per-iteration records (batches.parquet, trace.json)"
+BATCH_RECORDS_RUNS = {("serve_trace", "sim")}
 SIM_ONLY = {"flexicache_memory", "flexicache_throughput", "flexicache_online", "flexicache_sensitivity",
-            "flexicache_rerank_cost", "mosaic"}
+            "flexicache_rerank_cost", "capacity_search"}
 SCHEMA = {"engine": EngineConf, "cluster": ClusterConf, "model": ModelConf, "output": OutputConf,
           "backend": BackendConf, "backend.cost": CostConf}
 OPEN_NODES = {"backend.runtime", "backend.cost.params"}  # checked by their consumers
@@ -83,11 +114,14 @@ def experiment_module_name(cfg: DictConfig) -> str:
 def check_run(cfg: DictConfig, overrides: list[str]) -> None:
     check_schema(cfg)
     check_params(cfg)
+    check_engine_family(cfg, overrides)
+    check_engine_profile(cfg, overrides, experiment_module_name(cfg))
     exp = experiment_module_name(cfg)
     if exp in SIM_ONLY and cfg.backend.kind != "sim":
-        raise ConfigError(f"experiment={cfg.experiment} runs in the simulator only; drop backend={cfg.backend.kind}"
-                          + (" (MOSAIC on the real runtime is not built yet)" if exp == "mosaic" else ""))
+        raise ConfigError(f"experiment={cfg.experiment} runs in the simulator only; drop backend={cfg.backend.kind}")
     ignored = {**IGNORED.get((exp, None), {}), **IGNORED.get((exp, cfg.backend.kind), {})}
+    if (exp, cfg.backend.kind) not in BATCH_RECORDS_RUNS:
+        ignored |= {f"output.{key}": BATCH_RECORDS for key in ("batch_log", "chrome_trace")}
     for override in overrides:
         key = override.lstrip("+~").split("=", 1)[0]
         if key.startswith("hydra.") or key in ("hydra", "experiment"):

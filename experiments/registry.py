@@ -19,6 +19,7 @@ EXPERIMENT_MODULES = {
     "flexicache_rerank_cost": "tessera.experiments.flexicache.rerank_cost",
     "flexicache_sensitivity": "tessera.experiments.flexicache.sensitivity",
     "runtime_accuracy": "tessera.experiments.runtime_eval.accuracy",
+    "capacity_search": "tessera.experiments.capacity_search",
 }
 
 

@@ -1,20 +1,17 @@
 """Console tables and figures of a run: the latency summary table and latency CDFs.
 
-Figures are matplotlib PNGs written into the run dir.
+Figures are matplotlib PNGs written into the run dir (matplotlib's Figure API, imported when a figure is drawn:
+no pyplot state, and runs with output.figures=false never load matplotlib).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from tessera.results import add_latency_columns  # noqa: E402
-from tessera.results.summary import summary_table  # noqa: E402
+from tessera.results import add_latency_columns
+from tessera.results.summary import summary_table
 
 
 def format_summary(summary: dict, title: str) -> str:
@@ -31,9 +28,12 @@ def format_summary(summary: dict, title: str) -> str:
 
 
 def latency_cdf_figure(frame: pd.DataFrame, path: Path, title: str) -> Path:
+    from matplotlib.figure import Figure
+
     lat = add_latency_columns(frame)
     lat = lat[lat["status"] == "finished"]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 3)
     for ax, (col, label) in zip(axes, (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E latency"))):
         values = np.sort(lat[col].dropna().to_numpy(float) * 1e3)
         if values.size:
@@ -43,7 +43,6 @@ def latency_cdf_figure(frame: pd.DataFrame, path: Path, title: str) -> Path:
         ax.set_ylabel("fraction of requests")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.88, wspace=0.25)  # fixed: tight_layout costs ~0.4 s
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

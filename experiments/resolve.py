@@ -14,8 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 from tessera import hardware, models
 from tessera.cost import KINDS as COST_KINDS
 from tessera.cost.calibration import CALIBRATION_FILE, Calibration
+from tessera.cost.engine_profile import EngineProfile
 from tessera.memory import MemoryConfig
-from tessera.scheduling import SchedulerConfig
+from tessera.scheduling import SchedulerConfig, effective_config
 from tessera.types import GPUSpec, ModelSpec, WorkerSpec
 from tessera.experiments.config import ConfigError
 from tessera.paths import repo_path
@@ -38,6 +39,7 @@ class RunSpec:
     workload: dict[str, Any]
     kv: KVSetup | None = None  # None: full KV on the fast token-block path
     model_path: Path | None = None  # the checkpoint folder when model.path is set (what backend=runtime loads)
+    engine_profile: EngineProfile | None = None  # None: the cost model alone (tessera_default)
 
 
 def resolve_kv(conf, model: ModelSpec) -> KVSetup | None:
@@ -128,6 +130,11 @@ def resolve(cfg: DictConfig) -> RunSpec:
     _check("cluster.router", cfg.cluster.router in ROUTERS, cfg.cluster.router, f"one of {sorted(ROUTERS)}")
     _check("cluster.num_workers", cfg.cluster.num_workers >= 1, cfg.cluster.num_workers, "an integer >= 1")
     _check("cluster.tp", cfg.cluster.tp in (1, 2, 4, 8), cfg.cluster.tp, "one of [1, 2, 4, 8] (GPUs in a node)")
+    pp, micro = cfg.cluster.get("pp", 1), cfg.cluster.get("pp_microbatches")
+    _check("cluster.pp", pp >= 1 and cfg.cluster.tp * pp <= 8, pp,
+           f"an integer >= 1 with tp x pp <= 8: the stages share one node's GPU-GPU link (tp={cfg.cluster.tp})")
+    _check("cluster.pp", pp == 1 or cfg.backend.kind == "sim", pp, "1 with backend=runtime (it has no pipeline)")
+    _check("cluster.pp_microbatches", micro is None or micro >= 1, micro, "an integer >= 1, or null for pp")
     model = resolve_model(cfg.model)
     gpu, cost_kind, cost_params = resolve_machine(cfg)
     kv_gib = cfg.cluster.get("kv_gib")
@@ -137,18 +144,35 @@ def resolve(cfg: DictConfig) -> RunSpec:
     try:
         scheduler = SchedulerConfig(block_size=e.block_size, max_num_seqs=e.max_num_seqs,
                                     max_num_batched_tokens=e.max_num_batched_tokens,
-                                    chunked_prefill=e.chunked_prefill, watermark=e.watermark)
+                                    chunked_prefill=e.chunked_prefill, watermark=e.watermark,
+                                    family=e.get("scheduler", "vllm_v1"))
         memory = MemoryConfig(gpu_memory_utilization=e.gpu_memory_utilization,
                               activation_reserve_gib=e.activation_reserve_gib)
     except ValueError as err:
-        raise ConfigError(str(err).replace("scheduler.", "engine.").replace("memory.", "engine.")) from None
+        raise ConfigError(str(err).replace("scheduler.family", "engine.scheduler").replace("scheduler.", "engine.")
+                          .replace("memory.", "engine.")) from None
+    scheduler = effective_config(scheduler)  # v0 and Orca never chunk, Sarathi always does
     if not cfg.workload:
         raise ConfigError("workload is empty: pick one with workload=<name> (see conf/workload/)")
-    workers = tuple(WorkerSpec(worker_id=i, gpu=gpu, model=model, tp=cfg.cluster.tp,
+    workers = tuple(WorkerSpec(worker_id=i, gpu=gpu, model=model, tp=cfg.cluster.tp, pp=pp, pp_microbatches=micro,
                                kv_bytes_per_gpu=None if kv_gib is None else kv_gib * 2**30)
                     for i in range(cfg.cluster.num_workers))
     return RunSpec(model=model, gpu=gpu, workers=workers, scheduler=scheduler, memory=memory,
                    router=cfg.cluster.router, cost_kind=cost_kind, cost_params=cost_params,
                    workload=OmegaConf.to_container(cfg.workload, resolve=True),
                    kv=resolve_kv(cfg.get("kvpolicy"), model),
-                   model_path=repo_path(cfg.model.path) if cfg.model.get("path") else None)
+                   model_path=repo_path(cfg.model.path) if cfg.model.get("path") else None,
+                   engine_profile=resolve_engine_profile(cfg.get("engine_profile"), gpu))
+
+
+def resolve_engine_profile(conf, gpu: GPUSpec) -> EngineProfile | None:
+    """cfg.engine_profile -> EngineProfile (None for the neutral tessera_default), checked against the GPU."""
+    conf = OmegaConf.to_container(conf, resolve=True) if isinstance(conf, DictConfig) else dict(conf or {})
+    if not conf:
+        return None
+    try:
+        profile = EngineProfile.from_dict(conf)
+        profile.prefill_flops_fraction(gpu.name)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+    return None if profile.is_neutral else profile

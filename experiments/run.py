@@ -121,6 +121,8 @@ def precheck_overrides(argv: list[str]) -> str | None:
     from omegaconf.errors import OmegaConfBaseException
 
     overrides = [a for a in argv if not a.startswith("-")]
+    if all(a.lstrip("+~").startswith("hydra.") for a in overrides):
+        return None  # the shipped defaults (Hydra reports its own keys): composing twice costs ~0.2 s of start-up
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(REPO_ROOT / "conf"), job_name="precheck"):
             compose(config_name="config", overrides=overrides)
@@ -191,7 +193,19 @@ def main() -> None:
     if error:
         print(f"tessera: config error: {error}", file=sys.stderr)
         sys.exit(2)
+    skip_mode_compose(argv)
     hydra_main()
+
+
+def skip_mode_compose(argv: list[str]) -> None:
+    """Hydra composes the whole config once just to read hydra.mode (Hydra.get_mode) before composing it again to
+    run; conf/ never sets hydra.mode, so unless the command line does, the answer is None (Hydra then picks RUN, or
+    MULTIRUN for -m): skip that compose (~0.15 s of every run's start-up)."""
+    if any(a.lstrip("+~").startswith("hydra.mode") for a in argv):
+        return
+    from hydra._internal.hydra import Hydra
+
+    Hydra.get_mode = lambda self, config_name, overrides: None
 
 
 if __name__ == "__main__":

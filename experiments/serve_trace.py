@@ -1,6 +1,7 @@
 """Experiment `serve_trace`: replay a workload on a cluster; report latency percentiles and throughput.
 
-Writes requests.parquet, kv_usage.parquet, workers.csv, summary.json and latency_cdf.png into the run dir.
+Writes requests.parquet, kv_usage.parquet, workers.csv, summary.json and latency_cdf.png into the run dir, and on
+the simulator batches.parquet and trace.json (output.batch_log, output.chrome_trace: experiments/batch_records.py).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from tessera.experiments import batch_records
 from tessera.experiments.backends.sim import run_sim
 from tessera.experiments.config import ConfigError
 from tessera.experiments.report import format_summary, latency_cdf_figure
@@ -17,6 +19,21 @@ from tessera.experiments.resolve import resolve
 from tessera.results import rejection_summary, save_run, summarize
 from tessera.workload import TraceError, build_workload
 from tessera.workload import describe as describe_requests
+from tessera.workload.context_limit import DEFAULT_POLICY, apply_context_limit, check_policy
+
+
+def workload_requests(spec) -> tuple[list, object]:
+    """The workload's requests after the model's context limit (workload.context_limit), and its report."""
+    workload = dict(spec.workload)
+    policy = workload.pop("context_limit", DEFAULT_POLICY)
+    try:
+        check_policy(policy)
+        requests = build_workload(workload)
+        return apply_context_limit(requests, spec.model.max_position, policy)
+    except TraceError:
+        raise
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise ConfigError(str(err) if str(err).startswith("workload.") else f"workload: {err}") from None
 
 
 def describe(cfg: DictConfig) -> dict:
@@ -24,36 +41,43 @@ def describe(cfg: DictConfig) -> dict:
     cluster and cost model, on the runtime the checkpoint and engine settings (the measured device and
     dtype are added to summary.runtime when it ran)."""
     spec = resolve(cfg)
+    try:
+        check_policy(spec.workload.get("context_limit", DEFAULT_POLICY))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     kv = {"name": "full"} if spec.kv is None else {"name": spec.kv.name, **spec.kv.params, **asdict(spec.kv.sim)}
     common = {"backend": cfg.backend.kind, "model": spec.model.name,
               "model_folder": str(spec.model_path) if spec.model_path else None, "workload": spec.workload,
-              "engine": asdict(spec.scheduler), "kvpolicy": kv, "seed": cfg.seed}
+              "engine": asdict(spec.scheduler), "kvpolicy": kv, "seed": cfg.seed,
+              "engine_profile": asdict(spec.engine_profile) if spec.engine_profile else {"name": "tessera_default"}}
     if cfg.backend.kind == "runtime":
         from tessera.experiments.backends.runtime import runtime_settings
         return common | {"runtime": runtime_settings(cfg.backend.get("runtime"))}
     return common | {"gpu": spec.gpu.name, "num_workers": len(spec.workers), "tp": spec.workers[0].tp,
-                     "router": spec.router, "memory": asdict(spec.memory), "kv_gib": cfg.cluster.kv_gib,
+                     "pp": spec.workers[0].pp, "router": spec.router, "memory": asdict(spec.memory), "kv_gib": cfg.cluster.kv_gib,
                      "cost_model": spec.cost_kind, "cost_params": spec.cost_params,
                      "fast_forward": cfg.backend.fast_forward}
 
 
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     spec = resolve(cfg)
-    try:
-        requests = build_workload(spec.workload)
-    except TraceError:
-        raise
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        raise ConfigError(f"workload: {err}") from None
+    requests, context = workload_requests(spec)
+    print(f"tessera: {context.line(spec.model.name)}")
     if cfg.backend.kind == "runtime":
         from tessera.experiments.backends.runtime import run_runtime
 
         result = run_runtime(spec, requests, cfg.backend.get("runtime"), cfg.get("kvpolicy"), seed=cfg.seed,
                              progress=cfg.output.progress)
     else:
-        result = run_sim(spec, requests, fast_forward=cfg.backend.fast_forward, progress=cfg.output.progress)
+        records = batch_records.wanted(cfg, len(requests))
+        result = run_sim(spec, requests, fast_forward=cfg.backend.fast_forward, progress=cfg.output.progress,
+                         batch_log=any(records.values()))
+        names = {int(w["worker"]): f"worker {w['worker']}: {w['model']} on {w['tp']} x {w['gpu']}"
+                 for w in result.workers.to_dict(orient="records")}
+        batch_records.write(run_dir, result, records, names)
     summary = summarize(result.requests, result.kv_usage)
     summary["workload"] = describe_requests(requests)
+    summary["context_limit"] = asdict(context)
     summary["workers"] = result.workers.to_dict(orient="records")
     summary["kvpolicy"] = spec.kv.name if spec.kv is not None else "full"
     if cfg.backend.kind == "runtime":
@@ -69,7 +93,7 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     if note is not None:
         print(f"tessera: {note}", file=sys.stderr)
     title = (f"{cfg.experiment} ({summary['kvpolicy']} KV): {spec.model.name} on {cfg.cluster.num_workers} x "
-             f"{cfg.cluster.tp} x {spec.gpu.name}, workload {spec.workload.get('name', spec.workload.get('kind'))}, "
+             f"{cfg.cluster.tp}{f' x PP {cfg.cluster.pp}' if cfg.cluster.pp > 1 else ''} x {spec.gpu.name}, workload {spec.workload.get('name', spec.workload.get('kind'))}, "
              f"{cfg.backend.kind}/{spec.cost_kind} costs")
     if cfg.backend.kind == "runtime":
         title = (f"{cfg.experiment} ({summary['kvpolicy']} KV): {result.model_name} on the runtime "

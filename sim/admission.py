@@ -54,4 +54,5 @@ def prefill_limit_rejection(num_tokens: int, config: SchedulerConfig | None, pre
             "prefill" if preempted else f"has a {num_tokens:,}-token prompt")
     return (f"rejected: {what} but engine.max_num_batched_tokens={config.max_num_batched_tokens:,} with "
             f"engine.chunked_prefill=false; fix: raise engine.max_num_batched_tokens to >= {num_tokens:,} or set "
-            "engine.chunked_prefill=true")
+            + ("engine.chunked_prefill=true" if config.family == "vllm_v1" else
+               f"engine.scheduler=sarathi or vllm_v1 ({config.family} never chunks prefills)"))

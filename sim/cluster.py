@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import simpy
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # not tqdm.auto: it imports asyncio and ssl (~80 ms of start-up)
 
+from tessera.cost.pipeline import stage_model
 from tessera.interface import CostModel
 from tessera.memory import MemoryConfig, kv_budget_bytes_per_gpu, kv_bytes_per_token_per_gpu
-from tessera.scheduling import FCFSScheduler, SchedulerConfig
+from tessera.scheduling import SchedulerConfig, make_scheduler
 from tessera.types import LinkSpec, Request, WorkerSpec
 from tessera.sim.admission import check_requests
 from tessera.sim.gpu import GPU
@@ -66,7 +67,7 @@ class Cluster:
             shared = any(residents[g.gpu_id] > 1 for g in gpus)
             lanes = [g.compute for g in sorted(gpus, key=lambda g: g.gpu_id)] if shared else None
             manager = self._kv_manager(spec, gpus, kv) if kv is not None else None
-            self.workers.append(Worker(self.env, spec, cost_for(spec), FCFSScheduler(scheduler_config),
+            self.workers.append(Worker(self.env, spec, cost_for(spec), make_scheduler(scheduler_config),
                                        self._kv_blocks(spec), self.block_size, scheduler_config.watermark,
                                        self._on_finish, fast_forward and not shared, compute_lanes=lanes,
                                        kv=manager))
@@ -87,16 +88,17 @@ class Cluster:
     def _place(self, spec: WorkerSpec) -> list[GPU]:
         if spec.gpu_ids is None:
             first = max(self.gpus, default=-1) + 1
-            ids = tuple(range(first, first + spec.tp))
+            ids = tuple(range(first, first + spec.tp * spec.pp))
         else:
             ids = spec.gpu_ids
-            if len(ids) != spec.tp or len(set(ids)) != len(ids):
-                raise ValueError(f"worker {spec.worker_id}: gpu_ids {ids} must name tp={spec.tp} distinct GPUs")
+            if len(ids) != spec.tp * spec.pp or len(set(ids)) != len(ids):
+                raise ValueError(f"worker {spec.worker_id}: gpu_ids {ids} must name tp x pp={spec.tp * spec.pp} "
+                                 "distinct GPUs")
         gpus = [self._gpu(i, spec.gpu) for i in ids]
         tag = f"{spec.model.name} (worker {spec.worker_id})"
         kv_bytes = self._kv_bytes_per_gpu(spec)
-        for gpu in gpus:
-            gpu.reserve(f"{tag} weights", spec.model.weight_bytes / spec.tp)
+        for gpu in gpus:  # with pp stages, every GPU holds (at most) the largest stage's share
+            gpu.reserve(f"{tag} weights", stage_model(spec.model, spec.pp).weight_bytes / spec.tp)
             gpu.reserve(f"{tag} activations", self.memory.activation_reserve_gib * 2**30)
             gpu.reserve(f"{tag} KV cache", max(kv_bytes, 0.0))
         return gpus
@@ -104,6 +106,9 @@ class Cluster:
     def _kv_manager(self, spec: WorkerSpec, gpus: list[GPU], kv: KVSetup) -> KVManager:
         """A worker's KV manager: its policy, the model's head behaviour and its first GPU's host link."""
         kv_heads = spec.model.num_kv_heads
+        if spec.pp > 1:
+            raise ValueError(f"worker {spec.worker_id}: KV policies are simulated without pipeline stages; use "
+                             "kvpolicy=full with cluster.pp > 1, or cluster.pp=1")
         if spec.tp > 1 and kv_heads % spec.tp and spec.tp % kv_heads:
             raise ValueError(f"worker {spec.worker_id}: KV policies need tp dividing {spec.model.name}'s "
                              f"{kv_heads} KV heads or a multiple of them (replicated heads), got tp={spec.tp}")
@@ -115,7 +120,7 @@ class Cluster:
         """The worker's KV budget on each of its GPUs: its spec's, else what the memory config leaves."""
         if spec.kv_bytes_per_gpu is not None:
             return spec.kv_bytes_per_gpu
-        return kv_budget_bytes_per_gpu(spec.model, spec.gpu, spec.tp, self.memory)
+        return kv_budget_bytes_per_gpu(stage_model(spec.model, spec.pp), spec.gpu, spec.tp, self.memory)
 
     def _kv_blocks(self, spec: WorkerSpec) -> int:
         kv_bytes = self._kv_bytes_per_gpu(spec)
@@ -123,7 +128,7 @@ class Cluster:
             raise MemoryError(f"worker {spec.worker_id}: its KV budget is {kv_bytes} bytes per GPU; "
                               "engine.gpu_memory_utilization, engine.activation_reserve_gib and cluster.kv_gib "
                               "must be finite numbers")
-        block_bytes = self.block_size * kv_bytes_per_token_per_gpu(spec.model, spec.tp)
+        block_bytes = self.block_size * kv_bytes_per_token_per_gpu(stage_model(spec.model, spec.pp), spec.tp)
         blocks = int(max(kv_bytes, 0.0) // block_bytes)
         if blocks < 1 and spec.kv_bytes_per_gpu is not None:  # the spec's own KV reservation is too small
             raise MemoryError(

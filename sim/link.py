@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import simpy
 
+from tessera.sim.batch_log import TransferLog
 from tessera.types import LinkSpec
 
 DIRECTIONS = ("h2d", "d2h")
@@ -19,6 +20,7 @@ class Link:
         self._lanes = {d: simpy.Resource(env, capacity=1) for d in DIRECTIONS}
         self.bytes_moved = {d: 0.0 for d in DIRECTIONS}
         self.busy_s = {d: 0.0 for d in DIRECTIONS}
+        self.log: TransferLog | None = None  # one entry per copy (output.batch_log); set by enable_batch_log
 
     def transfer_time(self, num_bytes: float) -> float:
         return self.spec.latency_s + num_bytes / self.spec.bandwidth_Bps
@@ -35,4 +37,6 @@ class Link:
             yield self.env.timeout(duration)
             self.bytes_moved[direction] += num_bytes
             self.busy_s[direction] += duration
+            if self.log is not None:
+                self.log.add(self.env.now - duration, duration, direction, num_bytes)
         return self.env.now

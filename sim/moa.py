@@ -16,7 +16,7 @@ from tessera.memory import MemoryConfig, kv_bytes_per_token_per_gpu
 from tessera.placement.plan import PlacementPlan
 from tessera.placement.problem import MoAPlacementProblem
 from tessera.scheduling import SchedulerConfig
-from tessera.types import GPUSpec, LinkSpec, Request, WorkerSpec
+from tessera.types import GPUSpec, LinkSpec, ModelSpec, Request, WorkerSpec
 from tessera.workload.moa import expert_info
 from tessera.sim.cluster import Cluster
 from tessera.sim.kv_manager import KVSetup
@@ -80,6 +80,12 @@ class MoASimContext:
     teardown_s: float = 0.0
     kv: KVSetup | None = None  # the KV policy every replica runs (None: full KV on the fast path)
     host_link: LinkSpec | None = None  # each GPU's host link (PCIe), for KV offload traffic
+    models: dict[str, ModelSpec] | None = None  # per expert name its model (None: the MoA catalog pool's)
+    kv_bytes: dict[str, float] | None = None  # per expert its replica's fixed KV pool (None: reservation + spare)
+    serial_loads: bool = False  # True: a phase serves only once all its replicas loaded (one device does both)
+
+    def model_of(self, expert: str) -> ModelSpec:
+        return self.models[expert] if self.models is not None else expert_info(expert).model
 
     def cluster(self, specs: list[WorkerSpec], router: str) -> Cluster:
         return Cluster(specs, self.cost_for, self.scheduler, self.memory, make_router(router),
@@ -111,11 +117,14 @@ def _run_phase(ctx: MoASimContext, gpu: int, experts: list[str], kv_bytes: dict[
                requests: list[Request], start_s: float, stage: str, out: StageRun) -> float:
     """Simulate one residency phase of one GPU; returns the phase's end time (absolute)."""
     specs, ready, t = [], {}, 0.0
-    for i, expert in enumerate(experts):
+    for expert in experts:
         t += ctx.load_s[expert]
         ready[expert] = t
-        specs.append(WorkerSpec(worker_id=i, gpu=ctx.gpu, model=expert_info(expert).model, gpu_ids=(0,),
-                                kv_bytes_per_gpu=kv_bytes[expert], ready_s=t))
+    if ctx.serial_loads:
+        ready = dict.fromkeys(experts, t)
+    for i, expert in enumerate(experts):
+        specs.append(WorkerSpec(worker_id=i, gpu=ctx.gpu, model=ctx.model_of(expert), gpu_ids=(0,),
+                                kv_bytes_per_gpu=kv_bytes[expert], ready_s=ready[expert]))
     cluster = ctx.cluster(specs, "round_robin")
     worker_of = {e: i for i, e in enumerate(experts)}
     assignment = {r.request_id: worker_of[r.model] for r in requests}
@@ -139,7 +148,7 @@ def run_expert_stage(ctx: MoASimContext, problem: MoAPlacementProblem, plan: Pla
     by_id = {r.request_id: r for r in requests}
     if plan.tensor_parallel:
         return _run_tensor_parallel(ctx, problem, by_id, stage, start_s, out)
-    reserve = kv_reservations(problem, ctx.memory)
+    reserve = kv_reservations(problem, ctx.memory) if ctx.kv_bytes is None else None
     placed: dict[tuple[int, int], list[Request]] = {}
     for p, w in enumerate(plan.assignment):
         placed.setdefault((w, problem.prompt_expert[p]), []).append(by_id[problem.prompt_ids[p]])
@@ -148,8 +157,30 @@ def run_expert_stage(ctx: MoASimContext, problem: MoAPlacementProblem, plan: Pla
         for phase in plan.phases.get(w, []):
             experts = [problem.experts[e] for e in phase]
             phase_requests = [r for e in phase for r in placed.get((w, e), [])]
-            t = _run_phase(ctx, w, experts, _kv_shares(ctx, experts, reserve), phase_requests, t, stage, out)
+            kv = _kv_shares(ctx, experts, reserve) if reserve is not None else ctx.kv_bytes
+            t = _run_phase(ctx, w, experts, kv, phase_requests, t, stage, out)
         out.gpu_end_s[w] = t
+    return out
+
+
+def run_data_parallel(ctx: MoASimContext, problem: MoAPlacementProblem, requests: list[Request],
+                      stage: str = "expert", start_s: float = 0.0) -> StageRun:
+    """`sequential` where there is no tensor parallelism (CPU workers): one expert at a time on every worker,
+    its prompts split round-robin over them, the next expert once all finished (a barrier per expert)."""
+    out = StageRun()
+    by_id = {r.request_id: r for r in requests}
+    groups: dict[int, list[Request]] = {}
+    for p, e in enumerate(problem.prompt_expert):
+        groups.setdefault(e, []).append(by_id[problem.prompt_ids[p]])
+    t = start_s
+    for e in sorted(groups):
+        expert = problem.experts[e]
+        kv = ctx.kv_bytes if ctx.kv_bytes is not None else _kv_shares(
+            ctx, [expert], kv_reservations(problem, ctx.memory))
+        ends = [_run_phase(ctx, w, [expert], kv, groups[e][w::ctx.num_gpus], t, stage, out)
+                for w in range(min(ctx.num_gpus, len(groups[e])))]
+        t = max(ends) + ctx.teardown_s
+    out.gpu_end_s = {g: t for g in range(ctx.num_gpus)}
     return out
 
 
@@ -188,7 +219,7 @@ def run_aggregator_stage(ctx: MoASimContext, aggregator: str, requests: list[Req
     out = StageRun()
     if not requests:
         return out
-    model = expert_info(aggregator).model
+    model = ctx.model_of(aggregator)
     if tensor_parallel:
         start = max(gpu_ready_s[g] for g in gpus)
         specs = [WorkerSpec(0, ctx.gpu, model, tp=len(gpus), gpu_ids=tuple(range(len(gpus))),

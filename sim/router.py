@@ -23,9 +23,14 @@ class RoundRobinRouter:
 
     def __init__(self) -> None:
         self._next: dict[tuple[int, ...], int] = {}
+        self._last: tuple[Sequence[Worker], tuple[int, ...]] | None = None  # (candidate list, its key): O(1) repeats
 
     def pick(self, seq: SeqState, candidates: Sequence[Worker]) -> Worker:
-        key = tuple(w.worker_id for w in candidates)
+        if self._last is not None and self._last[0] is candidates:  # the cluster passes one list for all workers
+            key = self._last[1]
+        else:
+            key = tuple(w.worker_id for w in candidates)
+            self._last = (candidates, key)
         i = self._next.get(key, 0)
         self._next[key] = (i + 1) % len(candidates)
         return candidates[i]

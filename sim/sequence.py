@@ -14,7 +14,8 @@ class SeqState:
 
     __slots__ = ("request", "request_id", "num_prompt_tokens", "max_output_tokens", "num_tokens",
                  "num_computed_tokens", "num_generated", "num_blocks", "num_preemptions",
-                 "worker_id", "arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "status")
+                 "worker_id", "arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "status",
+                 "execution_s", "preemption_s", "preempted_at_s")
 
     def __init__(self, request: Request) -> None:
         self.request = request
@@ -32,6 +33,9 @@ class SeqState:
         self.first_token_s = math.nan
         self.finish_s = math.nan
         self.status = "waiting"
+        self.execution_s = 0.0  # summed durations of the iterations this request was part of
+        self.preemption_s = 0.0  # summed time from each preemption until scheduled again
+        self.preempted_at_s = math.nan
 
     def preempt(self) -> None:
         """Preemption by recompute: the KV is gone; prompt and generated tokens are computed again."""

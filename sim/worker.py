@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Callable
 import simpy
 
 from tessera.interface import BatchScheduler, BatchShape, CostModel, ScheduledBatch
-from tessera.scheduling import FCFSScheduler
+from tessera.scheduling import FCFSScheduler, make_scheduler
 from tessera.types import WorkerSpec
 from tessera.sim.admission import KV_FIX, prefill_limit_rejection
+from tessera.sim.batch_log import BatchLog, WorkTotals
 from tessera.sim.block_pool import BlockPool
 from tessera.sim.sequence import SeqState
 
@@ -28,10 +29,11 @@ class Worker:
     """Owns its SimPy process, its waiting/running queues and its KV block pool.
 
     Decode-only stretches are simulated as one *span*: when every running request is decoding and
-    nobody waits, the iterations up to the next finish (or the next KV block shortage) are summed
-    into one timeout, with the exact per-iteration times of the cost model. A request arriving
-    mid-span interrupts it; the worker finishes the iteration in progress and re-plans, so the
-    result is identical to stepping one iteration per event.
+    nobody waits (or, under vLLM v1 FCFS, nobody waiting could be admitted), the iterations up to the
+    next finish (or the next KV block shortage) are summed into one timeout, with the exact
+    per-iteration times of the cost model. A request arriving mid-span interrupts it (unless FCFS
+    could not admit it either: it queues behind a blocked head); the worker finishes the iteration in
+    progress and re-plans, so the result is identical to stepping one iteration per event.
 
     With a KV manager (a KV policy other than plain full KV) the pool counts head-pages, every
     iteration is one event (each decode step updates the requests' page state) and a request whose
@@ -53,6 +55,10 @@ class Worker:
         self.max_admissible_blocks = num_blocks - int(watermark * num_blocks)
         self.on_finish = on_finish
         self.fast_forward = fast_forward  # False: one event per iteration (the reference the spans must match)
+        # vLLM v1 FCFS admits nobody during a decode span once it admitted nobody at its start: the running count,
+        # the token budget and the head's block need stay fixed while free blocks only shrink (fcfs._admit). So a
+        # span may run with requests waiting; other families (e.g. vLLM v0's prefill priority) may not.
+        self._span_while_waiting = type(scheduler) is FCFSScheduler
         self.compute_lanes = compute_lanes  # GPUs shared with other replicas: hold them for each iteration
         self.waiting: deque[SeqState] = deque()
         self.running: list[SeqState] = []
@@ -60,10 +66,13 @@ class Worker:
         self.busy_s = 0.0
         self.num_iterations = 0
         self.num_preemptions = 0
+        self.totals = WorkTotals()  # summed iteration counters (MFU/MBU)
+        self.batch_log: BatchLog | None = None  # one entry per iteration (output.batch_log); set by the cluster
         self.kv_usage_t: list[float] = []
         self.kv_usage_blocks: list[int] = []
         self._wakeup: simpy.Event | None = None
         self._in_span = False
+        self._span_blocked = False  # the running span started with requests waiting that FCFS could not admit
         self._shape = BatchShape()
         if kv is not None:
             kv.worker = self
@@ -91,7 +100,7 @@ class Worker:
         if self._wakeup is not None:
             wakeup, self._wakeup = self._wakeup, None
             wakeup.succeed()
-        elif self._in_span:
+        elif self._in_span and not self._span_blocked:  # blocked: FCFS admits from the head, which stays blocked
             self._in_span = False
             self.process.interrupt("arrival")
 
@@ -142,6 +151,7 @@ class Worker:
             self._record_usage()
             if batch.preempted:
                 self.num_preemptions += len(batch.preempted)
+                self._mark_preempted(batch.preempted)
                 self._reject_unresumable(batch.preempted)
             if not batch.seqs and not self.waiting and not self.running:
                 continue  # every request left was rejected
@@ -150,17 +160,16 @@ class Worker:
                     f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
                     f"waiting and {len(self.running)} running requests (free blocks {self.pool.num_free_blocks})")
             now = env.now
-            for seq in batch.seqs:
-                if seq.first_scheduled_s != seq.first_scheduled_s:  # NaN: first time scheduled
-                    seq.first_scheduled_s = now
-                seq.status = "running"
-            if self.fast_forward and not self.waiting and self._is_pure_decode(batch) and len(batch.seqs) == len(self.running):
+            self._mark_scheduled(batch.seqs, now)
+            if (self.fast_forward and (not self.waiting or (self._span_while_waiting and not batch.preempted))
+                    and self._is_pure_decode(batch) and len(batch.seqs) == len(self.running)):
+                self._span_blocked = bool(self.waiting)
                 yield from self._decode_span(batch.seqs)
             else:
-                duration = self.cost.iteration_time(self._batch_shape(batch))
+                shape = self._batch_shape(batch)
+                duration = self.cost.iteration_time(shape)
                 yield env.timeout(duration)
-                self.busy_s += duration
-                self.num_iterations += 1
+                self._account(batch, shape, now, duration)
                 self._complete_step(batch)
 
     def _scheduler_kv(self) -> BatchScheduler:
@@ -171,7 +180,7 @@ class Worker:
         sched = self._stall_schedulers.get(k)
         if sched is None:
             config = self.scheduler.config
-            sched = FCFSScheduler(replace(config, max_num_seqs=max(1, config.max_num_seqs - k)))
+            sched = make_scheduler(replace(config, max_num_seqs=max(1, config.max_num_seqs - k)))
             self._stall_schedulers[k] = sched
         return sched
 
@@ -198,17 +207,15 @@ class Worker:
                 batch = self._scheduler_kv().schedule(self.waiting, self.running, self.pool)
                 self._record_usage()
                 self.num_preemptions += len(batch.preempted)
+                self._mark_preempted(batch.preempted)
                 self._reject_unresumable(batch.preempted)
                 if batch.seqs:
                     now = env.now
-                    for seq in batch.seqs:
-                        if seq.first_scheduled_s != seq.first_scheduled_s:
-                            seq.first_scheduled_s = now
-                        seq.status = "running"
-                    duration = self.cost.iteration_time(kv.batch_shape(batch, self._shape))
+                    self._mark_scheduled(batch.seqs, now)
+                    shape = kv.batch_shape(batch, self._shape)
+                    duration = self.cost.iteration_time(shape)
                     yield env.timeout(duration)
-                    self.busy_s += duration
-                    self.num_iterations += 1
+                    self._account(batch, shape, now, duration)
                     for seq in kv.after_step(batch):
                         self.running.remove(seq)
                         self.stalled.add(seq)
@@ -236,24 +243,49 @@ class Worker:
             batch = self.scheduler.schedule(self.waiting, self.running, self.pool)
             self._record_usage()
             self.num_preemptions += len(batch.preempted)
+            self._mark_preempted(batch.preempted)
             self._reject_unresumable(batch.preempted)
             if not batch.seqs and not self.waiting and not self.running:
                 return  # every request left was rejected; the lanes are released below
             if not batch.seqs:
                 raise RuntimeError(f"worker {self.worker_id}: empty batch with {len(self.waiting)} waiting")
             now = self.env.now
-            for seq in batch.seqs:
-                if seq.first_scheduled_s != seq.first_scheduled_s:
-                    seq.first_scheduled_s = now
-                seq.status = "running"
-            duration = self.cost.iteration_time(self._batch_shape(batch))
+            self._mark_scheduled(batch.seqs, now)
+            shape = self._batch_shape(batch)
+            duration = self.cost.iteration_time(shape)
             yield self.env.timeout(duration)
-            self.busy_s += duration
-            self.num_iterations += 1
+            self._account(batch, shape, now, duration)
             self._complete_step(batch)
         finally:
             for lane, request in held:
                 lane.release(request)
+
+    # ---------------------------------------------------------------------------------- per iteration
+    def _mark_preempted(self, preempted: list[SeqState]) -> None:
+        now = self.env.now
+        for seq in preempted:
+            if seq.preempted_at_s != seq.preempted_at_s:  # NaN: not already waiting since an earlier preemption
+                seq.preempted_at_s = now
+
+    @staticmethod
+    def _mark_scheduled(seqs: list[SeqState], now: float) -> None:
+        for seq in seqs:
+            if seq.first_scheduled_s != seq.first_scheduled_s:  # NaN: first time scheduled
+                seq.first_scheduled_s = now
+            elif seq.preempted_at_s == seq.preempted_at_s:  # back after a preemption
+                seq.preemption_s += now - seq.preempted_at_s
+                seq.preempted_at_s = math.nan
+            seq.status = "running"
+
+    def _account(self, batch: ScheduledBatch, shape: BatchShape, start: float, duration: float) -> None:
+        """One iteration ran from `start` for `duration`: busy time, totals, the batch log, each request's execution."""
+        self.busy_s += duration
+        self.num_iterations += 1
+        self.totals.add(shape)
+        if self.batch_log is not None:
+            self.batch_log.add(start, duration, shape, len(batch.preempted))
+        for seq in batch.seqs:
+            seq.execution_s += duration
 
     @staticmethod
     def _is_pure_decode(batch: ScheduledBatch) -> bool:
@@ -330,7 +362,8 @@ class Worker:
         shape.prefill_attn_pairs = 0.0
         shape.extra_hbm_bytes = 0.0
         shape.decode_seqs = batch_size = len(seqs)
-        kv_tokens = sum(seq.num_computed_tokens for seq in seqs)
+        kv_first = sum(seq.num_computed_tokens for seq in seqs) + batch_size  # KV tokens the first step reads
+        kv_tokens = kv_first - batch_size
         start = env.now
         ends: list[float] = []
         t = start
@@ -350,8 +383,14 @@ class Worker:
             done = bisect_left(ends, env.now) + 1
             if ends[done - 1] > env.now:
                 yield env.timeout(ends[done - 1] - env.now)
-        self.busy_s += ends[done - 1] - start
+        busy = ends[done - 1] - start
+        self.busy_s += busy
         self.num_iterations += done
+        self.totals.add_decode_span(done, batch_size, done * kv_first + batch_size * done * (done - 1) / 2)
+        if self.batch_log is not None:
+            self.batch_log.add_decode_span(start, ends[:done], batch_size, kv_first)
+        for seq in seqs:
+            seq.execution_s += busy
         self._apply_decode_steps(seqs, done)
 
     def _apply_decode_steps(self, seqs: list[SeqState], steps: int) -> None:

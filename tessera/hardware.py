@@ -10,6 +10,7 @@ from tessera.types import GB, GPUSpec, LinkSpec
 TB = 1e12
 TFLOPS = 1e12
 US = 1e-6
+MiB = 2**20
 
 # Link bandwidths are per direction; datasheets quote the bidirectional total (e.g. "NVLink 900 GB/s").
 # PCIe is the theoretical line rate after 128b/130b encoding; achievable host<->device copies from
@@ -31,27 +32,34 @@ _LINKS = (
     LinkSpec("NVLink4-NVL-bridge", bandwidth_Bps=300 * GB, latency_s=5 * US),
 )
 
-# HBM capacity is the datasheet figure in decimal GB (nvidia-smi shows slightly more, e.g. 81,920 MiB
-# on an A100-80GB); peak_bf16_flops is the dense figure = half the datasheet's "with sparsity" one.
+# hbm_bytes is the capacity the device reports (nvidia-smi `memory.total`, what vLLM's
+# gpu_memory_utilization multiplies), not the datasheet's round decimal GB. Sources, nvidia-smi output
+# quoted in public threads: A100-SXM4-80GB 81,920 MiB, H100 80GB HBM3 81,559 MiB, L40S 46,068 MiB
+# (modal-labs/modal-client PR #2797, the totals of every GPU type they run); H100 81,559 MiB also in
+# NVIDIA/nccl issue #1264 and wilicc/gpu-burn issue #114; H100 NVL 95,830 MiB (nvidia-smi dump in
+# Rackspace's OpenStack Flex multi-GPU passthrough write-up) and H200 143,771 MiB (nvidia-smi dumps in
+# several public GPU-operator walkthroughs; 143,771 MiB = 140.4 GiB = 150.8 decimal GB).
+# The datasheet figures were 80/80/94/141/48 decimal GB. See docs/fidelity.md "Reported memory".
+# peak_bf16_flops is the dense figure = half the datasheet's "with sparsity" one.
 _GPUS = (
     # NVIDIA A100 Tensor Core GPU datasheet (80GB SXM): HBM2e 2,039 GB/s, BF16 312 TFLOPS (dense).
-    GPUSpec("A100-SXM-80GB", hbm_bytes=80 * GB, hbm_bandwidth_Bps=2.039 * TB,
+    GPUSpec("A100-SXM-80GB", hbm_bytes=81920 * MiB, hbm_bandwidth_Bps=2.039 * TB,
             peak_bf16_flops=312 * TFLOPS, host_link="PCIe-Gen4-x16", peer_link="NVLink3-SXM"),
     # NVIDIA H100 Tensor Core GPU datasheet (SXM): HBM3 3.35 TB/s, BF16 1,979 TFLOPS with sparsity
     # -> 989.4 dense (Hopper whitepaper table).
-    GPUSpec("H100-SXM-80GB", hbm_bytes=80 * GB, hbm_bandwidth_Bps=3.35 * TB,
+    GPUSpec("H100-SXM-80GB", hbm_bytes=81559 * MiB, hbm_bandwidth_Bps=3.35 * TB,
             peak_bf16_flops=989.4 * TFLOPS, host_link="PCIe-Gen5-x16", peer_link="NVLink4-SXM"),
     # NVIDIA H100 NVL datasheet (per GPU): 94 GB HBM3, 3.9 TB/s, BF16 1,671 TFLOPS with sparsity
     # -> 835.5 dense; PCIe Gen5 card, pairs joined by an NVLink bridge.
-    GPUSpec("H100-NVL-94GB", hbm_bytes=94 * GB, hbm_bandwidth_Bps=3.9 * TB,
+    GPUSpec("H100-NVL-94GB", hbm_bytes=95830 * MiB, hbm_bandwidth_Bps=3.9 * TB,
             peak_bf16_flops=835.5 * TFLOPS, host_link="PCIe-Gen5-x16", peer_link="NVLink4-NVL-bridge"),
     # NVIDIA H200 Tensor Core GPU datasheet (SXM): 141 GB HBM3e, 4.8 TB/s, BF16 1,979 TFLOPS with
     # sparsity -> 989.4 dense (same GH100 compute as H100 SXM).
-    GPUSpec("H200-SXM-141GB", hbm_bytes=141 * GB, hbm_bandwidth_Bps=4.8 * TB,
+    GPUSpec("H200-SXM-141GB", hbm_bytes=143771 * MiB, hbm_bandwidth_Bps=4.8 * TB,
             peak_bf16_flops=989.4 * TFLOPS, host_link="PCIe-Gen5-x16", peer_link="NVLink4-SXM"),
     # NVIDIA L40S datasheet: 48 GB GDDR6, 864 GB/s, BF16 362.05 TFLOPS dense (733 with sparsity);
     # no NVLink, so GPU-GPU traffic goes over PCIe Gen4.
-    GPUSpec("L40S-48GB", hbm_bytes=48 * GB, hbm_bandwidth_Bps=0.864 * TB,
+    GPUSpec("L40S-48GB", hbm_bytes=46068 * MiB, hbm_bandwidth_Bps=0.864 * TB,
             peak_bf16_flops=362.05 * TFLOPS, host_link="PCIe-Gen4-x16", peer_link="PCIe-Gen4-x16"),
 )
 

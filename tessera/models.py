@@ -21,6 +21,7 @@ _COLUMNS = ("name", "hf_id", "num_layers", "hidden_size", "num_heads", "num_kv_h
             "intermediate_size", "vocab_size", "num_params", "max_position", "tied")
 _TABLE = (
     ("Llama-2-7B",        "meta-llama/Llama-2-7b-hf",        32, 4096, 32, 32, 128, 11008,  32000, 6.74e9,    4096, False),
+    ("Llama-2-13B",       "meta-llama/Llama-2-13b-hf",       40, 5120, 40, 40, 128, 13824,  32000, 13.02e9,   4096, False),
     ("Llama-2-70B",       "meta-llama/Llama-2-70b-hf",       80, 8192, 64,  8, 128, 28672,  32000, 68.98e9,   4096, False),
     ("Llama-3-8B",        "meta-llama/Meta-Llama-3-8B",      32, 4096, 32,  8, 128, 14336, 128256, 8.03e9,    8192, False),
     ("Llama-3-70B",       "meta-llama/Meta-Llama-3-70B",     80, 8192, 64,  8, 128, 28672, 128256, 70.55e9,   8192, False),
@@ -30,6 +31,22 @@ _TABLE = (
     ("Mistral-7B-v0.2",   "mistral-community/Mistral-7B-v0.2", 32, 4096, 32, 8, 128, 14336,  32000, 7.24e9,   32768, False),
     ("Qwen2.5-7B",        "Qwen/Qwen2.5-7B",                 28, 3584, 28,  4, 128, 18944, 152064, 7.62e9,  131072, False),
     ("Qwen2.5-32B",       "Qwen/Qwen2.5-32B",                64, 5120, 40,  8, 128, 27648, 152064, 32.76e9, 131072, False),
+    # bigscience/bloom config.json: n_layer 70, hidden_size 14336, n_head 112 (MHA: KV heads = heads),
+    # vocab_size 250880, tied embeddings; MLP 4 x hidden = 57344, GELU (2 matrices); ALiBi, so the config
+    # has no max_position_embeddings: trained at 2,048 tokens (model card, "Sequence length of 2,048"),
+    # which is also vLLM's fallback max_model_len for a config without one. 176,247,271,424 parameters
+    # (model card). Linear biases and LayerNorms are left out of the shape count (0.01%).
+    ("BLOOM-176B",        "bigscience/bloom",                70, 14336, 112, 112, 128, 57344, 250880, 176.25e9, 2048, True),
+    # Mixture of experts (_MOE below): intermediate_size is ONE expert's MLP width.
+    # mistralai/Mixtral-8x7B-v0.1 config.json: 32 layers, hidden 4096, 32 heads / 8 KV, intermediate 14336,
+    # vocab 32000, max_position_embeddings 32768, num_local_experts 8, num_experts_per_tok 2, untied.
+    # 46.7B total, 12.9B active per token (Mistral AI, "Mixtral of experts", 2023-12-11).
+    ("Mixtral-8x7B",      "mistralai/Mixtral-8x7B-v0.1",     32, 4096, 32,  8, 128, 14336,  32000, 46.7e9,   32768, False),
+    # Qwen/Qwen3-30B-A3B config.json: 48 layers, hidden 2048, 32 heads / 4 KV, head_dim 128,
+    # moe_intermediate_size 768 (its intermediate_size 6144 is unused: every layer is MoE, mlp_only_layers []),
+    # vocab 151936, max_position_embeddings 40960, num_experts 128, num_experts_per_tok 8, untied.
+    # 30.5B total, 3.3B activated (model card).
+    ("Qwen3-30B-A3B",     "Qwen/Qwen3-30B-A3B",              48, 2048, 32,  4, 128,   768, 151936, 30.5e9,   40960, False),
     # --- Symbolic-MoE expert pool (16 models) ---
     ("Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B-Instruct", 32, 4096, 32, 8, 128, 14336, 128256, 8.03e9, 131072, False),
     # Instruct config sets max_position_embeddings 32768 (base Qwen2.5-7B: 131072).
@@ -60,12 +77,19 @@ _TABLE = (
 )
 # fmt: on
 
+# Fields beyond the table's columns (sources in the comments above each row).
+_EXTRA: dict[str, dict] = {
+    "BLOOM-176B": {"gated_mlp": False, "position_encoding": "alibi"},
+    "Mixtral-8x7B": {"num_experts": 8, "experts_per_token": 2, "num_active_params": 12.9e9},
+    "Qwen3-30B-A3B": {"num_experts": 128, "experts_per_token": 8, "num_active_params": 3.3e9},
+}
+
 MODELS: dict[str, ModelSpec] = {}
 TIED_EMBEDDINGS: frozenset[str] = frozenset(row[0] for row in _TABLE if row[-1])
 for _row in _TABLE:
     _fields = dict(zip(_COLUMNS, _row))
     del _fields["tied"]
-    MODELS[_row[0]] = ModelSpec(**_fields)
+    MODELS[_row[0]] = ModelSpec(**_fields, **_EXTRA.get(_row[0], {}))
 
 # Symbolic-MoE's short expert names -> catalog names (mosaic.md §1.2), and its aggregator per dataset.
 SYMBOLIC_MOE_POOL: dict[str, str] = {
@@ -86,6 +110,10 @@ _ALIASES = {
     "meta-llama/meta-llama-3.1-8b-instruct": "Llama-3.1-8B-Instruct",
     "meta-llama/meta-llama-3.1-8b": "Llama-3.1-8B",
     "zai-org/glm-4-9b-chat": "glm-4-9b-chat",
+    # Instruct fine-tunes with their base model's shape (data/validation/lambda_vllm_sharegpt serves these).
+    "meta-llama/meta-llama-3-8b-instruct": "Llama-3-8B",
+    "meta-llama/meta-llama-3-70b-instruct": "Llama-3-70B",
+    "mistralai/mixtral-8x7b-instruct-v0.1": "Mixtral-8x7B",
 }
 
 
@@ -119,16 +147,43 @@ def symbolic_moe_pool() -> list[ModelSpec]:
     return [MODELS[n] for n in SYMBOLIC_MOE_POOL.values()]
 
 
-def linear_params_per_layer(spec: ModelSpec) -> int:
-    """Weights of one decoder layer's matmuls (QKV, O, MLP); norms and biases left out."""
+def attention_params_per_layer(spec: ModelSpec) -> int:
+    """Weights of one layer's attention matmuls (QKV and O)."""
     q = spec.num_heads * spec.head_dim
     kv = spec.num_kv_heads * spec.head_dim
-    mlp = (3 if spec.gated_mlp else 2) * spec.hidden_size * spec.intermediate_size
-    return spec.hidden_size * (q + 2 * kv) + q * spec.hidden_size + mlp
+    return spec.hidden_size * (q + 2 * kv) + q * spec.hidden_size
+
+
+def expert_params(spec: ModelSpec) -> int:
+    """Weights of one MLP (of one expert, for a MoE model)."""
+    return (3 if spec.gated_mlp else 2) * spec.hidden_size * spec.intermediate_size
+
+
+def router_params_per_layer(spec: ModelSpec) -> int:
+    """The MoE gate (hidden x experts); 0 for a dense model."""
+    return spec.hidden_size * spec.num_experts if spec.is_moe else 0
+
+
+def linear_params_per_layer(spec: ModelSpec) -> int:
+    """Weights of one decoder layer's matmuls held in memory (QKV, O, router, every expert's MLP)."""
+    return attention_params_per_layer(spec) + router_params_per_layer(spec) + spec.num_experts * expert_params(spec)
+
+
+def active_linear_params_per_layer(spec: ModelSpec) -> int:
+    """Weights one token runs through in a layer: attention, router and experts_per_token MLPs."""
+    return (attention_params_per_layer(spec) + router_params_per_layer(spec)
+            + spec.experts_per_token * expert_params(spec))
+
+
+def _embedding_params(spec: ModelSpec) -> int:
+    return (1 if spec.name in TIED_EMBEDDINGS else 2) * spec.vocab_size * spec.hidden_size
 
 
 def shape_param_count(spec: ModelSpec) -> int:
     """Parameter count implied by the shape: layers + embeddings (+ untied LM head)."""
-    embed = spec.vocab_size * spec.hidden_size
-    heads = 1 if spec.name in TIED_EMBEDDINGS else 2
-    return spec.num_layers * linear_params_per_layer(spec) + heads * embed
+    return spec.num_layers * linear_params_per_layer(spec) + _embedding_params(spec)
+
+
+def shape_active_param_count(spec: ModelSpec) -> int:
+    """Parameters one token runs through, implied by the shape (= shape_param_count for a dense model)."""
+    return spec.num_layers * active_linear_params_per_layer(spec) + _embedding_params(spec)

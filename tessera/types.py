@@ -33,7 +33,12 @@ class GPUSpec:
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """Shape of a decoder-only transformer (Llama-style unless noted)."""
+    """Shape of a decoder-only transformer (Llama-style unless noted).
+
+    Mixture of experts: num_experts > 1 routed MLPs per layer of intermediate_size each, experts_per_token
+    of them run per token; num_params counts every expert (all are in memory), num_active_params the
+    weights one token runs through. position_encoding "rope" or "alibi" (BLOOM: a bias, no rotary op).
+    """
 
     name: str
     hf_id: str
@@ -48,10 +53,31 @@ class ModelSpec:
     dtype_bytes: int = 2
     gated_mlp: bool = True  # SwiGLU (3 MLP matrices) vs GELU (2)
     max_position: int = 131072
+    num_experts: int = 1
+    experts_per_token: int = 1
+    num_active_params: float | None = None  # None: dense, all of num_params
+    position_encoding: str = "rope"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.experts_per_token <= self.num_experts:
+            raise ValueError(f"{self.name}: experts_per_token={self.experts_per_token} must be in "
+                             f"[1, num_experts={self.num_experts}]")
+        if self.position_encoding not in ("rope", "alibi"):
+            raise ValueError(f"{self.name}: position_encoding={self.position_encoding!r}: use 'rope' or 'alibi'")
 
     @property
     def weight_bytes(self) -> float:
+        """Every weight in device memory: for a MoE model all experts, not only the active ones."""
         return self.num_params * self.dtype_bytes
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 1
+
+    @property
+    def active_params(self) -> float:
+        """Parameters one token runs through (the published active count for MoE; num_params if dense)."""
+        return self.num_params if self.num_active_params is None else self.num_active_params
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -70,13 +96,15 @@ class ModelSpec:
 
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
-    """One serving replica: a model on `tp` GPUs of one type inside a node.
+    """One serving replica: a model on `tp` GPUs of one type inside a node (x `pp` pipeline stages).
 
     gpu_ids: the physical GPUs it runs on (None: GPUs of its own). Replicas that name the same GPU are
         co-resident: they split its memory and take turns on its compute.
     kv_bytes_per_gpu: the KV reservation on each of its GPUs (None: vLLM's rule, all memory left after
         weights and the activation reserve; co-resident replicas must set it).
     ready_s: when the replica can start serving (model load time), seconds from the start of the run.
+    pp: pipeline stages, each on its own tp GPUs (tessera/cost/pipeline.py); pp_microbatches: micro-batches
+        an iteration is split into (None: pp).
     """
 
     worker_id: int
@@ -86,6 +114,8 @@ class WorkerSpec:
     gpu_ids: tuple[int, ...] | None = None
     kv_bytes_per_gpu: float | None = None
     ready_s: float = 0.0
+    pp: int = 1
+    pp_microbatches: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

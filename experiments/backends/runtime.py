@@ -25,7 +25,9 @@ from tessera.types import Request
 DEFAULTS: dict[str, Any] = {"device": "auto", "dtype": None,
                             "realtime": False, "max_num_seqs": None, "max_num_batched_tokens": None,
                             "device_kv_gib": 0.25, "num_device_blocks": None, "host_kv_gib": 0.5,
-                            "max_prompt_tokens": None, "max_output_tokens": None, "num_threads": None}
+                            "max_prompt_tokens": None, "max_output_tokens": None, "num_threads": None,
+                            # experiment=mosaic only: the Ray worker pool (refused elsewhere, experiments/overrides.py)
+                            "workers": 2, "threads_per_worker": 1, "ray_address": None}
 
 
 def runtime_settings(conf: Mapping[str, Any] | None) -> dict[str, Any]:

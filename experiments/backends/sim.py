@@ -10,11 +10,15 @@ from typing import Sequence
 import pandas as pd
 
 from tessera.cost import make_cost_model
+from tessera.cost.engine_cost import with_engine_profile
+from tessera.cost.pipeline import pipelined
 from tessera.experiments.config import ConfigError
 from tessera.experiments.resolve import RunSpec
-from tessera.hardware import host_link
+from tessera.hardware import host_link, peer_link
 from tessera.sim import Cluster, kv_usage_frame, make_router, request_frame, worker_frame
+from tessera.sim.batch_log import enable_batch_log
 from tessera.sim.kv_manager import KVSetup
+from tessera.sim.records import batch_frame, transfer_frame
 from tessera.types import Request, WorkerSpec
 
 
@@ -25,6 +29,8 @@ class BackendResult:
     workers: pd.DataFrame
     kv: dict = field(default_factory=dict)  # KV-policy counters (PCIe bytes, stalls, host peak); empty for full KV
     kv_requests: pd.DataFrame | None = None  # per request: h2d/d2h bytes, stall time, reloads
+    batches: pd.DataFrame | None = None  # one row per iteration per worker (run_sim(batch_log=True))
+    transfers: pd.DataFrame | None = None  # one row per KV copy on a host link (run_sim(batch_log=True))
 
 
 def kv_results(run, frame: pd.DataFrame) -> tuple[dict, pd.DataFrame | None]:
@@ -49,10 +55,13 @@ def cost_model_for(spec: RunSpec):
     cache: dict = {}
 
     def build(worker: WorkerSpec):
-        key = (worker.model.name, worker.gpu.name, worker.tp)
+        key = (worker.model.name, worker.gpu.name, worker.tp, worker.pp, worker.pp_microbatches)
         if key not in cache:
             try:
-                cache[key] = make_cost_model(spec.cost_kind, worker.model, worker.gpu, worker.tp, **spec.cost_params)
+                cache[key] = pipelined(lambda model: with_engine_profile(
+                    lambda **p: make_cost_model(spec.cost_kind, model, worker.gpu, worker.tp, **p),
+                    spec.engine_profile, dict(spec.cost_params)), worker.model, worker.pp, worker.pp_microbatches,
+                    peer_link(worker.gpu))
             except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
                 raise ConfigError(f"backend.cost: cannot build a {spec.cost_kind!r} cost model for {key[0]} on "
                                   f"{key[2]} x {key[1]}: {err} (or use backend=sim_roofline)") from None
@@ -61,8 +70,9 @@ def cost_model_for(spec: RunSpec):
 
 
 def run_sim(spec: RunSpec, requests: Sequence[Request], *, fast_forward: bool = True,
-            progress: bool = False, kv: KVSetup | None | str = "spec") -> BackendResult:
-    """kv: the KV policy ("spec": the run's cfg.kvpolicy; None: full KV on the fast path)."""
+            progress: bool = False, kv: KVSetup | None | str = "spec", batch_log: bool = False) -> BackendResult:
+    """kv: the KV policy ("spec": the run's cfg.kvpolicy; None: full KV on the fast path); batch_log: keep
+    per-iteration and per-copy records (result.batches, result.transfers)."""
     kv = spec.kv if kv == "spec" else kv
     try:
         cluster = Cluster(spec.workers, cost_model_for(spec), spec.scheduler, spec.memory, make_router(spec.router),
@@ -73,8 +83,11 @@ def run_sim(spec: RunSpec, requests: Sequence[Request], *, fast_forward: bool = 
         raise
     except ValueError as err:
         raise ConfigError(f"kvpolicy: {err}") from None
+    if batch_log:
+        enable_batch_log(cluster)
     run = cluster.run(requests)
     frame = request_frame(run)
     totals, per_request = kv_results(run, frame)
     return BackendResult(requests=frame, kv_usage=kv_usage_frame(run), workers=worker_frame(run), kv=totals,
-                         kv_requests=per_request)
+                         kv_requests=per_request, batches=batch_frame(run) if batch_log else None,
+                         transfers=transfer_frame(run) if batch_log else None)

@@ -9,7 +9,8 @@ defaults (FAMILY_DEFAULTS), and what ran is recorded in summary.json. For each t
 the items are built once; `full` runs first and its dense prefills are kept in a PromptKVStore, so every
 other (policy, budget) restores them instead of recomputing (prefill is dense under every policy).
 Writes accuracy.parquet / accuracy.csv (tables.py), rerank_interval.csv when params.rerank_intervals is
-set, prints pivots and saves accuracy.png.
+set, prints pivots and saves accuracy.png. Each finished cell is appended to cells.jsonl at once (cell_log.py):
+a run stopped part-way keeps them, and the same command in the same folder (hydra.run.dir) resumes.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tessera.experiments.backends.runtime import runtime_settings
 from tessera.experiments.config import ConfigError
 from tessera.experiments.resolve import model_folder
 from tessera.experiments.runtime_eval.budgets import POLICIES, load_head_list
+from tessera.experiments.runtime_eval.cell_log import CELL_LOG, CellLog
 from tessera.experiments.runtime_eval.cells import (BYTE_TASKS, REAL_TASKS, Setup, cells, run_cell,
                                                     with_rerank_interval)
 from tessera.experiments.runtime_eval.tables import add_retention, figure, pooled, print_tables
@@ -41,7 +43,7 @@ FAMILY_DEFAULTS = {
              "num_examples": {"needle": 16, "multikey": 6, "kv": 6}, "kv_queries": 8,
              "ppl": {"prefix_tokens": 2048, "scored_tokens": 256, "num_windows": 8}},
     "text": {"tasks": ["niah_single", "niah_multikey", "niah_multivalue", "passkey", "ppl"],
-             "context_lens": [1024, 2048, 4096, 8192],
+             "context_lens": [1024, 2048, 4096],
              "num_examples": {"niah_single": 4, "niah_multikey": 4, "niah_multivalue": 4, "passkey": 4},
              "ppl": {"prefix_tokens": 2048, "scored_tokens": 128, "num_windows": 4}, "prompt_format": "chat"},
 }
@@ -170,6 +172,8 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     policies = list(dict.fromkeys(["full"] + list(p["policies"])))
     budgets = [int(b) for b in p["budgets"]]
     rows, sweep, t0 = [], [], time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done = CellLog(run_dir / CELL_LOG, {**p, "model": str(folder), "seed": cfg.seed}, fresh=bool(cfg.get("force")))  # finished cells survive a crash; a rerun in the folder resumes
     for task, context, items in cells(p, setup, folder):
         store = PromptKVStore()  # one cell's prefills: full computes them, the others restore them
         runs = [(policy, budget, setup) for policy in policies for budget in ([budgets[0]] if policy == "full"
@@ -177,7 +181,10 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
         runs += [("flexicache", int(p["rerank_budget"]), with_rerank_interval(setup, r))
                  for r in p.get("rerank_intervals") or ()]
         for policy, budget, cell_setup in runs:
-            row = run_cell(cell_setup, policy, budget, task, context, items, store)
+            row = done.get(task, context, policy, budget, cell_setup.kv_overrides)
+            if row is None:
+                row = run_cell(cell_setup, policy, budget, task, context, items, store)
+                done.add(row, cell_setup.kv_overrides)
             (sweep if cell_setup.kv_overrides else rows).append(row)
             if cfg.output.progress:
                 score = row.get("bits_per_byte", row.get("exact_match"))
@@ -185,7 +192,6 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
                 print(f"{task:15s} {context:5d} {policy:19s} B={budget:3d}{extra}  {score:.3f}  "
                       f"{row['seconds']:.1f} s", flush=True)
     table = add_retention(pd.DataFrame(rows))
-    run_dir.mkdir(parents=True, exist_ok=True)
     table.to_parquet(run_dir / "accuracy.parquet", index=False)
     table.to_csv(run_dir / "accuracy.csv", index=False)
     rerank = rerank_table(sweep, table) if sweep else None

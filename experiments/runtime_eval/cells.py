@@ -95,30 +95,29 @@ def run_cell(setup: Setup, policy: str, budget: int, task: str, context: int, it
 
 
 def cells(p: dict, setup: Setup, folder: Path) -> Iterator[tuple[str, int, list]]:
-    """(task, nominal context, items) in run order: retrieval tasks per context length, then perplexity."""
+    """(task, nominal context, items) in run order: perplexity, then every retrieval task at each context length,
+    shortest first (a run stopped part-way has every task at the lengths it finished)."""
     heldout = heldout_corpus(folder)
     if not setup.is_byte:
         text = bytes(heldout.data).decode("utf-8", errors="replace")
         lines, words = heldout_lines(text), key_words(text)
-    for task in p["tasks"]:
-        if task == "ppl":
-            q = p["ppl"]
-            if setup.is_byte:
-                items = ppl_items(int(q["prefix_tokens"]), int(q["scored_tokens"]), int(q["num_windows"]), heldout,
-                                  setup.tokenizer.bos_id)
-            else:
-                items = text_ppl_items(int(q["prefix_tokens"]), int(q["scored_tokens"]), int(q["num_windows"]),
-                                       setup.tokenizer, text, setup.seed)
-            yield task, int(q["prefix_tokens"]), items
-            continue
-        for L in p["context_lens"]:
+    if "ppl" in p["tasks"]:
+        q = p["ppl"]
+        if setup.is_byte:
+            items = ppl_items(int(q["prefix_tokens"]), int(q["scored_tokens"]), int(q["num_windows"]), heldout,
+                              setup.tokenizer.bos_id)
+        else:
+            items = text_ppl_items(int(q["prefix_tokens"]), int(q["scored_tokens"]), int(q["num_windows"]),
+                                   setup.tokenizer, text, setup.seed)
+        yield "ppl", int(q["prefix_tokens"]), items
+    for L in sorted(int(c) for c in p["context_lens"]):
+        for task in (t for t in p["tasks"] if t != "ppl"):
             n = int(p["num_examples"][task])
             if setup.is_byte:
-                yield task, int(L), retrieval_items(task, int(L), n, heldout, setup.tokenizer.bos_id,
-                                                    int(p["kv_queries"]))
+                yield task, L, retrieval_items(task, L, n, heldout, setup.tokenizer.bos_id, int(p["kv_queries"]))
             else:
-                yield task, int(L), text_items(task, int(L), n, setup.tokenizer, lines, words, setup.seed,
-                                               setup.prompt_format)
+                yield task, L, text_items(task, L, n, setup.tokenizer, lines, words, setup.seed,
+                                          setup.prompt_format)
 
 
 def with_rerank_interval(setup: Setup, interval: int) -> Setup:

@@ -26,8 +26,9 @@ VIDUR_PROFILES = {
     ("Llama-3-8B", "A100-SXM-80GB"): "a100/meta-llama/Meta-Llama-3-8B",
     ("Llama-3-70B", "A100-SXM-80GB"): "a100/meta-llama/Meta-Llama-3-70B",
 }
+# A MoE layer (num_experts) is not a dense one of the same widths: Mixtral's match Llama-3-8B's otherwise.
 _LAYER_SHAPE = ("hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size",
-                "gated_mlp", "dtype_bytes")
+                "gated_mlp", "dtype_bytes", "num_experts", "experts_per_token", "position_encoding")
 
 
 def vidur_profile_path(model: ModelSpec, gpu: GPUSpec):

@@ -3,7 +3,10 @@
 Each op group (linear layers, element-wise ops, prefill attention, decode attention, LM head) takes
 max(FLOPs / achievable FLOP/s, bytes / achievable HBM bandwidth); groups run one after another, then
 tensor-parallel all-reduces and a fixed per-iteration CPU overhead are added. Ignores kernel-launch
-gaps inside a step, L2 caching, and overlap between groups.
+gaps inside a step, L2 caching, and overlap between groups. Mixture of experts: FLOPs from the active
+weights (attention, router, experts_per_token MLPs); weight reads of the experts the batch's tokens touch
+(expected distinct experts under uniform routing); every expert sharded across TP ranks (vLLM's default
+without expert parallelism), so the all-reduces are a dense model's.
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from dataclasses import dataclass
 
 from tessera.cost.network import all_reduce_time_fn, transfer_time
 from tessera.interface import BatchShape
-from tessera.models import linear_params_per_layer
+from tessera.models import (active_linear_params_per_layer, attention_params_per_layer, expert_params,
+                            router_params_per_layer)
 from tessera.types import GPUSpec, LinkSpec, ModelSpec
 
 LOGIT_BYTES = 4  # logits are produced in fp32
@@ -74,16 +78,28 @@ class RooflineCostModel:
         q = model.num_heads * model.head_dim // tp  # query width on this GPU
         kv = max(1, model.num_kv_heads // tp) * model.head_dim  # KV width (replicated if kv < tp)
         inter = model.intermediate_size // tp
-        w = linear_params_per_layer(model) / tp  # weights of one layer on this GPU
+        k = model.experts_per_token  # MLPs each token runs through (1 for a dense model)
         vocab = model.vocab_size / tp  # vocab-parallel LM head
 
-        # Linear layers: weights read once per iteration; per token the activations in and out.
-        self._lin_flop_s = L * 2 * w / flops
-        self._lin_weight_s = L * w * d / bw
-        act = (h + q + 2 * kv) + (q + h) + (h + (3 if model.gated_mlp else 2) * inter) + (inter + h)
+        # Linear layers: FLOPs of the weights a token runs through; weights read once per iteration (for
+        # MoE: the shared part always, each expert if a token of the batch was routed to it); per token
+        # the activations in and out.
+        w_active = active_linear_params_per_layer(model) / tp  # = all of a layer's weights if dense
+        self._lin_flop_s = L * 2 * w_active / flops
+        self._num_experts, self._routed_frac = model.num_experts, k / model.num_experts
+        if model.is_moe:
+            shared = (attention_params_per_layer(model) + router_params_per_layer(model)) / tp
+            self._lin_weight_s = L * shared * d / bw
+            self._expert_weight_s = L * expert_params(model) / tp * d / bw
+        else:  # one MLP, always read
+            self._lin_weight_s = L * w_active * d / bw
+            self._expert_weight_s = 0.0
+        act = (h + q + 2 * kv) + (q + h) + k * ((h + (3 if model.gated_mlp else 2) * inter) + (inter + h))
         self._lin_act_s = L * act * d / bw
-        # Element-wise ops (2 norms, RoPE, activation, 2 residual adds, embedding), memory-bound.
-        elementwise = 2 * 2 * h + 2 * (q + kv) + 3 * inter + 2 * 3 * h
+        # Element-wise ops (2 norms, RoPE (none with ALiBi: a bias inside the attention kernel), activation,
+        # 2 residual adds, embedding), memory-bound.
+        rope = 2 * (q + kv) if model.position_encoding == "rope" else 0
+        elementwise = 2 * 2 * h + rope + 3 * k * inter + 2 * 3 * h
         self._elementwise_s = (L * elementwise + 2 * h) * d / bw
         # Prefill attention: 4 FLOPs per (query, key, head, dim); reads Q, writes O, writes new KV.
         self._pf_flop_s = L * 4 * q / flops
@@ -114,10 +130,20 @@ class RooflineCostModel:
                 self._ar_cache[num_tokens] = t
         return t
 
+    def experts_touched(self, num_tokens: int) -> float:
+        """Expected distinct experts per layer that num_tokens tokens are routed to, uniformly: E(1 - (1 - k/E)^n)."""
+        return self._num_experts * (1.0 - (1.0 - self._routed_frac) ** num_tokens)
+
+    def weight_read_time(self, num_tokens: int) -> float:
+        """Time to read the weights an iteration of num_tokens tokens uses, all layers (no LM head)."""
+        if self._expert_weight_s:
+            return self._lin_weight_s + self._expert_weight_s * self.experts_touched(num_tokens)
+        return self._lin_weight_s
+
     def linear_time(self, num_tokens: int) -> float:
         """Linear layers + element-wise ops of all layers for num_tokens tokens (no attention)."""
         compute = num_tokens * self._lin_flop_s
-        memory = self._lin_weight_s + num_tokens * self._lin_act_s
+        memory = self.weight_read_time(num_tokens) + num_tokens * self._lin_act_s
         return (compute if compute > memory else memory) + num_tokens * self._elementwise_s
 
     def _rest_time(self, pf: int, pairs: float, ds: int, kv_tokens: float, extra: float) -> float:
@@ -152,7 +178,7 @@ class RooflineCostModel:
                 self._rest_time(pf, 0.0, ds, 0.0, batch.extra_hbm_bytes)  # raises
             return batch.extra_hbm_bytes * self._byte_s
         compute = n * self._lin_flop_s
-        memory = self._lin_weight_s + n * self._lin_act_s
+        memory = (self.weight_read_time(n) if self._expert_weight_s else self._lin_weight_s) + n * self._lin_act_s
         t = (compute if compute > memory else memory) + n * self._elementwise_s
         if self.tp > 1:
             t += self.all_reduce_time(n)

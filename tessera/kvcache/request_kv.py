@@ -55,6 +55,14 @@ class RequestKV:
         intervals = plan.rerank_interval[self._off_layers, self._off_heads].astype(np.int64)
         self._rows_by_interval = {int(r): np.flatnonzero(intervals == r) for r in np.unique(intervals)}
         self._all_rows = np.arange(n_off)
+        self._no_rows = self._all_rows[:0]
+        # scalars of the hot path (one decode step of one request)
+        self._n_off = n_off
+        self._n_win = len(self._win_layers)
+        self._win_kept = plan.sink_pages + plan.window_pages
+        self._heads_total = g.num_heads_total
+        self._page_bytes = g.page_bytes
+        self._minmax_page_bytes = g.minmax_bytes_per_page if plan.keeps_minmax else 0
         # OFFLOAD rows: current top-K (-1 pad), its size, pages at last rank (tail = pages >= ranked)
         self._topk = np.full((n_off, self._k), -1, dtype=np.int32)
         self._topk_size = np.zeros(n_off, dtype=np.int64)
@@ -65,6 +73,21 @@ class RequestKV:
         self._is_ranked = False  # False until the first rank after (re)prefill: all pages on device
         self._held_pages = 0  # blocks held until the in-flight reload lands (its evicted pages)
         self._held_page_ids = empty_pages()
+        self._sampler = None  # SampledRerank: reranks drawn as counts, no page ids (use_sampled_reranks)
+
+    def use_sampled_reranks(self) -> None:
+        """Rerank by counts (tessera/kvcache/sampled_rerank.py): same distribution of promoted, fetched and
+        freed pages as the head model's page-id sets, without materialising them; page views are unavailable."""
+        from tessera.kvcache.head_model import HeadBehaviour
+        from tessera.kvcache.sampled_rerank import SampledRerank
+
+        if not isinstance(self.topk_source, HeadBehaviour):
+            raise ValueError(f"request {self.request_id}: sampled reranks need the head model as topk_source "
+                             f"(got {type(self.topk_source).__name__}); use kvpolicy.rerank_mode=pages")
+        if self.track_pages:
+            raise ValueError(f"request {self.request_id}: sampled reranks keep no page ids; create the request "
+                             "with track_pages=False")
+        self._sampler = SampledRerank(self.topk_source, self._off_layers, self._off_heads, self._k)
 
     # ------------------------------------------------------------------------------------- counters
     @property
@@ -81,37 +104,29 @@ class RequestKV:
 
     @property
     def device_pages(self) -> int:
-        n = self.num_pages
-        plan = self.plan
+        n = -(-self.num_tokens // self._page)
         pages = (self._num_full + self._num_topk) * n
-        pages += len(self._win_layers) * min(n, plan.sink_pages + plan.window_pages)
-        pages += self._offload_device_pages(n)
-        return pages
+        pages += self._n_win * min(n, self._win_kept)
+        return pages + self._offload_device_pages(n)
 
     def _offload_device_pages(self, n: int) -> int:
-        n_off = len(self._off_layers)
         if not self._is_ranked:
-            return n_off * n
-        return self._sum_topk_size + n_off * n - self._sum_ranked + self._held_pages
+            return self._n_off * n
+        return self._sum_topk_size + self._n_off * n - self._sum_ranked + self._held_pages
 
     @property
     def host_pages(self) -> int:
-        return len(self._off_layers) * self.num_host_pages
+        return self._n_off * self.num_host_pages
 
     @property
     def minmax_bytes(self) -> int:
-        if not self.plan.keeps_minmax:
-            return 0
-        g = self.plan.geometry
-        return g.num_heads_total * (self.num_tokens // self._page) * g.minmax_bytes_per_page
+        return self._heads_total * (self.num_tokens // self._page) * self._minmax_page_bytes
 
     def summary(self, **step) -> StepSummary:
-        g = self.plan.geometry
-        device, host = self.device_pages, self.host_pages
-        return StepSummary(request_id=self.request_id, decode_step=self.decode_step, device_pages=device,
-                           device_kv_bytes=device * g.page_bytes, host_pages=host,
-                           host_kv_bytes=host * g.page_bytes, minmax_bytes=self.minmax_bytes,
-                           is_reloading=self.is_reloading, **step)
+        device, host = self.device_pages, self._n_off * self.num_host_pages
+        return StepSummary(self.request_id, self.decode_step, device, device * self._page_bytes, host,
+                           host * self._page_bytes, self.minmax_bytes, is_reloading=self.phase == "reloading",
+                           **step)
 
     # --------------------------------------------------------------------------------------- events
     def on_prefill_done(self, num_tokens: int | None = None) -> StepSummary:
@@ -147,44 +162,45 @@ class RequestKV:
         if self.phase != "decoding":
             hint = "; call on_reload_done when its H2D copy lands" if self.is_reloading else ""
             raise RuntimeError(f"request {self.request_id}: on_decode_step in phase {self.phase!r}{hint}")
-        page, k, plan = self._page, self._k, self.plan
+        page, k = self._page, self._k
         self.num_tokens += 1
         self.decode_step += 1
-        n = self.num_pages
-        fill = self.num_tokens - (n - 1) * page  # tokens in the current page, 1..page
+        num_tokens = self.num_tokens
+        n = -(-num_tokens // page)
+        fill = num_tokens - (n - 1) * page  # tokens in the current page, 1..page
         moves = PageMoves() if self.track_pages else None
-        sink, window = plan.sink_pages, plan.window_pages
-        if moves is not None and len(self._win_layers) and fill == 1 and n > sink + window:
+        kept = self._win_kept
+        if moves is not None and self._n_win and fill == 1 and n > kept:
+            window = self.plan.window_pages
             moves.drop = self._pages_of(self._win_layers, self._win_heads, np.array([n - window - 1]))
-        d2h_pages = self._write_to_host(self.num_tokens // page, moves)
+        d2h_pages = self._write_to_host(num_tokens // page, moves) if fill == page or moves is not None else 0
 
         rows = self._due_rows(self.decode_step)
+        num_rows = len(rows)
         first = not self._is_ranked
         attended_off = self._offload_device_pages(n)  # old top-K + tail (the step attends the old set)
         promoted = fetched = 0
-        if len(rows):
+        if num_rows:
             promoted, fetched = self._rank(rows, n, first, topk, moves)
             if first:
                 attended_off = self._offload_device_pages(n)  # first rank: the new set is used at once
 
-        attended = self._num_full * self.num_tokens
-        kept = sink + window
-        attended += len(self._win_layers) * (self.num_tokens if n <= kept else (kept - 1) * page + fill)
-        sparse = attended_off * page - len(self._off_layers) * (page - fill)
+        attended = self._num_full * num_tokens
+        attended += self._n_win * (num_tokens if n <= kept else (kept - 1) * page + fill)
+        sparse = attended_off * page - self._n_off * (page - fill)
         if n <= k:  # every page is in the top-K: the dense kernel reads them
-            attended += self._num_topk * self.num_tokens + sparse
+            attended += self._num_topk * num_tokens + sparse
             sparse = 0
         else:
             sparse += self._num_topk * ((k - 1) * page + fill)
             attended += sparse
-        g = plan.geometry
         scanned = 0
-        if plan.keeps_minmax and n > k:
-            scanned = (self._num_topk + len(rows)) * (n - 1) * g.minmax_bytes_per_page
-        return self.summary(attended_tokens_per_head=attended / g.num_heads_total,
-                            sparse_tokens_per_head=sparse / g.num_heads_total, minmax_bytes_scanned=scanned,
-                            h2d_bytes=fetched * g.page_bytes, d2h_bytes=d2h_pages * g.page_bytes,
-                            num_promoted_pages=promoted, moves=moves)
+        if n > k:
+            scanned = (self._num_topk + num_rows) * (n - 1) * self._minmax_page_bytes
+        heads, page_bytes = self._heads_total, self._page_bytes
+        return self.summary(attended_tokens_per_head=attended / heads, sparse_tokens_per_head=sparse / heads,
+                            minmax_bytes_scanned=scanned, h2d_bytes=fetched * page_bytes,
+                            d2h_bytes=d2h_pages * page_bytes, num_promoted_pages=promoted, moves=moves)
 
     def on_reload_done(self) -> StepSummary:
         """The reload's H2D copy landed: the evicted pages' blocks are released and decoding resumes."""
@@ -210,6 +226,7 @@ class RequestKV:
     # ----------------------------------------------------------------------------------- page views
     def residency(self) -> tuple[np.ndarray, np.ndarray]:
         """Bool masks [layers, kv_heads, pages]: on device, on host. For tests and debugging, not per step."""
+        self._check_page_ids()
         g, n = self.plan.geometry, self.num_pages
         device = np.zeros((g.num_layers, g.num_kv_heads, n), dtype=bool)
         host = np.zeros_like(device)
@@ -229,6 +246,7 @@ class RequestKV:
 
     def attended_pages(self, layer: int, head: int) -> np.ndarray | None:
         """Pages the next decode of this head reads; None for RESIDENT_TOPK heads (chosen per step by scores)."""
+        self._check_page_ids()
         mode = HeadMode(int(self.plan.mode[layer, head]))
         n = self.num_pages
         if mode == HeadMode.RESIDENT_TOPK:
@@ -243,6 +261,7 @@ class RequestKV:
 
     def topk_pages(self, layer: int, head: int) -> np.ndarray:
         """The current top-K set of an OFFLOAD head (sorted; empty before its first rank)."""
+        self._check_page_ids()
         row = np.flatnonzero((self._off_layers == layer) & (self._off_heads == head))
         if len(row) == 0:
             raise ValueError(f"head ({layer}, {head}) is not an OFFLOAD head under policy {self.plan.policy}")
@@ -250,14 +269,17 @@ class RequestKV:
         return np.sort(ids[ids >= 0])
 
     # -------------------------------------------------------------------------------------- helpers
+    def _check_page_ids(self) -> None:
+        if self._sampler is not None:
+            raise RuntimeError(f"request {self.request_id} reranks by counts (sampled mode): it keeps no page ids; "
+                               "use kvpolicy.rerank_mode=pages for page views")
+
     def _due_rows(self, step: int) -> np.ndarray:
-        if not len(self._off_layers):
-            return self._all_rows
-        if not self._is_ranked:
+        if not self._n_off or not self._is_ranked:
             return self._all_rows
         due = [rows for r, rows in self._rows_by_interval.items() if step % r == 0]
         if not due:
-            return self._all_rows[:0]
+            return self._no_rows
         return due[0] if len(due) == 1 else np.sort(np.concatenate(due))
 
     def _offload_device_mask(self, rows: np.ndarray, n: int) -> np.ndarray:
@@ -288,6 +310,8 @@ class RequestKV:
         scatter/gather lookups; page lists are extracted only when the backend tracks pages.
         """
         k, m = self._k, len(rows)
+        if self._sampler is not None and given is None:
+            return self._rank_sampled(rows, n, first)
         if n <= k:
             new = np.full((m, k), -1, dtype=np.int32)
             new[:, :n] = np.arange(n, dtype=np.int32)
@@ -347,6 +371,22 @@ class RequestKV:
                 self._held_page_ids = self._held_after_reuse(fetch.sum(1), free_rows, moves.free)
         return promoted, num_fetch
 
+    def _rank_sampled(self, rows: np.ndarray, n: int, first: bool) -> tuple[int, int]:
+        """_rank by counts: the same counters, drawn by SampledRerank without page ids."""
+        c = self._sampler.rank(rows, n, first, self._ranked[rows], self._topk_size[rows],
+                               self.decode_step - self._last_rank_step[rows])
+        num_fetch = int(c.fetched.sum())
+        self._sum_topk_size += int(c.new_size.sum() - self._topk_size[rows].sum())
+        self._sum_ranked += int(n * len(rows) - self._ranked[rows].sum())
+        self._topk_size[rows] = c.new_size
+        self._ranked[rows] = n
+        self._last_rank_step[rows] = self.decode_step
+        self._is_ranked = True
+        if num_fetch:
+            self.phase = "reloading"
+            self._held_pages = int(c.freed.sum()) - num_fetch
+        return int(c.promoted.sum()), num_fetch
+
     @staticmethod
     def _held_after_reuse(fetch_per_row: np.ndarray, free_rows: np.ndarray, free: np.ndarray) -> np.ndarray:
         """Evicted pages whose blocks stay held until the reload lands: per head, those beyond the ones
@@ -390,6 +430,8 @@ class RequestKV:
         return out
 
     def _release(self) -> None:
+        if self._sampler is not None:
+            self._sampler.reset()
         self.num_tokens = 0
         self.num_host_pages = 0
         self._topk[:] = -1

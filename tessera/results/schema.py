@@ -27,6 +27,11 @@ REQUEST_COLUMNS: dict[str, str] = {
     "status": "string",
 }
 
+# optional per-request breakdown (the simulator fills it): time in iterations that ran the request, time from each
+# preemption until it ran again, and the rest of its time in the system (waiting for a batch slot, KV stalls)
+BREAKDOWN_COLUMNS: dict[str, str] = {"execution_s": "float64", "preemption_s": "float64",
+                                     "scheduling_delay_s": "float64"}
+
 
 def empty_frame() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in REQUEST_COLUMNS.items()})
@@ -38,7 +43,8 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"results frame lacks schema columns {missing}; every backend must fill all of "
                          f"{list(REQUEST_COLUMNS)}")
-    return frame.astype(REQUEST_COLUMNS)
+    optional = {c: t for c, t in BREAKDOWN_COLUMNS.items() if c in frame.columns}
+    return frame.astype({**REQUEST_COLUMNS, **optional})
 
 
 def add_latency_columns(frame: pd.DataFrame) -> pd.DataFrame:

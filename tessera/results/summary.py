@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from tessera.results.schema import add_latency_columns
+from tessera.results.schema import BREAKDOWN_COLUMNS, add_latency_columns
 
 PERCENTILES = (50, 90, 99)
 
@@ -55,6 +55,9 @@ def summarize(frame: pd.DataFrame, kv_usage: pd.DataFrame | None = None) -> dict
         "preemptions": int(lat["preemptions"].sum()),
         "bytes_moved": float(lat["bytes_moved"].sum()),
     }
+    breakdown = [c for c in BREAKDOWN_COLUMNS if c in done.columns]
+    if breakdown:
+        summary["breakdown_s"] = {c.removesuffix("_s"): _stats(done[c]) for c in breakdown}
     if kv_usage is not None and len(kv_usage):
         end = float(done["finish_s"].max()) if len(done) else float(kv_usage["t_s"].max())
         means, peaks = [], []

@@ -9,6 +9,12 @@ import numbers
 from dataclasses import dataclass
 
 
+# The scheduler generations behind published numbers (tessera/scheduling/families.py): vLLM v1 FCFS with
+# chunked prefill (fcfs.py, shared with the runtime), vLLM v0's prefill-first default scheduler, Sarathi-Serve's
+# stall-free chunked prefill and Orca's iteration-level batching without paged KV.
+SCHEDULER_FAMILIES = ("vllm_v1", "vllm_v0", "sarathi", "orca")
+
+
 def _whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
@@ -20,6 +26,7 @@ class SchedulerConfig:
     max_num_batched_tokens: int = 8192
     chunked_prefill: bool = True
     watermark: float = 0.01  # fraction of KV blocks kept free when admitting new requests (vLLM)
+    family: str = "vllm_v1"  # which scheduler generation picks the batches (SCHEDULER_FAMILIES)
 
     def __post_init__(self) -> None:
         watermark = self.watermark
@@ -30,6 +37,7 @@ class SchedulerConfig:
             ("chunked_prefill", isinstance(self.chunked_prefill, bool), "true or false"),
             ("watermark", isinstance(watermark, numbers.Real) and not isinstance(watermark, bool)
              and math.isfinite(watermark) and 0.0 <= watermark < 1.0, "a fraction in [0, 1)"),
+            ("family", self.family in SCHEDULER_FAMILIES, f"one of {', '.join(SCHEDULER_FAMILIES)}"),
         ]
         for name, ok, allowed in checks:
             if not ok:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import deque
 
 from tessera.interface import KVBlockPool, ScheduledBatch
+from tessera.scheduling.common import allocate_or_preempt
 from tessera.scheduling.config import SchedulerConfig
 
 
@@ -46,15 +47,7 @@ class FCFSScheduler:
         return batch
 
     def _allocate_or_preempt(self, seq, num_new, running, waiting, pool, batch) -> bool:
-        while not pool.allocate(seq, num_new):
-            victim = running.pop()
-            pool.free(victim)
-            victim.preempt()
-            waiting.appendleft(victim)
-            batch.preempted.append(victim)
-            if victim is seq:
-                return False
-        return True
+        return allocate_or_preempt(seq, num_new, running, waiting, pool, batch)
 
     def _admit(self, waiting, running, pool, batch, budget) -> None:
         max_seqs = self.config.max_num_seqs

@@ -14,8 +14,9 @@ from tessera.experiments.config import ConfigError, register_configs
 from tessera.experiments.registry import experiment_runner
 from tessera.experiments.resolve import resolve
 from tessera.experiments.run import precheck_overrides
+from tessera.experiments.serve_trace import workload_requests
 from tessera.paths import REPO_ROOT
-from tessera.workload import TraceError, build_workload
+from tessera.workload import TraceError
 from tests.bad_inputs.corpus import refused
 
 
@@ -29,12 +30,7 @@ def validate(cfg) -> None:
     """serve_trace up to the simulation: the checks a run makes before it starts."""
     experiment_runner(cfg.experiment)
     spec = resolve(cfg)
-    try:
-        build_workload(spec.workload)
-    except TraceError:
-        raise
-    except (ValueError, TypeError, FileNotFoundError) as err:  # as experiments/serve_trace.py converts them
-        raise ConfigError(f"workload: {err}") from None
+    workload_requests(spec)  # serve_trace's own workload step (context limit included)
     run_sim(spec, [])
 
 

@@ -54,3 +54,14 @@ def test_comparison_is_skipped_without_transformers(capsys, monkeypatch):
 def test_unknown_model_names_the_fix():
     with pytest.raises(SystemExit, match="make smollm2"):
         load_benchmark().resolve_model("smollm2-missing")
+
+
+def test_repeated_prompt_decodes_one_window_per_request(capsys):
+    """--repeat-prompt: every request of a batch decodes the same window (greedy tokens all equal) from its
+    own restored KV; the other policies restore the one prefill instead of computing it."""
+    results = load_benchmark().main(ARGS + ["--no-peer", "--repeat-prompt"])
+    out = capsys.readouterr().out
+    assert "one window repeated per batch" in out
+    tokens = results[40, 2, "full"][0].tokens
+    assert len(tokens) == 2 and tokens[0] == tokens[1]
+    assert results[40, 1, "full"][0].tokens[0] == tokens[0]  # batch 1's window is batch 2's

@@ -71,7 +71,13 @@ def test_every_override_changes_what_runs_or_is_refused(experiment):
     (["backend=runtime", "model=llama2_70b"], "catalog entry without weights"),
     (["experiment=flexicache_sensitivity", "kvpolicy.rerank_interval=4"], "R is swept by params.rerank_intervals"),
     (["+engine.max_num_seq=8"], "engine.max_num_seq is not a key of engine"),
-    (["experiment=mosaic", "backend=runtime"], "runs in the simulator only"),
+    (["experiment=flexicache_memory", "backend=runtime"], "runs in the simulator only"),
+    (["experiment=mosaic", "backend=runtime", "backend.runtime.num_threads=2"], "workers do not read it"),
+    (["experiment=mosaic", "+params.runtime.bogus=3"], "params.runtime configures backend=runtime only"),
+    (["experiment=mosaic", "backend=runtime", "params.query_fraction=0.5"], "runs params.runtime"),
+    (["experiment=mosaic", "backend=runtime", "kvpolicy=flexicache"], "run full KV"),
+    (["experiment=mosaic", "backend=runtime", "engine.block_size=32"], "read engine.max_num_seqs"),
+    (["backend=runtime", "backend.runtime.workers=3"], "configure experiment=mosaic's Ray workers"),
 ])
 def test_the_cli_refuses_ignored_keys_with_one_line(tmp_path, args, message):
     proc = run_cli([*args, "output.progress=false", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)

@@ -125,3 +125,27 @@ def test_a_retrieval_task_without_an_example_count_is_a_config_error():
         params(cfg)
     cfg.params.num_examples.multikey = 2
     assert params(cfg)["tasks"] == ["needle", "multikey"]
+
+
+@pytest.mark.skipif(not (SHIPPED / "config.json").exists(), reason="the shipped model is not trained yet")
+def test_a_stopped_run_keeps_its_cells_and_resumes(tmp_path):
+    """Every finished cell is in cells.jsonl at once; the same command in the folder of a run that did not
+    finish reuses them (a marked cell comes back unchanged) and runs the rest; other params are refused."""
+    run_dir = tmp_path / "run"
+    args = ["experiment=runtime_accuracy", "backend=runtime", "params.quick=true", "params.policies=[quest]",
+            "output.progress=false", "output.figures=false", f"hydra.run.dir={run_dir}"]
+    assert run_cli(args, cwd=tmp_path).returncode == 0
+    lines = (run_dir / "cells.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 3 * 2  # fingerprint + (full, quest at the quick budgets 4 and 8) x (kv, ppl)
+    marked = json.loads(lines[1])
+    marked["row"]["seconds"] = 12345.0
+    kept = [lines[0], json.dumps(marked)]  # as if stopped after its first cell, mid-way through writing the next
+    (run_dir / "cells.jsonl").write_text("\n".join(kept) + "\n" + lines[2][:20] + "\n")
+    (run_dir / "summary.json").unlink()
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_parquet(run_dir / "accuracy.parquet")
+    assert len(table) == 2 * 2 * 2 and (table["seconds"] == 12345.0).any()  # full is listed at each budget
+    (run_dir / "summary.json").unlink()
+    other = run_cli([*args[:-1], "params.policies=[streaming]", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert other.returncode == 2 and "cells.jsonl holds cells of other params" in other.stderr

@@ -78,10 +78,11 @@ def test_row_with_nothing_visible_is_zero_among_others():
 @settings(max_examples=30, deadline=None, derandomize=True)
 @given(num_kv_heads=st.integers(1, 3), group=st.sampled_from([1, 3, 4]),
        seq_lens=st.lists(st.integers(1, 120), min_size=1, max_size=4), hole=st.booleans(),
-       chunk_pages=st.integers(1, 6), score_pages=st.integers(1, 12), seed=st.integers(0, 1000))
-def test_dense_matches_oracle(num_kv_heads, group, seq_lens, hole, chunk_pages, score_pages, seed):
-    """dense_decode_ref (every page in order, masks from the lengths) in chunks, padded, ragged; a missing
-    block where a sequence has tokens takes decode_ref's path. The pool's unused slots hold NaN."""
+       chunk_pages=st.integers(1, 6), score_pages=st.integers(1, 12), seed=st.integers(0, 1000),
+       one_shot=st.booleans())
+def test_dense_matches_oracle(num_kv_heads, group, seq_lens, hole, chunk_pages, score_pages, seed, one_shot):
+    """dense_decode_ref (every page in order, masks from the lengths) in chunks or in one shot, padded, ragged;
+    a missing block where a sequence has tokens takes decode_ref's path. The pool's unused slots hold NaN."""
     gen = torch.Generator().manual_seed(seed)
     kv = make_paged_kv(seq_lens, num_kv_heads, 64, torch.float32, gen, extra_pages=2)
     q = torch.randn(len(seq_lens), num_kv_heads * group, 64, generator=gen)
@@ -90,7 +91,8 @@ def test_dense_matches_oracle(num_kv_heads, group, seq_lens, hole, chunk_pages, 
         tables[0, 0, 0] = -1
     pages = torch.arange(tables.shape[2]).expand(len(seq_lens), num_kv_heads, -1)
     budgets = {"REF_CHUNK_BYTES": chunk_pages * PAGE_SIZE * 64 * 4, "MIN_CHUNK_COLS": 1,
-               "REF_SCORE_BYTES": score_pages * PAGE_SIZE * 4, "REF_ONE_SHOT_BYTES": 0}
+               "REF_SCORE_BYTES": score_pages * PAGE_SIZE * 4, "REF_ONE_SHOT_BYTES": 0,
+               "DENSE_ONE_SHOT_BYTES": 1 << 30 if one_shot else 0}
     with mock.patch.multiple(_decode_common, **budgets):
         out = _decode_common.dense_decode_ref(q, kv.kv_pool, tables, kv.seq_lens, 0.2)
     expected = decode_oracle(q, kv.kv_pool, torch.where(tables >= 0, tables.long(), -1), pages, kv.seq_lens, 0.2)

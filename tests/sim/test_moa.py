@@ -91,3 +91,27 @@ def test_kv_policies_run_inside_co_resident_and_tensor_parallel_moa_replicas(set
     assert stage.kv_totals["pcie_d2h_bytes"] > 0 and stage.kv_totals["num_reloads"] > 0
     plain = run_expert_stage(ctx, problem, plan, workload.expert_requests())
     assert plain.kv_totals == {}
+
+
+def test_data_parallel_sequential_splits_each_expert_over_every_gpu_with_a_barrier(setup):
+    """`sequential` without tensor parallelism (the runtime's CPU workers): one expert at a time on every GPU."""
+    from dataclasses import replace
+
+    from tessera.sim.moa import run_data_parallel
+
+    workload, problem, ctx = setup
+    requests = workload.expert_requests()
+    stage = run_data_parallel(ctx, problem, requests)
+    assert sorted(seq.request_id for seq, _ in stage.records) == sorted(r.request_id for r in requests)
+    rounds: dict[str, list] = {}
+    for s in stage.segments:
+        rounds.setdefault(s.expert, []).append(s)
+    assert all({s.gpu for s in segs} == set(range(ctx.num_gpus)) for segs in rounds.values()
+               if sum(r.model == segs[0].expert for r in requests) >= ctx.num_gpus)
+    spans = sorted((min(s.start_s for s in segs), max(s.end_s for s in segs)) for segs in rounds.values())
+    assert all(a_end + ctx.teardown_s <= b_start + 1e-6 for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+    plan = make_placer("mosaic").place(problem)
+    assert any(len(phase) > 1 for phases in plan.phases.values() for phase in phases)  # co-resident replicas
+    serial = run_expert_stage(replace(ctx, serial_loads=True), problem, plan, requests)
+    for g, phases in plan.phases.items():  # one device loads a phase's replicas in turn, then serves them all
+        assert len({round(s.ready_s, 9) for s in serial.segments if s.gpu == g}) == len(phases)

@@ -1,0 +1,145 @@
+"""Experiment `capacity_search`: the highest Poisson arrival rate at which a config meets TTFT and TPOT SLOs at a
+percentile, by bisection on log(rate) with seeded probes; writes probes.csv, capacity.png and summary.json."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from tessera.experiments.backends.sim import run_sim
+from tessera.experiments.config import ConfigError
+from tessera.experiments.resolve import resolve
+from tessera.results import add_latency_columns, empty_frame, save_run
+from tessera.workload import build_workload
+from tessera.workload.context_limit import DEFAULT_POLICY, apply_context_limit
+
+
+@dataclass(frozen=True)
+class SLO:
+    ttft_s: float
+    tpot_s: float
+    percentile: float
+
+    def check(self) -> None:
+        for key, ok, allowed in (("slo_ttft_s", self.ttft_s > 0, "seconds > 0"),
+                                 ("slo_tpot_s", self.tpot_s > 0, "seconds > 0"),
+                                 ("percentile", 0 < self.percentile <= 100, "a percentile in (0, 100]")):
+            if not ok:
+                raise ConfigError(f"params.{key}={getattr(self, key.removeprefix('slo_'))!r} is invalid: use {allowed}")
+
+
+def settings(cfg: DictConfig) -> tuple[SLO, dict]:
+    p = OmegaConf.to_container(cfg.params, resolve=True)
+    slo = SLO(float(p["slo_ttft_s"]), float(p["slo_tpot_s"]), float(p["percentile"]))
+    slo.check()
+    if not 0 < p["rate_lo"] < p["rate_hi"]:
+        raise ConfigError(f"params.rate_lo={p['rate_lo']} and rate_hi={p['rate_hi']} must satisfy "
+                          "0 < rate_lo < rate_hi")
+    if not p["tolerance"] > 0:
+        raise ConfigError(f"params.tolerance={p['tolerance']} is invalid: use a relative width > 0, e.g. 0.05")
+    if int(p["num_requests"]) < 1:
+        raise ConfigError(f"params.num_requests={p['num_requests']} is invalid: use a request count >= 1")
+    return slo, p
+
+
+def describe(cfg: DictConfig) -> dict:
+    spec = resolve(cfg)
+    slo, p = settings(cfg)
+    if "arrival" not in spec.workload:
+        raise ConfigError(f"experiment=capacity_search sets the arrival rate of a synthetic workload; workload "
+                          f"{spec.workload.get('name', spec.workload.get('kind'))} has none: use e.g. "
+                          "workload=sharegpt_poisson")
+    return {"model": spec.model.name, "gpu": spec.gpu.name, "num_workers": len(spec.workers), "tp": spec.workers[0].tp,
+            "router": spec.router, "cost_model": spec.cost_kind, "engine": asdict(spec.scheduler),
+            "lengths": spec.workload.get("lengths"),
+            "kvpolicy": spec.kv.name if spec.kv is not None else "full", "seed": cfg.seed, "slo": asdict(slo),
+            "search": {k: p[k] for k in ("num_requests", "rate_lo", "rate_hi", "tolerance")}}
+
+
+def probe(spec, workload: dict, rate: float, slo: SLO) -> dict:
+    """One simulation at `rate`: the SLO percentiles, the fraction of requests meeting both SLOs, throughput."""
+    workload = {**workload, "arrival": {"kind": "poisson", "rate": rate}}
+    policy = workload.pop("context_limit", DEFAULT_POLICY)
+    requests, _ = apply_context_limit(build_workload(workload), spec.model.max_position, policy)
+    frame = add_latency_columns(run_sim(spec, requests).requests)
+    done = frame[frame["status"] == "finished"]
+    ttft = float(np.percentile(done["ttft_s"], slo.percentile)) if len(done) else math.inf
+    tpot = done["tpot_s"].dropna()
+    tpot_p = float(np.percentile(tpot, slo.percentile)) if len(tpot) else 0.0
+    ok = (done["ttft_s"] <= slo.ttft_s) & ~(done["tpot_s"] > slo.tpot_s)
+    span = float(done["finish_s"].max() - frame["arrival_s"].min()) if len(done) else math.nan
+    return {"rate": rate, "ttft_p_s": ttft, "tpot_p_s": tpot_p, "attainment": float(ok.sum()) / len(frame),
+            "throughput_per_s": len(done) / span if span > 0 else 0.0, "finished": len(done),
+            "meets": bool(len(done) == len(frame) and ttft <= slo.ttft_s and tpot_p <= slo.tpot_s)}
+
+
+def search(measure, lo: float, hi: float, tolerance: float) -> tuple[float, list[dict]]:
+    """Bisection on log(rate) for the highest rate whose probe meets the SLO (assumed monotone in the rate)."""
+    probes = [measure(lo)]
+    if not probes[-1]["meets"]:
+        return 0.0, probes
+    probes.append(measure(hi))
+    if probes[-1]["meets"]:
+        return hi, probes
+    while hi / lo - 1 > tolerance:
+        mid = math.sqrt(lo * hi)
+        probes.append(measure(mid))
+        lo, hi = (mid, hi) if probes[-1]["meets"] else (lo, mid)
+    return lo, probes
+
+
+def figure(probes: pd.DataFrame, capacity: float, slo: SLO, path: Path, title: str) -> None:
+    """Left: throughput vs offered rate (log-log); right: SLO attainment vs throughput, the capacity probe marked."""
+    from matplotlib.figure import Figure
+
+    probes = probes.sort_values("rate")
+    fig = Figure(figsize=(11, 3.8))
+    left, right = fig.subplots(1, 2)
+    left.plot(probes["rate"], probes["throughput_per_s"], "o-", label="throughput")
+    left.plot(probes["rate"], probes["rate"], ":", color="grey", label="offered load")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("arrival rate (req/s)")
+    left.set_ylabel("finished requests / s")
+    right.plot(probes["throughput_per_s"], probes["attainment"], "o-")
+    right.axhline(slo.percentile / 100, color="grey", ls=":", label=f"p{slo.percentile:g} target")
+    right.set_xlabel("throughput (req/s)")
+    right.set_ylabel("SLO attainment")
+    if capacity > 0:
+        left.axvline(capacity, color="C3", ls="--", label=f"capacity {capacity:.2f} req/s")
+        at = probes.loc[probes["rate"] == capacity].iloc[0]
+        right.plot([at["throughput_per_s"]], [at["attainment"]], "*", color="C3", ms=14,
+                   label=f"at capacity: {at['throughput_per_s']:.2f} req/s")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.88, wspace=0.25)
+    fig.savefig(path, dpi=120)
+
+
+def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
+    spec = resolve(cfg)
+    slo, p = settings(cfg)
+    workload = {**spec.workload, "num_requests": int(p["num_requests"])}
+    capacity, probes = search(lambda rate: probe(spec, workload, rate, slo), float(p["rate_lo"]), float(p["rate_hi"]),
+                              float(p["tolerance"]))
+    table = pd.DataFrame(probes)
+    table.to_csv(run_dir / "probes.csv", index=False)
+    title = (f"capacity of {spec.model.name} on {len(spec.workers)} x {spec.gpu.name}: {capacity:.2f} req/s "
+             f"(p{slo.percentile:g} TTFT <= {slo.ttft_s:g} s and TPOT <= {slo.tpot_s:g} s, "
+             f"{p['num_requests']} requests per probe)")
+    if cfg.output.figures:
+        figure(table, capacity, slo, run_dir / "capacity.png", title)
+    if cfg.output.print_table:
+        print(title)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    summary = {"capacity_rate_per_s": capacity, "slo": asdict(slo), "num_probes": len(probes),
+               "bracket": [float(table.loc[table["meets"], "rate"].max()) if table["meets"].any() else 0.0,
+                           float(table.loc[~table["meets"], "rate"].min()) if (~table["meets"]).any() else math.inf]}
+    save_run(run_dir, empty_frame(), summary, None, metadata)
+    return summary

@@ -1,0 +1,104 @@
+"""What a worker's iterations and a host link's copies did: summed always (WorkTotals, for MFU/MBU), one entry each
+when kept (BatchLog, TransferLog: output.batch_log), as plain lists turned into frames by sim/records.py."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tessera.interface import BatchShape
+
+
+@dataclass(slots=True)
+class WorkTotals:
+    """Counters summed over a worker's iterations (model FLOPs and HBM bytes derive from them)."""
+
+    iterations: int = 0
+    prefill_tokens: int = 0
+    prefill_attn_pairs: float = 0.0
+    decode_seqs: int = 0
+    decode_kv_tokens: float = 0.0
+    extra_hbm_bytes: float = 0.0
+    sampled_tokens: int = 0  # tokens through the LM head: one per decode, one per iteration with a prefill
+
+    def add(self, shape: BatchShape) -> None:
+        self.iterations += 1
+        self.prefill_tokens += shape.prefill_tokens
+        self.prefill_attn_pairs += shape.prefill_attn_pairs
+        self.decode_seqs += shape.decode_seqs
+        self.decode_kv_tokens += shape.decode_kv_tokens
+        self.extra_hbm_bytes += shape.extra_hbm_bytes
+        self.sampled_tokens += shape.decode_seqs + (1 if shape.prefill_tokens else 0)
+
+    def add_decode_span(self, steps: int, batch_size: int, kv_tokens: float) -> None:
+        """`steps` pure-decode iterations of `batch_size` sequences reading `kv_tokens` KV tokens in all."""
+        self.iterations += steps
+        self.decode_seqs += steps * batch_size
+        self.decode_kv_tokens += kv_tokens
+        self.sampled_tokens += steps * batch_size
+
+    @property
+    def tokens(self) -> int:
+        """Tokens through the model's layers (prefill tokens + one per decode)."""
+        return self.prefill_tokens + self.decode_seqs
+
+
+@dataclass(slots=True)
+class BatchLog:
+    """One entry per iteration: start time, duration, prefill tokens, decoding sequences, KV tokens read (per
+    layer and KV head, summed over the decodes), requests preempted when the batch was formed."""
+
+    t_s: list[float] = field(default_factory=list)
+    duration_s: list[float] = field(default_factory=list)
+    prefill_tokens: list[int] = field(default_factory=list)
+    decode_seqs: list[int] = field(default_factory=list)
+    kv_tokens_read: list[float] = field(default_factory=list)
+    preemptions: list[int] = field(default_factory=list)
+
+    def add(self, t_s: float, duration_s: float, shape: BatchShape, preemptions: int) -> None:
+        self.t_s.append(t_s)
+        self.duration_s.append(duration_s)
+        self.prefill_tokens.append(shape.prefill_tokens)
+        self.decode_seqs.append(shape.decode_seqs)
+        self.kv_tokens_read.append(shape.decode_kv_tokens)
+        self.preemptions.append(preemptions)
+
+    def add_decode_span(self, start_s: float, ends_s: list[float], batch_size: int, kv_first: float) -> None:
+        """Iterations ending at ends_s (the first starts at start_s); the i-th reads kv_first + i * batch_size."""
+        starts = [start_s] + ends_s[:-1]
+        self.t_s.extend(starts)
+        self.duration_s.extend(e - s for s, e in zip(starts, ends_s))
+        n = len(ends_s)
+        self.prefill_tokens.extend([0] * n)
+        self.decode_seqs.extend([batch_size] * n)
+        self.kv_tokens_read.extend(kv_first + i * batch_size for i in range(n))
+        self.preemptions.extend([0] * n)
+
+    def __len__(self) -> int:
+        return len(self.t_s)
+
+
+@dataclass(slots=True)
+class TransferLog:
+    """One entry per copy on the host link of GPU `gpu`: start time, duration, direction ('h2d'/'d2h'), bytes."""
+
+    gpu: int = 0
+    t_s: list[float] = field(default_factory=list)
+    duration_s: list[float] = field(default_factory=list)
+    direction: list[str] = field(default_factory=list)
+    num_bytes: list[float] = field(default_factory=list)
+
+    def add(self, t_s: float, duration_s: float, direction: str, num_bytes: float) -> None:
+        self.t_s.append(t_s)
+        self.duration_s.append(duration_s)
+        self.direction.append(direction)
+        self.num_bytes.append(num_bytes)
+
+    def __len__(self) -> int:
+        return len(self.t_s)
+
+
+def enable_batch_log(cluster) -> None:
+    """Keep per-iteration and per-copy records in every worker and host link of a Cluster (before its run)."""
+    for worker in cluster.workers:
+        worker.batch_log = BatchLog()
+    for gpu_id, link in cluster.links.items():
+        link.log = TransferLog(gpu=gpu_id)

@@ -1,0 +1,118 @@
+"""Engine profiles: the fixed costs a real serving engine pays besides the roofline, with each number's source.
+
+A profile (conf/engine_profile/*.yaml) gives per-iteration CPU time, kernel-launch cost in eager mode, the
+CUDA-graph decode path, all-reduce latency floors and the attention backend; EngineCostModel applies it.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, fields
+
+# Achieved fraction of the GPU's dense BF16 peak for prefill attention, by backend and GPU generation, and of
+# HBM bandwidth for decode attention. Sources:
+# - flash_attn (FlashAttention-2) on Ampere: FA2 paper abstract, "reaching 50-73% of the theoretical maximum
+#   FLOPs/s on A100" (forward) -> 0.62, the middle; on Hopper: FA3 paper (Shah et al. 2024) §1, "FlashAttention-2
+#   achieves only 35% utilization on H100" -> 0.35.
+# - flash_attn3 (FlashAttention-3, Hopper only): FA3 paper abstract, "up to 740 TFLOPs/s (75% utilization)" -> 0.75.
+# - flashinfer / triton: no public utilisation figure found; prefill set equal to FA2 on the same GPU (both are
+#   FA2-style tiled kernels); flagged in docs/fidelity.md.
+# Decode attention streams the KV cache; no backend publishes a bandwidth fraction we could cite, so every
+# backend keeps the roofline's hbm_fraction (Vidur's profiled 0.77-0.89 for linear layers, cost/roofline.py).
+ATTENTION_BACKENDS: dict[str, dict[str, float | None]] = {
+    "roofline": {"ampere": None, "hopper": None},  # the cost model's own flops_fraction (tessera_default)
+    "flash_attn": {"ampere": 0.62, "hopper": 0.35},
+    "flash_attn3": {"ampere": None, "hopper": 0.75},
+    "flashinfer": {"ampere": 0.62, "hopper": 0.35},
+    "triton": {"ampere": 0.62, "hopper": 0.35},
+}
+HOPPER = ("H100", "H200")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineProfile:
+    """The fixed costs of one engine generation. All times in seconds; every field is documented in
+    conf/engine_profile/<name>.yaml with its source.
+
+    cpu_fixed_s, cpu_per_seq_s, cpu_per_token_s: CPU time of one iteration (scheduling, input preparation,
+        sampling, output processing) = fixed + per sequence in the batch + per scheduled token.
+    cpu_overlapped: the CPU work of step i+1 runs while the GPU runs step i (SGLang's overlap scheduler):
+        an iteration then takes max(GPU, CPU) instead of their sum.
+    launch_per_layer_s: kernel-launch gaps per decoder layer when a step runs eagerly.
+    cuda_graphs: decode steps replay captured graphs: no launch gaps, the batch padded up to the next size in
+        graph_sizes (larger batches run eagerly); graph_mixed: prefill/mixed steps of at most max(graph_sizes)
+        tokens are graphed too (vLLM v1's piecewise graphs), else they run eagerly.
+    allreduce_floor_s: the least time of one TP all-reduce call (two per layer), whatever its size.
+    attention_backend: a key of ATTENTION_BACKENDS (prefill attention efficiency).
+    """
+
+    name: str
+    cpu_fixed_s: float = 1e-3
+    cpu_per_seq_s: float = 0.0
+    cpu_per_token_s: float = 0.0
+    cpu_overlapped: bool = False
+    launch_per_layer_s: float = 0.0
+    cuda_graphs: bool = False
+    graph_mixed: bool = False
+    graph_sizes: tuple[int, ...] = ()
+    allreduce_floor_s: float = 0.0
+    attention_backend: str = "roofline"
+
+    def __post_init__(self) -> None:
+        for f in ("cpu_fixed_s", "cpu_per_seq_s", "cpu_per_token_s", "launch_per_layer_s", "allreduce_floor_s"):
+            value = getattr(self, f)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                    or not 0.0 <= value < 1.0:
+                raise ValueError(f"engine_profile.{f}={value!r} is invalid: use seconds in [0, 1)")
+        for f in ("cpu_overlapped", "cuda_graphs", "graph_mixed"):
+            if not isinstance(getattr(self, f), bool):
+                raise ValueError(f"engine_profile.{f}={getattr(self, f)!r} is invalid: use true or false")
+        if self.attention_backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"engine_profile.attention_backend={self.attention_backend!r} is invalid: use one of "
+                             f"{', '.join(ATTENTION_BACKENDS)}")
+        sizes = self.graph_sizes
+        if self.cuda_graphs and (not sizes or list(sizes) != sorted(set(sizes)) or sizes[0] < 1):
+            raise ValueError(f"engine_profile.graph_sizes={list(sizes)!r} is invalid with cuda_graphs=true: use "
+                             "increasing whole batch sizes >= 1, e.g. [1, 2, 4, 8, 16]")
+
+    @classmethod
+    def from_dict(cls, conf: dict) -> "EngineProfile":
+        """A profile from its config mapping (conf/engine_profile/<name>.yaml); unknown keys are refused."""
+        conf = dict(conf)
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(conf) - allowed)
+        if unknown:
+            raise ValueError(f"engine_profile.{unknown[0]} is not a profile field (fields: {', '.join(sorted(allowed))})")
+        if "name" not in conf:
+            raise ValueError("engine_profile.name is missing: pick a profile with engine_profile=<name>")
+        if "graph_sizes" in conf:
+            conf["graph_sizes"] = tuple(expand_sizes(conf["graph_sizes"]))
+        return cls(**conf)
+
+    def prefill_flops_fraction(self, gpu_name: str) -> float | None:
+        """The attention backend's prefill FLOP/s fraction on this GPU (None: the cost model's own)."""
+        table = ATTENTION_BACKENDS[self.attention_backend]
+        generation = "hopper" if any(h in gpu_name for h in HOPPER) else "ampere"
+        value = table.get(generation)
+        if value is None and self.attention_backend != "roofline":
+            raise ValueError(f"engine_profile.attention_backend={self.attention_backend} has no {generation} "
+                             f"kernel ({gpu_name}); pick flash_attn, flashinfer or triton")
+        return value
+
+    @property
+    def is_neutral(self) -> bool:
+        """True when every cost field is at its default (tessera_default): the cost model runs unwrapped, with
+        its own overhead_s (1 ms, the same as cpu_fixed_s here), so results are those of the plain simulator."""
+        neutral = EngineProfile(name=self.name)
+        return all(getattr(self, f.name) == getattr(neutral, f.name) for f in fields(self))
+
+
+def expand_sizes(spec) -> list[int]:
+    """Graph sizes from a list whose entries are sizes or {start, stop, step} ranges (stop inclusive)."""
+    sizes: list[int] = []
+    for item in spec:
+        if isinstance(item, dict):
+            sizes.extend(range(int(item["start"]), int(item["stop"]) + 1, int(item["step"])))
+        else:
+            sizes.append(int(item))
+    return sorted(set(sizes))

@@ -1,0 +1,209 @@
+"""Reranks by counts: the head model's top-K drift sampled as page categories (promoted, fetched H2D, freed), never
+as page ids, exact in distribution with HeadBehaviour.select (tessera/kvcache/head_model.py); kvpolicy.rerank_mode."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tessera.kvcache.head_model import HeadBehaviour
+
+
+@dataclass(slots=True)
+class RankCounts:
+    """One rerank of m heads: per-head pages promoted, fetched H2D and freed from the device, and set sizes."""
+
+    promoted: np.ndarray  # [m] new set pages not in the old top-K (0 at a first rank)
+    fetched: np.ndarray  # [m] new set pages that were on host only (H2D)
+    freed: np.ndarray  # [m] device pages (old set + tail) not in the new set
+    new_size: np.ndarray  # [m] pages in the new set
+
+
+class SampledRerank:
+    """Per-request state of the OFFLOAD heads' sets as (far count, near mask); rank() draws the next sets.
+
+    Why counts suffice: a head's pages outside the recent window are exchangeable under the head model
+    (each set page survives independently with p**d; uniform refills treat them alike), so for them only
+    "how many are in the set" matters. Pages near the current one (the recency window, and the tail grown
+    since the last rank) are not exchangeable, so they are kept explicitly as a small bool mask per head:
+    `near[r, i]` = page `ranked[r] - L + i` was in the head's set at its last rank, L = window + 1.
+    A rerank then draws, as select() does: survivors (binomial over the far count, Bernoulli per near
+    page), the trim of one survivor when k would be exceeded, recent refills (a random subset of the free
+    window pages) and uniform refills (multivariate hypergeometric over far-in-old-set, far-on-host and
+    each free near page). Ignores nothing the counts depend on; loses the page ids (residency views).
+    """
+
+    def __init__(self, behaviour: HeadBehaviour, layers: np.ndarray, heads: np.ndarray, k: int) -> None:
+        self.rng = behaviour.rng
+        self.log_keep = np.log(behaviour.keep_prob[layers, heads].astype(np.float64))  # [n_off]
+        self.recent_share = behaviour.params.recent_share
+        self.window = behaviour.params.recent_window_pages
+        self.k = k
+        self.L = self.window + 1  # near region at a rank: pages [ranked - L, ranked)
+        n_off = len(layers)
+        self.far = np.zeros(n_off, dtype=np.int64)  # set pages below ranked - L
+        self.near = np.zeros((n_off, self.L), dtype=bool)
+
+    def reset(self) -> None:
+        self.far[:] = 0
+        self.near[:] = False
+
+    def rank(self, rows: np.ndarray, n: int, first: bool, ranked: np.ndarray, old_size: np.ndarray,
+             steps_since: np.ndarray) -> RankCounts:
+        """New sets for `rows` at n pages; ranked/old_size: each row's page count and set size at its last rank."""
+        m, k, L = len(rows), self.k, self.L
+        if n <= k:  # every page is in the set
+            self._store_all(rows, n)
+            tail = n - ranked
+            zeros = np.zeros(m, dtype=np.int64)
+            if first:
+                return RankCounts(zeros, zeros, np.full(m, 0, dtype=np.int64), np.full(m, n, dtype=np.int64))
+            return RankCounts(tail.astype(np.int64), zeros, (old_size + tail - n).astype(np.int64),
+                              np.full(m, n, dtype=np.int64))
+        if not first:
+            a0 = int(ranked[0])
+            if L <= a0 < n and (ranked == a0).all():  # every row ranked at a0 pages (fixed interval): slices
+                return self._rank_uniform(rows, n, a0, old_size, steps_since)
+        return self._rank_frame(rows, n, first, ranked, old_size, steps_since)
+
+    def _rank_frame(self, rows: np.ndarray, n: int, first: bool, ranked: np.ndarray, old_size: np.ndarray,
+                    steps_since: np.ndarray) -> RankCounts:
+        """rank() for n > k in general: per-row masks over a frame of the last L + (largest shift) pages."""
+        m, k, L = len(rows), self.k, self.L
+        rng = self.rng
+        cur = n - 1
+        a = np.full(m, n, dtype=np.int64) if first else ranked.astype(np.int64)
+        shift = n - a  # pages created since the last rank (the tail, cur included)
+        width = L + int(shift.max())
+        cols = np.arange(width)
+        page = n - width + cols[None, :]  # frame: last column is cur for every row
+        lo = np.maximum(a - L, 0)  # far pages: [0, lo)
+        valid = (page >= lo[:, None]) & (page >= 0)  # near pages of the frame
+        if first:
+            old_set = np.zeros((m, width), dtype=bool)
+            far_old = np.zeros(m, dtype=np.int64)
+        elif shift.min() == width - L:  # every row ranked at the same page count (fixed interval R)
+            old_set = np.zeros((m, width), dtype=bool)
+            old_set[:, :L] = self.near[rows]
+            far_old = self.far[rows]
+        else:
+            idx = cols[None, :] + shift[:, None] - (width - L)  # frame column -> stored near index
+            inside = (idx >= 0) & (idx < L)
+            old_set = np.zeros((m, width), dtype=bool)
+            rr, cc = np.nonzero(inside)
+            old_set[rr, cc] = self.near[rows[rr], idx[rr, cc]]
+            far_old = self.far[rows]
+        # survivors: each old set page below cur stays with p**d
+        q = np.exp(self.log_keep[rows] * np.maximum(steps_since, 1))
+        surv_far = rng.binomial(far_old, q)
+        eligible = old_set & (page < cur)
+        surv = eligible & (rng.random((m, width)) < q[:, None])
+        kept = surv_far + surv.sum(1)
+        _trim_one_survivor(rng, k, kept, surv_far, surv)  # the old current page became ordinary
+        taken = surv.copy()
+        taken[:, -1] = True  # cur
+        need = (k - 1) - kept
+        # recent refills: a random subset of the free window pages [cur - window, cur)
+        window = min(self.window, cur)
+        in_window = (page >= cur - window) & (page < cur) & valid
+        want = rng.binomial(need, self.recent_share)
+        free_win = in_window & ~taken
+        take = np.minimum(want, free_win.sum(1))
+        recent = self._pick(free_win, take, rng)
+        taken |= recent
+        # uniform refills over [0, cur) minus taken: far (old-set / host) vs each free near page
+        u = need - take
+        far_free = lo - surv_far
+        free_near = valid & ~taken & (page < cur)
+        x_far = rng.hypergeometric(far_free, free_near.sum(1), u)
+        dropped_far = far_old - surv_far
+        x_far_old = rng.hypergeometric(dropped_far, lo - far_old, x_far)
+        near_pick = self._pick(free_near, u - x_far, rng)
+        new_near = taken | near_pick
+        picked = recent | near_pick
+        # categories of the new set: old-set pages (not promoted; cur is one when no page was created since),
+        # host pages (fetched), tail pages (on device, created since the last rank)
+        not_promoted = surv_far + x_far_old + (surv | (picked & old_set)).sum(1) + old_set[:, -1]
+        fetched = (x_far - x_far_old) + (picked & ~old_set & (page < a[:, None])).sum(1)
+        tail_in = (new_near & (page >= a[:, None])).sum(1)
+        new_size = np.full(m, k, dtype=np.int64)
+        # store: near = the last L pages of the frame, the rest of the new set joins the far count
+        self.far[rows] = surv_far + x_far + new_near[:, : width - L].sum(1)
+        self.near[rows] = new_near[:, width - L:]
+        if first:
+            return RankCounts(np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64),
+                              np.full(m, n - k, dtype=np.int64), new_size)
+        in_before = not_promoted + tail_in
+        return RankCounts(k - not_promoted, fetched, old_size + shift - in_before, new_size)
+
+    def _rank_uniform(self, rows: np.ndarray, n: int, a: int, old_size: np.ndarray,
+                      steps_since: np.ndarray) -> RankCounts:
+        """rank() when every row last ranked at `a` pages, L <= a < n: the frame's columns are pages
+        a - L .. n - 1 for every row, so regions are column slices (old near [0, L), tail [L, width), cur last)
+        instead of per-row masks. The same draws as the general path, in fewer numpy calls."""
+        rng, m, k, L = self.rng, len(rows), self.k, self.L
+        shift = n - a
+        width = L + shift
+        near = self.near[rows]
+        far_old = self.far[rows]
+        q = np.exp(self.log_keep[rows] * np.maximum(steps_since, 1))
+        surv_far = rng.binomial(far_old, q)
+        taken = np.zeros((m, width), dtype=bool)
+        surv = taken[:, :L]  # a view: survivors among the old near pages (all below cur)
+        np.logical_and(near, rng.random((m, L)) < q[:, None], out=surv)
+        kept = surv_far + np.count_nonzero(surv, axis=1)
+        _trim_one_survivor(rng, k, kept, surv_far, surv)  # the old current page became ordinary
+        taken[:, -1] = True  # cur
+        need = (k - 1) - kept
+        # recent refills: the window [cur - window, cur) is columns [width - 1 - window, width - 1)
+        window = min(self.window, n - 1)
+        lo_w = width - 1 - window
+        want = rng.binomial(need, self.recent_share)
+        free_win = ~taken[:, lo_w: width - 1]
+        take = np.minimum(want, np.count_nonzero(free_win, axis=1))
+        taken[:, lo_w: width - 1] |= self._pick(free_win, take, rng)
+        # uniform refills over [0, cur) minus taken: far pages (below a - L) vs each free frame page
+        u = need - take
+        lo = a - L
+        free_near = ~taken[:, : width - 1]
+        x_far = rng.hypergeometric(lo - surv_far, np.count_nonzero(free_near, axis=1), u)
+        x_far_old = rng.hypergeometric(far_old - surv_far, lo - far_old, x_far)
+        taken[:, : width - 1] |= self._pick(free_near, u - x_far, rng)
+        # taken is the new set's frame part; in the old near region it is survivors + refills
+        new_old = taken[:, :L]
+        in_old = np.count_nonzero(new_old & near, axis=1)  # old-set pages kept or drawn again: not promoted
+        fetched = (x_far - x_far_old) + np.count_nonzero(new_old, axis=1) - in_old  # host-only pages drawn
+        tail_in = np.count_nonzero(taken[:, L:], axis=1)
+        self.far[rows] = surv_far + x_far + np.count_nonzero(taken[:, :shift], axis=1)
+        self.near[rows] = taken[:, shift:]
+        not_promoted = surv_far + x_far_old + in_old
+        return RankCounts(k - not_promoted, fetched, old_size + shift - not_promoted - tail_in,
+                          np.full(m, k, dtype=np.int64))
+
+    def _store_all(self, rows: np.ndarray, n: int) -> None:
+        self.near[rows] = (n - self.L + np.arange(self.L)) >= 0
+        self.far[rows] = max(n - self.L, 0)
+
+    @staticmethod
+    def _pick(free: np.ndarray, count: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Bool mask of a uniformly random subset of `count[r]` True cells of each row of `free`."""
+        if not count.any():
+            return np.zeros_like(free)
+        keys = np.where(free, rng.random(free.shape), 2.0)
+        cut = np.sort(keys, axis=1)[np.arange(len(count)), np.maximum(count - 1, 0)]  # count-th smallest key
+        return (keys <= cut[:, None]) & (count[:, None] > 0)
+
+
+def _trim_one_survivor(rng, k: int, kept: np.ndarray, surv_far: np.ndarray, surv: np.ndarray) -> None:
+    """Rows keeping more than k - 1 survivors drop one, from the far count or the near mask (in place), chosen in
+    proportion to how many each holds."""
+    excess = np.flatnonzero(kept > k - 1)
+    if not len(excess):
+        return
+    from_far = rng.random(len(excess)) * kept[excess] < surv_far[excess]
+    surv_far[excess[from_far]] -= 1
+    near_rows = excess[~from_far]
+    if len(near_rows):
+        keys = np.where(surv[near_rows], rng.random((len(near_rows), surv.shape[1])), np.inf)
+        surv[near_rows, keys.argmin(1)] = False
+    kept[excess] -= 1

@@ -1,0 +1,50 @@
+"""serve_trace on the simulator writes per-iteration records and the Perfetto trace for small runs (output.batch_log,
+output.chrome_trace: auto | true | false), MFU/MBU per worker in summary.json and the per-request breakdown."""
+import json
+
+import pandas as pd
+import pytest
+
+from tessera.experiments.config import ConfigError
+from tessera.experiments.overrides import check_run
+from tests.experiments.conftest import run_cli
+
+SMALL = ["workload.limit=200", "output.progress=false", "output.figures=false", "output.print_table=false"]
+
+
+def test_a_small_run_writes_batches_trace_utilisation_and_breakdown(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli([*SMALL, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())["summary"]
+    batches = pd.read_parquet(run_dir / "batches.parquet")
+    assert list(batches.columns) == ["worker", "t_s", "duration_s", "prefill_tokens", "decode_seqs",
+                                     "kv_tokens_read", "preemptions"]
+    assert len(batches) == sum(w["iterations"] for w in summary["workers"])
+    trace = json.loads((run_dir / "trace.json").read_text())["traceEvents"]
+    assert sum(e["ph"] == "X" for e in trace) == len(batches)
+    for w in summary["workers"]:
+        assert 0 < w["mfu"] <= w["mfu_busy"] < 1 and 0 < w["mbu"] <= w["mbu_busy"] < 1
+    requests = pd.read_parquet(run_dir / "requests.parquet")
+    assert {"execution_s", "preemption_s", "scheduling_delay_s"} <= set(requests.columns)
+    assert summary["breakdown_s"]["execution"]["mean"] > 0
+
+
+def test_records_can_be_turned_off_and_a_bad_value_names_the_key(tmp_path):
+    run_dir = tmp_path / "off"
+    proc = run_cli([*SMALL, "output.batch_log=false", "output.chrome_trace=false", f"hydra.run.dir={run_dir}"],
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (run_dir / "summary.json").exists()
+    assert not (run_dir / "batches.parquet").exists() and not (run_dir / "trace.json").exists()
+    bad = run_cli([*SMALL, "output.batch_log=sometimes", f"hydra.run.dir={tmp_path / 'bad'}"], cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "output.batch_log='sometimes' is invalid" in bad.stderr
+
+
+def test_experiments_that_write_no_records_refuse_the_keys(composed):
+    for base in (["experiment=flexicache_memory"], ["backend=runtime", "model=tessera_tiny_byte"]):
+        for change in ("output.batch_log=true", "output.chrome_trace=false"):
+            with pytest.raises(ConfigError, match="only experiment=serve_trace on the simulator writes"):
+                check_run(composed([*base, change]), [change])
+    check_run(composed(["output.batch_log=true"]), ["output.batch_log=true"])  # serve_trace on the simulator

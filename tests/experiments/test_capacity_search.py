@@ -1,0 +1,50 @@
+"""experiment=capacity_search: bisection on the arrival rate finds the highest rate meeting the SLOs, seeded (the same
+probes twice), resumable (a finished run is skipped), with its probes table and figure; bad settings name the key."""
+import json
+
+import pandas as pd
+import pytest
+
+from tessera.experiments.capacity_search import describe, search
+from tessera.experiments.config import ConfigError
+from tests.experiments.conftest import run_cli
+
+
+def test_bisection_brackets_the_highest_rate_that_meets():
+    def measure(rate):
+        return {"rate": rate, "meets": rate <= 3.7}
+
+    capacity, probes = search(measure, 0.25, 64.0, 0.02)
+    assert 3.7 / 1.02 <= capacity <= 3.7
+    failing = min(p["rate"] for p in probes if not p["meets"])
+    assert failing / capacity - 1 <= 0.02 and failing > 3.7
+    assert search(measure, 4.0, 64.0, 0.02)[0] == 0.0  # even rate_lo fails
+    assert search(measure, 0.5, 2.0, 0.02) == (2.0, [measure(0.5), measure(2.0)])  # rate_hi meets
+
+
+def test_a_small_search_writes_probes_and_figure_and_resumes(tmp_path):
+    args = ["experiment=capacity_search", "params.num_requests=80", "params.slo_ttft_s=0.5", "params.tolerance=0.25",
+            "output.progress=false", "output.print_table=false"]
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run_dir in runs:
+        proc = run_cli([*args, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    summary = json.loads((runs[0] / "summary.json").read_text())["summary"]
+    probes = pd.read_csv(runs[0] / "probes.csv")
+    capacity = summary["capacity_rate_per_s"]
+    assert capacity > 0 and probes.loc[probes["rate"] == capacity, "meets"].all()
+    above = probes.loc[probes["rate"] > capacity]
+    assert len(above) and not above["meets"].any()
+    assert above["rate"].min() / capacity - 1 <= 0.25
+    assert (runs[0] / "capacity.png").stat().st_size > 10_000
+    pd.testing.assert_frame_equal(probes, pd.read_csv(runs[1] / "probes.csv"))  # seeded: the same probes
+    again = run_cli([*args, f"hydra.run.dir={runs[0]}"], cwd=tmp_path)
+    assert "skipping" in again.stdout
+
+
+@pytest.mark.parametrize("change, message", [("params.percentile=0", "params.percentile=0.0 is invalid"),
+                                             ("params.rate_lo=8", "must satisfy 0 < rate_lo < rate_hi"),
+                                             ("workload=azure_code", "has none: use e.g. workload=sharegpt_poisson")])
+def test_bad_settings_name_the_key(composed, change, message):
+    with pytest.raises(ConfigError, match=message):
+        describe(composed(["experiment=capacity_search", "params.rate_hi=4", change]))

@@ -1,0 +1,92 @@
+"""Per-iteration records, the per-request time breakdown and MFU/MBU: decode spans record exactly what one event per
+iteration does, the records add up to the worker's counters, and utilisation stays under the roofline's ceilings."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from tessera.cost import make_cost_model
+from tessera.hardware import gpu
+from tessera.memory import MemoryConfig
+from tessera.models import model
+from tessera.scheduling import SchedulerConfig
+from tessera.sim import Cluster, make_router, request_frame, worker_frame
+from tessera.sim.batch_log import enable_batch_log
+from tessera.sim.records import batch_frame
+from tessera.types import Request, WorkerSpec
+from tests.sim.fakes import LinearCost, worker_specs
+
+LLAMA2 = model("Llama-2-7B")
+H100 = gpu("H100-SXM-80GB")
+
+
+def tiny_run(fast_forward: bool):
+    """Two workers of the 100-block tiny pool, staggered arrivals: prefills, decode spans, arrivals mid-span and
+    preemptions (the pool is too small for every request at once)."""
+    rng = np.random.default_rng(3)
+    arrivals, prompts, outputs = np.cumsum(rng.exponential(0.004, 40)), rng.integers(20, 300, 40), rng.integers(5, 120, 40)
+    requests = [Request(i, float(t), int(p), int(o)) for i, (t, p, o) in enumerate(zip(arrivals, prompts, outputs))]
+    cluster = Cluster(worker_specs(2), lambda s: LinearCost(), SchedulerConfig(max_num_seqs=8),
+                      MemoryConfig(0.5, 0.0), make_router("round_robin"), fast_forward=fast_forward)
+    enable_batch_log(cluster)
+    return cluster.run(requests)
+
+
+def test_spans_record_the_same_iterations_as_one_event_per_iteration():
+    fast, slow = tiny_run(True), tiny_run(False)
+    assert sum(w.num_preemptions for w in slow.workers) > 0  # the scenario exercises preemption
+    b_fast, b_slow = batch_frame(fast), batch_frame(slow)
+    assert len(b_fast) == len(b_slow) == sum(w.num_iterations for w in slow.workers)
+    pd.testing.assert_frame_equal(b_fast, b_slow, check_exact=False, rtol=1e-9)
+    cols = ["execution_s", "preemption_s", "scheduling_delay_s"]
+    pd.testing.assert_frame_equal(request_frame(fast)[cols], request_frame(slow)[cols], check_exact=False, rtol=1e-9)
+    for wf, ws in zip(fast.workers, slow.workers):
+        assert wf.totals.iterations == ws.totals.iterations
+        assert wf.totals.decode_kv_tokens == pytest.approx(ws.totals.decode_kv_tokens)
+        assert wf.totals.sampled_tokens == ws.totals.sampled_tokens
+
+
+def test_records_add_up_to_the_workers_counters():
+    run = tiny_run(True)
+    batches = batch_frame(run)
+    for w in run.workers:
+        mine = batches[batches["worker"] == w.worker_id]
+        assert len(mine) == w.num_iterations
+        assert mine["duration_s"].sum() == pytest.approx(w.busy_s)
+        assert mine["preemptions"].sum() == w.num_preemptions
+        ends = (mine["t_s"] + mine["duration_s"]).to_numpy()
+        assert (mine["t_s"].to_numpy()[1:] >= ends[:-1] - 1e-12).all()  # one iteration at a time, in order
+        assert mine["prefill_tokens"].sum() == w.totals.prefill_tokens
+        assert mine["decode_seqs"].sum() == w.totals.decode_seqs
+
+
+def test_breakdown_splits_each_requests_time_in_the_system():
+    run = tiny_run(True)
+    frame = request_frame(run)
+    done = frame[frame["status"] == "finished"]
+    e2e = done["finish_s"] - done["arrival_s"]
+    assert (done["execution_s"] > 0).all() and (done["execution_s"] <= e2e + 1e-12).all()
+    assert (done["scheduling_delay_s"] >= -1e-12).all()
+    assert ((done["preemption_s"] > 0) == (done["preemptions"] > 0)).all()
+    assert (done["scheduling_delay_s"] >= done["start_s"] - done["arrival_s"] - 1e-12).all()  # includes first queueing
+    alone = Cluster(worker_specs(1), lambda s: LinearCost(), SchedulerConfig(), MemoryConfig(0.5, 0.0),
+                    make_router("round_robin")).run([Request(0, 0.0, 100, 4)])
+    one = request_frame(alone).iloc[0]  # alone on the worker: every moment in the system is in an iteration
+    assert one["execution_s"] == pytest.approx(one["finish_s"] - one["arrival_s"])
+    assert one["scheduling_delay_s"] == pytest.approx(0.0, abs=1e-12) and one["preemption_s"] == 0.0
+
+
+def roofline_run(requests):
+    cost = make_cost_model("roofline", LLAMA2, H100, 1)
+    cluster = Cluster([WorkerSpec(0, H100, LLAMA2, 1)], lambda s: cost, SchedulerConfig(), MemoryConfig(),
+                      make_router("round_robin"))
+    return worker_frame(cluster.run(requests)).iloc[0], cost.efficiency
+
+
+def test_mfu_of_prefills_and_mbu_of_decodes_approach_the_roofline_ceilings():
+    w, eff = roofline_run([Request(i, 0.0, 4000, 1) for i in range(8)])  # compute-bound prefills
+    assert 0.8 * eff.flops_fraction < w["mfu_busy"] <= eff.flops_fraction
+    assert w["mbu_busy"] < 0.1
+    w, eff = roofline_run([Request(i, 0.0, 2000, 300) for i in range(32)])  # memory-bound decodes
+    assert 0.6 * eff.hbm_fraction < w["mbu_busy"] <= eff.hbm_fraction
+    assert w["mfu_busy"] < 0.3
+    assert w["mfu"] <= w["mfu_busy"] and w["mbu"] <= w["mbu_busy"]  # over the run >= busy time

@@ -1,0 +1,112 @@
+"""Engine profiles: every shipped profile loads and validates, and each cost it adds behaves as its field says.
+
+CPU time, eager launch gaps, the CUDA-graph decode path with padding, all-reduce floors, the attention backend
+and the overlap scheduler are each checked against the plain cost model.
+"""
+from dataclasses import replace
+
+import pytest
+from omegaconf import OmegaConf
+
+from tessera.cost import make_cost_model
+from tessera.cost.engine_cost import EngineCostModel, with_engine_profile
+from tessera.cost.engine_profile import EngineProfile, expand_sizes
+from tessera.interface import BatchShape
+from tessera.paths import REPO_ROOT
+
+PROFILES = sorted(p.stem for p in (REPO_ROOT / "conf" / "engine_profile").glob("*.yaml"))
+
+
+def load(name, **changes):
+    conf = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "engine_profile" / f"{name}.yaml"))
+    return EngineProfile.from_dict({**conf, **changes})
+
+
+def cost(profile, model="Llama-2-7B", gpu="H100-SXM-80GB", tp=1):
+    return with_engine_profile(lambda **p: make_cost_model("roofline", model, gpu, tp, **p), profile, {})
+
+
+def decode(b, kv=1000):
+    return BatchShape(decode_seqs=b, decode_kv_tokens=b * kv)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_every_shipped_profile_loads_and_prices_a_step(name):
+    profile = load(name)
+    for gpu in ("A100-SXM-80GB", "H100-SXM-80GB"):
+        model = cost(profile, gpu=gpu, tp=2)
+        t = model.iteration_time(BatchShape(prefill_tokens=512, prefill_attn_pairs=512 * 513 / 2, decode_seqs=8,
+                                            decode_kv_tokens=8000))
+        assert 0 < t < 1
+
+
+def test_tessera_default_is_the_plain_cost_model():
+    plain = make_cost_model("roofline", "Llama-2-7B", "H100-SXM-80GB")
+    wrapped = cost(load("tessera_default"))
+    assert type(wrapped) is type(plain) and wrapped.iteration_time(decode(8)) == plain.iteration_time(decode(8))
+
+
+def test_cpu_time_is_fixed_plus_per_sequence_plus_per_token():
+    profile = EngineProfile(name="t", cpu_fixed_s=1e-3, cpu_per_seq_s=1e-4, cpu_per_token_s=1e-6)
+    model = cost(profile)
+    gpu = model.gpu_time(decode(8))
+    assert model.iteration_time(decode(8)) == pytest.approx(gpu + 1e-3 + 8e-4 + 8e-6)
+
+
+def test_eager_steps_pay_launch_gaps_per_layer_and_graphed_decode_does_not():
+    eager = cost(EngineProfile(name="e", launch_per_layer_s=5e-5))
+    graphs = cost(EngineProfile(name="g", launch_per_layer_s=5e-5, cuda_graphs=True, graph_sizes=(1, 2, 4, 8)))
+    base = cost(EngineProfile(name="b", cpu_fixed_s=0.0, cuda_graphs=True, graph_sizes=(1, 2, 4, 8)))
+    assert eager.iteration_time(decode(8)) - graphs.iteration_time(decode(8)) == pytest.approx(32 * 5e-5)
+    prefill = BatchShape(prefill_tokens=4, prefill_attn_pairs=10)  # not a decode: eager even with graphs
+    assert graphs.gpu_time(prefill) == pytest.approx(base.gpu_time(prefill) + 32 * 5e-5)
+
+
+def test_graphed_decode_is_priced_at_the_padded_batch_size():
+    plain = make_cost_model("roofline", "Llama-2-70B", "H100-SXM-80GB", 4, overhead_s=0.0)
+    graphs = EngineCostModel(plain, EngineProfile(name="g", cuda_graphs=True, graph_sizes=(8, 256)))
+    shape = decode(9)
+    extra = graphs.gpu_time(shape) - plain.iteration_time(shape)
+    assert extra == pytest.approx(plain.linear_time(256) + plain.all_reduce_time(256)
+                                  - plain.linear_time(9) - plain.all_reduce_time(9))
+    assert extra > 0
+
+
+def test_allreduce_floor_applies_per_call_under_tp_only():
+    floor = EngineProfile(name="f", allreduce_floor_s=1e-4)
+    tp1, tp4 = cost(floor), cost(floor, tp=4)
+    assert tp1.gpu_time(decode(1)) == make_cost_model("roofline", "Llama-2-7B", "H100-SXM-80GB", 1,
+                                                      overhead_s=0.0).iteration_time(decode(1))
+    plain4 = make_cost_model("roofline", "Llama-2-7B", "H100-SXM-80GB", 4, overhead_s=0.0)
+    # 64 calls of at least 100 us: the floor dominates a batch-1 decode's all-reduces
+    assert tp4.gpu_time(decode(1)) - plain4.iteration_time(decode(1)) == pytest.approx(
+        64 * 1e-4 - plain4.all_reduce_time(1))
+
+
+def test_attention_backend_changes_prefill_attention_only():
+    fa2, fa3 = cost(EngineProfile(name="a", attention_backend="flash_attn")), cost(
+        EngineProfile(name="b", attention_backend="flash_attn3"))
+    long = BatchShape(prefill_tokens=8192, prefill_attn_pairs=8192 * 8193 / 2)
+    assert fa2.iteration_time(long) > fa3.iteration_time(long)
+    assert fa2.iteration_time(decode(8)) == fa3.iteration_time(decode(8))
+    with pytest.raises(ValueError, match="flash_attn3 has no ampere kernel"):
+        cost(EngineProfile(name="c", attention_backend="flash_attn3"), gpu="A100-SXM-80GB")
+
+
+def test_overlapped_cpu_hides_behind_gpu_time():
+    over = cost(EngineProfile(name="o", cpu_fixed_s=1e-3, cpu_overlapped=True))
+    shape = decode(64, kv=4000)
+    assert over.iteration_time(shape) == max(over.gpu_time(shape), 1e-3)
+
+
+def test_bad_fields_name_the_key():
+    with pytest.raises(ValueError, match="engine_profile.cpu_fixed_s"):
+        EngineProfile(name="x", cpu_fixed_s=-1.0)
+    with pytest.raises(ValueError, match="engine_profile.graph_sizes"):
+        EngineProfile(name="x", cuda_graphs=True, graph_sizes=(4, 2))
+    with pytest.raises(ValueError, match="engine_profile.launch_gap is not a profile field"):
+        EngineProfile.from_dict({"name": "x", "launch_gap": 1})
+    with pytest.raises(ValueError, match="backend.cost.params.overhead_s"):
+        with_engine_profile(lambda **p: None, EngineProfile(name="x", cpu_per_seq_s=1e-5), {"overhead_s": 0.0})
+    assert expand_sizes([1, 2, {"start": 8, "stop": 24, "step": 8}]) == [1, 2, 8, 16, 24]
+    assert replace(load("vllm_v1_cudagraph")).graph_sizes[-1] == 512

@@ -1,0 +1,91 @@
+"""Pipeline parallelism: stage shape, a lone batch's trip through every stage, micro-batches, sends."""
+import pytest
+
+from tessera.cost import RooflineCostModel, RooflineEfficiency
+from tessera.cost.network import transfer_time
+from tessera.cost.pipeline import PipelineCostModel, pipelined, stage_model
+from tessera.hardware import gpu, peer_link
+from tessera.interface import BatchShape
+from tessera.memory import kv_bytes_per_token_per_gpu
+from tessera.models import model
+
+H100 = gpu("H100-SXM-80GB")
+NVLINK = peer_link(H100)
+LLAMA70 = model("Llama-2-70B")
+EFF = RooflineEfficiency(overhead_s=1e-3)
+
+
+def stage_cost(pp: int, tp: int = 2) -> RooflineCostModel:
+    return RooflineCostModel(stage_model(LLAMA70, pp), H100, tp, efficiency=EFF)
+
+
+def test_a_stage_holds_its_share_of_layers_weights_and_kv():
+    stage = stage_model(LLAMA70, 4)
+    assert stage.num_layers == 20 and stage.name == LLAMA70.name
+    vocab = LLAMA70.vocab_size * LLAMA70.hidden_size
+    assert 4 * stage.num_params == pytest.approx(LLAMA70.num_params + 2 * vocab, rel=0.01)  # each stage one vocab table
+    assert kv_bytes_per_token_per_gpu(stage, 2) * 4 == kv_bytes_per_token_per_gpu(LLAMA70, 2)
+    assert stage_model(LLAMA70, 3).num_layers == 27  # uneven: the largest stage
+    assert stage_model(LLAMA70, 1) is LLAMA70
+
+
+def test_a_moe_stage_keeps_its_active_share():
+    stage = stage_model(model("Mixtral-8x7B"), 2)
+    assert stage.num_layers == 16 and stage.is_moe
+    assert stage.active_params / stage.num_params == pytest.approx(12.9 / 46.7, rel=0.03)
+
+
+def test_a_lone_batch_runs_through_every_stage_in_turn_plus_the_sends():
+    stage = stage_cost(4)
+    pipe = PipelineCostModel(stage, 4, 1, NVLINK)
+    batch = BatchShape(decode_seqs=16, decode_kv_tokens=16 * 500)
+    gpu_time = stage.iteration_time(batch) - EFF.overhead_s
+    send = transfer_time(2 * 16 * LLAMA70.hidden_size * 2, NVLINK)
+    assert pipe.send_time(16) == send
+    assert pipe.iteration_time(batch) == pytest.approx(EFF.overhead_s + 4 * gpu_time + 3 * send)
+
+
+def test_micro_batches_split_by_sequence_and_keep_a_prefill_whole():
+    pipe = PipelineCostModel(stage_cost(4), 4, 4, NVLINK)
+    parts = pipe.micro_batches(BatchShape(prefill_tokens=900, prefill_attn_pairs=5e5, decode_seqs=10,
+                                          decode_kv_tokens=10 * 300))
+    assert len(parts) == 4
+    assert [p.prefill_tokens for p in parts] == [900, 0, 0, 0]
+    assert [p.decode_seqs for p in parts] == [2, 2, 3, 3]  # the prefill's micro-batch gets fewest decodes
+    assert sum(p.decode_kv_tokens for p in parts) == pytest.approx(3000)
+    assert len(pipe.micro_batches(BatchShape(prefill_tokens=4000, prefill_attn_pairs=8e6))) == 1
+
+
+def test_micro_batches_hide_the_pipeline_at_a_large_batch_but_not_for_one_sequence():
+    stage = stage_cost(4)
+    lone, micro = PipelineCostModel(stage, 4, 1, NVLINK), PipelineCostModel(stage, 4, 4, NVLINK)
+    big = BatchShape(decode_seqs=256, decode_kv_tokens=256 * 1000)
+    assert micro.iteration_time(big) < 0.85 * lone.iteration_time(big)
+    one = BatchShape(decode_seqs=1, decode_kv_tokens=1000)
+    assert micro.iteration_time(one) == lone.iteration_time(one)
+
+
+def test_more_micro_batches_than_stages_make_the_busiest_stage_the_bound():
+    stage = stage_cost(2)
+    pipe = PipelineCostModel(stage, 2, 8, NVLINK)
+    batch = BatchShape(decode_seqs=64, decode_kv_tokens=64 * 100)
+    parts = pipe.micro_batches(batch)
+    busiest = sum(stage.iteration_time(p) - EFF.overhead_s for p in parts)
+    assert pipe.iteration_time(batch) == pytest.approx(busiest)
+
+
+def test_pipelining_does_not_make_one_sequence_faster_than_tensor_parallelism():
+    # Same 8 GPUs: TP 8 splits every layer; TP 2 x PP 4 runs four quarter-models one after another.
+    decode = BatchShape(decode_seqs=1, decode_kv_tokens=1000)
+    tp8 = RooflineCostModel(LLAMA70, H100, 8, efficiency=EFF)
+    pp4 = pipelined(lambda m: RooflineCostModel(m, H100, 2, efficiency=EFF), LLAMA70, 4, None, NVLINK)
+    assert pp4.iteration_time(decode) > 2 * tp8.iteration_time(decode)
+
+
+def test_bad_pipeline_settings_are_refused():
+    with pytest.raises(ValueError, match="cluster.pp=81 exceeds Llama-2-70B's 80 layers"):
+        stage_model(LLAMA70, 81)
+    with pytest.raises(ValueError, match="cluster.pp=0"):
+        stage_model(LLAMA70, 0)
+    with pytest.raises(ValueError, match="cluster.pp_microbatches=0"):
+        PipelineCostModel(stage_cost(2), 2, 0, NVLINK)

@@ -1,0 +1,114 @@
+"""Sampled reranks (counts, no page ids) against the head model's page-id sets: the same distribution of
+promoted and fetched pages per request, the same device-page accounting, a clean reset on preemption."""
+import numpy as np
+import pytest
+
+from tessera.kvcache.head_plan import HeadMode
+from tessera.kvcache.policies import make_policy
+from tessera.models import model
+from tessera.sim.kv_manager import truth_head_model
+
+LLAMA = model("Llama-3.1-8B")
+HEADS = truth_head_model(LLAMA)
+
+
+def decode(policy, request_id: int, prompt: int, steps: int, sampled: bool) -> tuple[int, int, int, float]:
+    """(H2D pages, promoted pages, reloads, mean device pages) of one request decoding `steps` tokens."""
+    rk = policy.new_request(request_id, prompt, HEADS.behaviour(request_id), track_pages=False)
+    if sampled:
+        rk.use_sampled_reranks()
+    rk.on_prefill_done()
+    fetched = promoted = reloads = 0
+    device = []
+    for _ in range(steps):
+        s = rk.on_decode_step()
+        fetched += s.h2d_bytes // LLAMA.head_dim  # any fixed unit
+        promoted += s.num_promoted_pages
+        if s.is_reloading:
+            reloads += 1
+            rk.on_reload_done()
+        device.append(rk.device_pages)
+    return fetched, promoted, reloads, float(np.mean(device))
+
+
+def per_request(policy, sampled: bool, prompt: int, steps: int, n: int = 40, first_id: int = 0) -> np.ndarray:
+    return np.array([decode(policy, first_id + i, prompt, steps, sampled) for i in range(n)], dtype=float)
+
+
+@pytest.mark.parametrize("name, prompt", [("flexicache", 3000), ("flexicache", 900), ("flexicache_adaptive", 3000)])
+def test_counts_agree_in_distribution_with_page_ids(name, prompt):
+    # 900 tokens = 57 pages: the first reranks keep every page (n <= K = 64), later ones choose
+    policy = make_policy(name, LLAMA)
+    pages = per_request(policy, False, prompt, 240)
+    counts = per_request(policy, True, prompt, 240)  # the same requests (head keep probabilities), other draws
+    for col in (0, 1):  # fetched, promoted: mean and quantiles within a few percent
+        assert counts[:, col].mean() == pytest.approx(pages[:, col].mean(), rel=0.015)
+        for q in (0.1, 0.5, 0.9):
+            assert np.quantile(counts[:, col], q) == pytest.approx(np.quantile(pages[:, col], q), rel=0.03)
+    assert counts[:, 2].mean() == pytest.approx(pages[:, 2].mean(), rel=0.02)  # reloads
+    assert counts[:, 3].mean() == pytest.approx(pages[:, 3].mean(), rel=0.01)  # device pages held
+
+
+def test_same_request_same_draws_and_reset_on_preemption():
+    policy = make_policy("flexicache", LLAMA)
+    assert decode(policy, 7, 2000, 100, True) == decode(policy, 7, 2000, 100, True)  # seeded per request
+    rk = policy.new_request(3, 2000, HEADS.behaviour(3), track_pages=False)
+    rk.use_sampled_reranks()
+    rk.on_prefill_done()
+    for _ in range(40):
+        if rk.on_decode_step().is_reloading:
+            rk.on_reload_done()
+    rk.on_preempt()
+    assert rk.device_pages == 0 and rk.host_pages == 0
+    rk.on_prefill_done(2040)
+    s = rk.on_decode_step()  # first rank after the preemption: new sets at once, nothing fetched
+    assert s.h2d_bytes == 0 and s.num_promoted_pages == 0 and not s.is_reloading
+    k = policy.plan.topk_pages
+    n = -(-2041 // 16)
+    off = rk.num_offload_heads
+    assert rk.device_pages == (LLAMA.num_layers * LLAMA.num_kv_heads - off) * n + off * k
+
+
+def test_page_views_refuse_and_other_sources_are_refused():
+    policy = make_policy("flexicache", LLAMA)
+    rk = policy.new_request(1, 2000, HEADS.behaviour(1), track_pages=False)
+    rk.use_sampled_reranks()
+    rk.on_prefill_done()
+    rk.on_decode_step()
+    layer, head = map(int, np.argwhere(policy.plan.mode == HeadMode.OFFLOAD)[0])
+    with pytest.raises(RuntimeError, match="rerank_mode=pages"):
+        rk.residency()
+    with pytest.raises(RuntimeError, match="rerank_mode=pages"):
+        rk.topk_pages(layer, head)
+    with pytest.raises(ValueError, match="track_pages=False"):
+        policy.new_request(2, 2000, HEADS.behaviour(2), track_pages=True).use_sampled_reranks()
+    with pytest.raises(ValueError, match="head model"):
+        policy.new_request(2, 2000, None, track_pages=False).use_sampled_reranks()
+
+
+def test_slice_path_draws_like_the_frame_path():
+    # the fixed-interval fast path (_rank_uniform) against the general per-row-mask path on the same state
+    import copy
+
+    policy = make_policy("flexicache", LLAMA)
+    rk = policy.new_request(5, 20000, HEADS.behaviour(5), track_pages=False)
+    rk.use_sampled_reranks()
+    rk.on_prefill_done()
+    for _ in range(40):
+        if rk.on_decode_step().is_reloading:
+            rk.on_reload_done()
+    rows = np.arange(rk.num_offload_heads)
+    a = int(rk._ranked[0])
+    assert (rk._ranked == a).all()
+    n, old_size, since = a + 16, rk._topk_size.copy(), np.full(len(rows), 16)
+    totals = {}
+    for path in ("uniform", "frame"):
+        draws = []
+        for seed in range(60):
+            s = copy.deepcopy(rk._sampler)
+            s.rng = np.random.default_rng(seed)
+            c = (s._rank_uniform(rows, n, a, old_size, since) if path == "uniform"
+                 else s._rank_frame(rows, n, False, rk._ranked.copy(), old_size, since))
+            draws.append([c.promoted.sum(), c.fetched.sum(), c.freed.sum(), s.far.sum(), s.near.sum()])
+        totals[path] = np.array(draws, dtype=float).mean(0)
+    assert totals["uniform"] == pytest.approx(totals["frame"], rel=0.01)

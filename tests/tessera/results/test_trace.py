@@ -1,0 +1,59 @@
+"""The Chrome / Perfetto trace of a KV-policy run: valid trace-event JSON (ph, ts, dur, pid, tid), one slice per
+iteration per worker, one per KV copy on the host link, and no two slices of one track overlapping."""
+import json
+
+import pytest
+
+from tessera.cost import make_cost_model
+from tessera.hardware import gpu, host_link
+from tessera.memory import MemoryConfig
+from tessera.models import model
+from tessera.results.trace import write_chrome_trace
+from tessera.scheduling import SchedulerConfig
+from tessera.sim import Cluster, make_router
+from tessera.sim.batch_log import enable_batch_log
+from tessera.sim.kv_manager import KVSetup, KVSimConfig
+from tessera.sim.records import batch_frame, transfer_frame
+from tessera.types import Request, WorkerSpec
+
+LLAMA = model("Llama-3.1-8B")
+H100 = gpu("H100-NVL-94GB")
+
+
+@pytest.fixture(scope="module")
+def frames():
+    kv = KVSetup("flexicache", {}, KVSimConfig(rerank_mode="sampled"))
+    cost = make_cost_model("roofline", LLAMA, H100, 1)
+    cluster = Cluster([WorkerSpec(0, H100, LLAMA, 1)], lambda s: cost, SchedulerConfig(), MemoryConfig(),
+                      make_router("round_robin"), host_link=host_link(H100), kv=kv)
+    enable_batch_log(cluster)
+    run = cluster.run([Request(i, 0.01 * i, 3000 + 500 * i, 60) for i in range(6)])
+    return batch_frame(run), transfer_frame(run)
+
+
+def test_trace_is_valid_trace_event_json(frames, tmp_path):
+    batches, transfers = frames
+    assert len(transfers) > 0 and set(transfers["direction"]) == {"h2d", "d2h"}
+    path = write_chrome_trace(tmp_path / "trace.json", batches, transfers, {0: "worker 0: Llama-3.1-8B"})
+    events = json.loads(path.read_text())["traceEvents"]
+    for e in events:
+        assert e["ph"] in ("X", "M") and isinstance(e["name"], str)
+        assert isinstance(e["pid"], int) and isinstance(e["tid"], int)
+        if e["ph"] == "X":
+            assert isinstance(e["ts"], (int, float)) and e["ts"] >= 0
+            assert isinstance(e["dur"], (int, float)) and e["dur"] >= 0
+        else:
+            assert e["name"] in ("process_name", "thread_name") and e["args"]["name"]
+    slices = [e for e in events if e["ph"] == "X"]
+    assert sum(e["cat"] == "iteration" for e in slices) == len(batches)
+    assert sum(e["cat"] == "kv_copy" for e in slices) == len(transfers)
+    assert sum(e["args"]["bytes"] for e in slices if e["cat"] == "kv_copy") == pytest.approx(transfers["bytes"].sum())
+    tracks: dict = {}
+    for e in slices:
+        tracks.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + e["dur"]))
+    assert len(tracks) == 3  # the worker's iterations, the link's H2D and D2H lanes
+    for spans in tracks.values():  # complete events of one track nest or follow; here they must follow
+        spans.sort()
+        assert all(b[0] >= a[1] - 1e-6 for a, b in zip(spans, spans[1:]))
+    named = {(e["pid"], e["tid"]) for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert set(tracks) <= named
