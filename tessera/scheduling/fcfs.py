@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import deque
 
 from tessera.interface import KVBlockPool, ScheduledBatch
-from tessera.scheduling.common import allocate_or_preempt
+from tessera.scheduling.common import admissible, allocate_or_preempt
 from tessera.scheduling.config import SchedulerConfig
 
 
@@ -58,7 +58,7 @@ class FCFSScheduler:
             num_new = remaining if remaining <= budget else budget
             if num_new < remaining and not self.config.chunked_prefill:
                 break
-            if pool.num_free_blocks - pool.blocks_needed(seq, num_new) < watermark_blocks:
+            if not admissible(seq, num_new, pool, watermark_blocks):
                 break
             if not pool.allocate(seq, num_new):
                 break

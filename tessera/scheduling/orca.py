@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tessera.interface import KVBlockPool, ScheduledBatch
-from tessera.scheduling.common import schedule
+from tessera.scheduling.common import admissible, schedule
 from tessera.scheduling.config import SchedulerConfig
 
 
@@ -42,7 +42,7 @@ class OrcaScheduler:
             seq = waiting[0]
             num_new = seq.num_tokens - seq.num_computed_tokens
             reserve = reserved_tokens(seq) - seq.num_computed_tokens
-            if num_new > budget or pool.num_free_blocks - pool.blocks_needed(seq, reserve) < watermark_blocks:
+            if num_new > budget or not admissible(seq, reserve, pool, watermark_blocks):
                 break
             if not pool.allocate(seq, reserve):
                 break

