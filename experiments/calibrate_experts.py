@@ -63,29 +63,40 @@ def profile_worker(worker: int, model_folder: str, max_num_seqs: int, max_num_ba
 
 
 OPS_SCALES = tuple(float(x) for x in np.geomspace(0.1, 1.5, 16)) + (1.0,)
+OPS_SCALE_TOLERANCE = 0.01  # mean |relative step error| within which fits count as equally good
 
 
-def fit_folder(profiles: list[WorkerProfile]) -> Calibration:
-    """One Calibration from every worker's profile of the same checkpoint (pooled steps, median op times).
+def fit_folder(profiles: list[WorkerProfile], stage_steps: pd.DataFrame | None = None) -> Calibration:
+    """One Calibration from every worker's profile of the same checkpoint (pooled steps, median op times), plus
+    `stage_steps`: steps of the same checkpoint timed while serving real prompts (the MoA validation draw), so
+    the fit is anchored where the stages run, not only on the sweep's grid.
 
     The fit adds non-negative terms to the layer-op profile, so op times measured while the machine was busier
     than during the step sweep (a shared machine) make every step too slow, and the fit cannot take it back.
-    The steps are the ground truth: of the op profile scaled by each of OPS_SCALES (1 included), the fit that
-    predicts the measured steps best (mean |relative error|) is kept; fit["ops_scale"] records which.
+    The steps are the ground truth: the op profile is scaled by each of OPS_SCALES (1 included) and fitted.
+    The op profile and the fit's per-step and per-token terms are nearly collinear on a CPU, so the error is
+    often flat over the grid; of the fits within OPS_SCALE_TOLERANCE of the best, the one whose scale is
+    closest to 1 is kept (the measured profile unless scaling it clearly helps). fit["ops_scale"] says which.
     """
     first = profiles[0]
-    steps = pd.concat([p.steps for p in profiles], ignore_index=True)
+    steps = pd.concat([p.steps for p in profiles] + ([stage_steps] if stage_steps is not None else []),
+                      ignore_index=True)
     ops = pd.concat([p.ops for p in profiles]).groupby("num_tokens", as_index=False)[["time_ms", "cpu_ms"]].median()
     machine = {**first.machine, "workers_profiled": [p.worker for p in profiles]}
-    sources = {"machine": machine, "steps": "Engine.step wall time, step_sweep on every worker at once",
+    served = 0 if stage_steps is None else len(stage_steps)
+    sources = {"machine": machine, "steps": "Engine.step wall time, step_sweep on every worker at once"
+               + (f", plus {served} steps serving the validation draw" if served else ""),
                "profile": "layer_op_times on every worker, median per token count"}
     fits = []
     for scale in OPS_SCALES:
         calib, _ = fit_calibration(steps, ops.assign(time_ms=ops["time_ms"] * scale), first.spec,
                                    cpu_spec(first.machine), sources)
-        fits.append((calib.fit["step_relative_error"]["mean_abs"], scale != 1.0, scale, calib))
-    _, _, scale, calib = min(fits, key=lambda f: f[:2])  # ties: the unscaled profile
+        fits.append((calib.fit["step_relative_error"]["mean_abs"], scale, calib))
+    best = min(err for err, _, _ in fits)
+    _, scale, calib = min((f for f in fits if f[0] <= best + OPS_SCALE_TOLERANCE),
+                          key=lambda f: abs(np.log(f[1])))
     calib.fit["ops_scale"] = scale
+    calib.fit["ops_scale_errors"] = {f"{s:.3g}": round(err, 4) for err, s, _ in fits}
     calib.fit["load_s_per_worker"] = [p.load_s for p in profiles]
     return calib
 

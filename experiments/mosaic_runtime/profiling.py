@@ -1,8 +1,10 @@
 """Profiling before the comparison: every worker measures each checkpoint's step costs (calibrate_experts), then
-every expert profile and the aggregator answer a separate validation draw on the workers.
+every expert profile and the aggregator answer a separate validation draw on the workers, every engine step timed.
 
-From these, measured and nothing assumed: one Calibration per checkpoint, each expert's load time, mean prompt
-and output length (the placer's length predictor) and validation accuracy (the weighted bypass rule's weights).
+From these, measured and nothing assumed: one Calibration per checkpoint (fitted to the step sweep and the
+validation draw's steps together, so the fit is anchored at the batch shapes MoA stages run), each expert's load
+time, mean prompt and output length (the placer's length predictor) and validation accuracy (the weighted bypass
+rule's weights).
 """
 from __future__ import annotations
 
@@ -47,16 +49,15 @@ def profile(pool: WorkerPool, s: RuntimeMoASettings, renderer: Renderer, questio
 
     members = list(s.experts) + [s.aggregator]
     folders = sorted({e.model for e in members})
-    calibs, specs, loads, steps = {}, {}, {}, []
+    folder_of = {e.name: e.model for e in members}
+    calibs, specs, loads, steps, swept = {}, {}, {}, [], {}
     for folder in folders:
-        profiles = ray.get([a.call.remote(profile_worker, w, folder, s.max_num_seqs, s.max_num_batched_tokens,
-                                          PROFILE_KV_GIB, s.quick, s.seed, s.dtype) for w, a in enumerate(pool.actors)])
-        calib = fit_folder(profiles)
-        calibs[profiles[0].spec.name] = calib
-        specs[folder] = profiles[0].spec
-        loads[folder] = [p.load_s for p in profiles]
-        steps.append(pooled_steps(profiles))
-    served, prompts, spans = _answer_all(pool, s, renderer, questions)
+        swept[folder] = ray.get([a.call.remote(profile_worker, w, folder, s.max_num_seqs, s.max_num_batched_tokens,
+                                               PROFILE_KV_GIB, s.quick, s.seed, s.dtype)
+                                 for w, a in enumerate(pool.actors)])
+        specs[folder] = swept[folder][0].spec
+        loads[folder] = [p.load_s for p in swept[folder]]
+    served, prompts, spans, answer_steps = _answer_all(pool, s, renderer, questions)
     by_id = {x.request_id: x for x in served}
     rows = []
     for p in prompts:
@@ -66,10 +67,15 @@ def profile(pool: WorkerPool, s: RuntimeMoASettings, renderer: Renderer, questio
         rows.append({"expert": p.expert, "question": q.question_id, "skill": q.skill,
                      "prompt_tokens": got.prompt_tokens,
                      "output_tokens": got.output_tokens, "answer": answer, "correct": answer == q.answer})
-    agg_served, agg_spans = _aggregate_all(pool, s, renderer, routed, served)
-    folder_of = {e.name: e.model for e in members}
+    agg_served, agg_spans, agg_steps = _aggregate_all(pool, s, renderer, routed, served)
     for span in spans + agg_spans:  # every validation load is a load-time measurement of its checkpoint
         loads[folder_of[span.expert]].append(span.ready_s - span.start_s)
+    stage_steps = pd.DataFrame(answer_steps + agg_steps)
+    for folder in folders:
+        mine = (stage_steps[stage_steps["expert"].map(folder_of) == folder] if len(stage_steps)
+                else stage_steps).assign(model_folder=folder, source="validation draw")
+        calibs[specs[folder].name] = fit_folder(swept[folder], mine)
+        steps += [pooled_steps(swept[folder]).assign(source="step sweep"), mine]
     for x, rq in agg_served:
         answer = parse_answer(x.text, rq.question)
         rows.append({"expert": s.aggregator.name, "question": rq.question.question_id, "skill": rq.question.skill,
@@ -102,8 +108,8 @@ def _answer_all(pool: WorkerPool, s: RuntimeMoASettings, renderer: Renderer, que
                                    e.temperature, sampling_seed(s.seed + 1, rid)))
         prompts += mine
         phases[i % n].append(Phase([ReplicaSpec(e.name, e.model, PROFILE_KV_GIB)], mine))
-    outcome = execute_stage(pool, StageProgram(phases))
-    return outcome.served, prompts, outcome.spans
+    outcome = execute_stage(pool, StageProgram(phases, recorder=_recorder()))
+    return outcome.served, prompts, outcome.spans, outcome.steps
 
 
 def _aggregate_all(pool, s, renderer, routed, served):
@@ -122,8 +128,14 @@ def _aggregate_all(pool, s, renderer, routed, served):
     n = len(pool.actors)
     spec = ReplicaSpec(s.aggregator.name, s.aggregator.model, PROFILE_KV_GIB)
     phases = {w: [Phase([spec], prompts[w::n])] for w in range(min(n, len(prompts)))}
-    outcome = execute_stage(pool, StageProgram(phases))
-    return [(x, pairs[x.request_id]) for x in outcome.served], outcome.spans
+    outcome = execute_stage(pool, StageProgram(phases, recorder=_recorder()))
+    return [(x, pairs[x.request_id]) for x in outcome.served], outcome.spans, outcome.steps
+
+
+def _recorder():
+    from tessera.experiments.calibrate_runtime_steps import StepRecorder  # imports torch: only when profiling
+
+    return StepRecorder
 
 
 def validation_summary(p: Profiled) -> dict:

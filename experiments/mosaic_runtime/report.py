@@ -17,8 +17,9 @@ from tessera.results.schema import REQUEST_COLUMNS  # noqa: E402
 
 SHOWN = ["scheduler", "aggregation", "expert_stage_s", "sim_expert_stage_s", "aggregator_stage_s",
          "sim_aggregator_stage_s", "e2e_s", "sim_e2e_s", "err_e2e", "speedup_e2e", "sim_speedup_e2e",
-         "speedup_expert", "speedup_aggregator", "bypass_rate", "accuracy", "accuracy_change_pts", "phases",
-         "replicas"]
+         "speedup_expert", "speedup_aggregator", "bypass_rate", "accuracy", "accuracy_change_pts", "spread_e2e",
+         "phases", "replicas"]
+STAGE_TIMES = ("expert_stage_s", "aggregator_stage_s", "e2e_s")
 
 
 def row(scheduler: str, aggregation: str, stage1, variant, num_queries: int) -> dict:
@@ -60,6 +61,58 @@ def with_speedups(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     out["sim_speedup_e2e"] = base["sim_e2e_s"] / out["sim_e2e_s"]
     out["accuracy_change_pts"] = 100 * (out["accuracy"] - base["accuracy"])
     return out
+
+
+def over_repeats(per_round: pd.DataFrame) -> pd.DataFrame:
+    """One row per (scheduler, aggregation): the median of every number over the rounds (each column on its own,
+    so e2e_s is the median round's total, not the sum of the stage medians), the measured e2e's min and max and
+    spread ((max - min) / median), errors recomputed from the medians. Rows keep the first round's order."""
+    keys = ["scheduler", "aggregation"]
+    groups = per_round.groupby(keys, sort=False)
+    numeric = [c for c in per_round.columns if c not in keys and c != "repeat"
+               and pd.api.types.is_numeric_dtype(per_round[c])]
+    out = groups[numeric].median()
+    for col in per_round.columns.difference(numeric + keys + ["repeat"]):
+        out[col] = groups[col].first()
+    out["repeats"] = groups.size()
+    out["e2e_min_s"], out["e2e_max_s"] = groups["e2e_s"].min(), groups["e2e_s"].max()
+    out["spread_e2e"] = (out["e2e_max_s"] - out["e2e_min_s"]) / out["e2e_s"]
+    out["err_expert"] = out["sim_expert_stage_s"] / out["expert_stage_s"] - 1
+    out["err_aggregator"] = (out["sim_aggregator_stage_s"] / out["aggregator_stage_s"].where(
+        out["aggregator_stage_s"] > 0) - 1)
+    out["err_e2e"] = out["sim_e2e_s"] / out["e2e_s"] - 1
+    return out.reset_index()
+
+
+def resolved_ranking(table: pd.DataFrame) -> dict:
+    """The simulator's order checked only on the pairs of schedulers the runtime itself orders reliably: pairs
+    whose measured e2e ranges over the rounds do not overlap. Pairs closer than the run-to-run spread have no
+    stable measured order, so no prediction can be right or wrong about them. With one round nothing is resolved
+    (no spread is known) and tau is NaN."""
+    rows = list(table[["scheduler", "e2e_s", "e2e_min_s", "e2e_max_s", "sim_e2e_s", "repeats"]].itertuples(
+        index=False))
+    pairs, concordant, discordant = 0, [], []
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            a, b = sorted((rows[i], rows[j]), key=lambda r: r.e2e_s)  # a measured faster
+            if a.repeats < 2 or b.repeats < 2 or a.e2e_max_s >= b.e2e_min_s:
+                continue
+            pairs += 1
+            (concordant if a.sim_e2e_s < b.sim_e2e_s else discordant).append(f"{a.scheduler}<{b.scheduler}")
+    n = len(rows) * (len(rows) - 1) // 2
+    tau = (len(concordant) - len(discordant)) / pairs if pairs else float("nan")
+    return {"pairs": n, "resolved_pairs": pairs, "concordant": concordant, "discordant": discordant,
+            "kendall_tau_resolved": tau}
+
+
+def describe_ranking(r: dict, repeats: int, max_spread: float) -> str:
+    if repeats < 2:
+        return "ranking beyond noise: one round only (params.runtime.repeats=1), the run-to-run spread is unknown"
+    return (f"ranking beyond noise ({repeats} rounds, largest e2e spread {max_spread:.1%}): the runtime orders "
+            f"{r['resolved_pairs']} of {r['pairs']} scheduler pairs with non-overlapping ranges; the simulator "
+            f"agrees on {len(r['concordant'])}" + (f", disagrees on {', '.join(r['discordant'])}"
+                                                  if r["discordant"] else "")
+            + f" (tau over those pairs {r['kendall_tau_resolved']:.2f})")
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:
@@ -138,7 +191,8 @@ def gantt_pair(stage1, variant, path: Path, title: str) -> Path:
 
 
 def makespan_figure(table: pd.DataFrame, path: Path) -> Path:
-    """Measured vs predicted end-to-end time per scheduler/aggregation, stacked by stage."""
+    """Measured vs predicted end-to-end time per scheduler/aggregation, stacked by stage (each stage's median
+    over the rounds), with the measured e2e's median and min-max over the rounds."""
     labels = (table["scheduler"] + "/" + table["aggregation"]).tolist()
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(max(7, 1.4 * len(labels)), 4.6), layout="constrained")
@@ -148,12 +202,16 @@ def makespan_figure(table: pd.DataFrame, path: Path) -> Path:
     ax.bar(x + 0.2, table["sim_expert_stage_s"], 0.38, color="tab:orange", label="simulated: expert stage")
     ax.bar(x + 0.2, table["sim_aggregator_stage_s"], 0.38, bottom=table["sim_expert_stage_s"], color="moccasin",
            label="simulated: aggregator stage")
+    if "e2e_min_s" in table and (table["e2e_max_s"] > table["e2e_min_s"]).any():  # the rounds' range
+        ax.errorbar(x - 0.2, table["e2e_s"], yerr=[table["e2e_s"] - table["e2e_min_s"],
+                                                   table["e2e_max_s"] - table["e2e_s"]],
+                    fmt="_", color="k", capsize=4, label="measured e2e: median, min-max over the rounds")
     for i, err in enumerate(table["err_e2e"]):
         ax.text(i + 0.2, table["sim_e2e_s"].iloc[i], f"{100 * err:+.0f}%", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, labels, rotation=20)
     ax.set_ylabel("end-to-end time (s)")
-    ax.set_title("MoA on Ray workers: measured vs the simulator's prediction of the same plan (label: error)")
-    ax.legend(fontsize=8)
+    ax.set_title("MoA on Ray workers: measured vs simulated, same plan (label: error)", fontsize=10)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -76,16 +76,21 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict, on_dispatched=None) -> d
                          f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
     finally:
         stop_workers(pool)
-    table = report.with_speedups(pd.DataFrame(rows), s.baseline)
+    per_round = pd.DataFrame(rows)
+    table = report.with_speedups(report.over_repeats(per_round), s.baseline)
     always = table[table["aggregation"] == "always"]
     tau = report.kendall_tau(always["e2e_s"].tolist(), always["sim_e2e_s"].tolist())
     tau_all = report.kendall_tau(table["e2e_s"].tolist(), table["sim_e2e_s"].tolist())
+    resolved = report.resolved_ranking(always)
     table.to_csv(run_dir / "mosaic_table.csv", index=False)
+    per_round.to_csv(run_dir / "mosaic_rounds.csv", index=False)
     pd.DataFrame(queries).to_parquet(run_dir / "queries.parquet", index=False)
     prof.validation.to_csv(run_dir / "validation.csv", index=False)
     prof.steps.to_csv(run_dir / "calibration_steps.csv", index=False)
     summary = {"table": table.to_dict(orient="records"), "baseline": s.baseline, "kendall_tau_e2e": tau,
                "kendall_tau_e2e_with_bypass": tau_all, "max_abs_err_e2e": float(table["err_e2e"].abs().max()),
+               "repeats": s.repeats, "ranking_beyond_noise": resolved,
+               "max_spread_e2e": float(table["spread_e2e"].max()),
                "profiling": validation_summary(prof), "profiling_s": profiled_s,
                "wall_s": time.perf_counter() - wall0, "workers": workers,
                "aggregation_mode": "barrier"}
@@ -97,13 +102,17 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict, on_dispatched=None) -> d
     if cfg.output.print_table:
         with pd.option_context("display.width", 250, "display.max_columns", 30):
             print(table[report.SHOWN].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-        print(f"Kendall tau (simulator vs runtime order of e2e, aggregation=always): {tau:.2f}; with the bypass "
-              f"row: {tau_all:.2f}; largest |error| of the simulated e2e: {summary['max_abs_err_e2e']:.1%}")
+        print(f"Kendall tau (simulator vs runtime order of median e2e, aggregation=always): {tau:.2f}; with the "
+              f"bypass row: {tau_all:.2f}; largest |error| of the simulated e2e: {summary['max_abs_err_e2e']:.1%}")
+        print(report.describe_ranking(resolved, s.repeats, summary["max_spread_e2e"]))
         print(f"results: {run_dir}")
     return summary
 
 
 def _compare(s, pool, prof, routed, prompts, renderer, policy, policy_name, on_dispatched):
+    """s.repeats rounds of every scheduler, the order rotated each round so that drift of the machine over the
+    minutes of a run does not always fall on the same scheduler. Returns one row per (round, scheduler,
+    aggregation), the requests and queries of every round, and the first round's mosaic stages for the Gantt."""
     costs = {e.name: prof.costs[e.name] for e in s.experts}
     agg_costs = {s.aggregator.name: prof.costs[s.aggregator.name]}
     folder_of = {e.name: e.model for e in (*s.experts, s.aggregator)}
@@ -119,25 +128,28 @@ def _compare(s, pool, prof, routed, prompts, renderer, policy, policy_name, on_d
     k = s.experts_per_query
     query_of = {q * k + slot: q for q in range(len(routed)) for slot in range(k)}
     rows, frames, queries, gantt = [], [], [], None
-    for name in s.schedulers:
-        params = {f.name: getattr(mosaic_cfg, f.name) for f in fields(MosaicConfig)} if name == "mosaic" else {}
-        stage1 = run_stage(env, name, params, prompts, costs, "expert", query_of)
-        answers = expert_answers(routed, stage1)
-        variants = [("always", always)] + ([(policy_name, policy)] if name == "mosaic" and policy_name != "always"
-                                           else [])
-        for agg_name, agg_policy in variants:
-            variant = aggregate(env, routed, answers, agg_policy, agg_name, name, params, agg_costs, renderer,
-                                first_id=len(routed) * k)
-            rows.append(report.row(name, agg_name, stage1, variant, len(routed)))
-            frames.append(report.requests_frame(routed, stage1, variant, f"{DATASET}/{name}/{agg_name}", answers))
-            queries.extend({"dataset": DATASET, "scheduler": name, "aggregation": agg_name, "query_id": q,
-                            "skill": rq.question.skill, "experts": ",".join(rq.experts),
-                            "expert_answers": ",".join(str(a) for a in answers.answers[q]),
-                            "bypass": variant.decisions[q].bypass, "agreement": variant.decisions[q].agreement,
-                            "final_answer": variant.final[q], "reference": rq.question.answer,
-                            "correct": variant.correct[q]} for q, rq in enumerate(routed))
-            if name == "mosaic" and (agg_name == policy_name or gantt is None):
+    n = len(s.schedulers)
+    for rnd in range(s.repeats):
+        for name in s.schedulers[rnd % n:] + s.schedulers[:rnd % n]:
+            params = {f.name: getattr(mosaic_cfg, f.name) for f in fields(MosaicConfig)} if name == "mosaic" else {}
+            stage1 = run_stage(env, name, params, prompts, costs, "expert", query_of)
+            answers = expert_answers(routed, stage1)
+            variants = [("always", always)] + ([(policy_name, policy)] if name == "mosaic" and policy_name != "always"
+                                               else [])
+            for agg_name, agg_policy in variants:
+                variant = aggregate(env, routed, answers, agg_policy, agg_name, name, params, agg_costs, renderer,
+                                    first_id=len(routed) * k)
+                rows.append({**report.row(name, agg_name, stage1, variant, len(routed)), "repeat": rnd})
+                label = f"{DATASET}/{name}/{agg_name}/r{rnd}"
+                frames.append(report.requests_frame(routed, stage1, variant, label, answers))
+                queries.extend({"dataset": DATASET, "scheduler": name, "aggregation": agg_name, "repeat": rnd,
+                                "query_id": q, "skill": rq.question.skill, "experts": ",".join(rq.experts),
+                                "expert_answers": ",".join(str(a) for a in answers.answers[q]),
+                                "bypass": variant.decisions[q].bypass, "agreement": variant.decisions[q].agreement,
+                                "final_answer": variant.final[q], "reference": rq.question.answer,
+                                "correct": variant.correct[q]} for q, rq in enumerate(routed))
+                if rnd == 0 and name == "mosaic" and (agg_name == policy_name or gantt is None):
+                    gantt = (stage1, variant)
+            if gantt is None and rnd == 0 and name == s.schedulers[-1]:
                 gantt = (stage1, variant)
-        if gantt is None and name == s.schedulers[-1]:
-            gantt = (stage1, variant)
     return rows, frames, queries, gantt

@@ -19,7 +19,7 @@ from tessera.workload.moa_questions import SKILLS
 from tessera.workload.moa_real import DEFAULT_AGGREGATOR, DEFAULT_EXPERTS, RealExpert, build_experts
 
 RUNTIME_KEYS = ("model_folder", "experts", "aggregator", "num_questions", "validation_questions", "experts_per_query",
-                "max_output_tokens", "worker_memory_gib", "placement_batch_size")
+                "max_output_tokens", "worker_memory_gib", "placement_batch_size", "repeats")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class RuntimeMoASettings:
     experts_per_query: int
     worker_memory_gib: float
     placement_batch_size: int
+    repeats: int  # rounds of every scheduler (order rotated per round); the table reports medians and spread
     workers: int
     threads_per_worker: int
     ray_address: str | None
@@ -70,7 +71,7 @@ def read_settings(cfg: DictConfig, raw_params: dict) -> RuntimeMoASettings:
     folder = _folder(rt.get("model_folder"), "params.runtime.model_folder")
     experts, aggregator = _experts(rt, folder)
     ints = {k: rt.get(k) for k in ("num_questions", "validation_questions", "experts_per_query",
-                                   "placement_batch_size")}
+                                   "placement_batch_size", "repeats")}
     for key, value in ints.items():
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             raise ConfigError(f"params.runtime.{key}={value!r}: use a whole number >= 1")
@@ -98,7 +99,7 @@ def read_settings(cfg: DictConfig, raw_params: dict) -> RuntimeMoASettings:
         schedulers=schedulers, baseline=baseline, experts=tuple(experts), aggregator=aggregator,
         num_questions=ints["num_questions"], validation_questions=ints["validation_questions"],
         experts_per_query=ints["experts_per_query"], worker_memory_gib=float(memory),
-        placement_batch_size=ints["placement_batch_size"], workers=backend["workers"],
+        placement_batch_size=ints["placement_batch_size"], repeats=ints["repeats"], workers=backend["workers"],
         threads_per_worker=backend["threads_per_worker"], ray_address=backend["ray_address"],
         device=str(backend["device"]), dtype=backend["dtype"],
         max_num_seqs=int(backend["max_num_seqs"] or cfg.engine.max_num_seqs),

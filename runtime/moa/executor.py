@@ -37,6 +37,7 @@ class StageProgram:
     phases: dict[int, list[Phase]]
     barrier: bool = False
     queue: list[WorkPrompt] | None = None
+    recorder: Callable | None = None  # wraps each replica's engine to time its steps (profiling stages)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class StageOutcome:
     end_s: float
     lost_workers: list[int] = field(default_factory=list)
     redispatched: list[dict] = field(default_factory=list)  # {dead, survivor, expert, prompts}
+    steps: list[dict] = field(default_factory=list)  # every engine step, when the program had a recorder
 
 
 class _Run:
@@ -65,11 +67,13 @@ class _Run:
 
     def submit(self, w: int, index: int):
         phase = self.program.phases[w][index]
-        return self.pool.actors[w].run_phase.remote(phase.replicas, phase.prompts, self.t0, self.queue)
+        return self.pool.actors[w].run_phase.remote(phase.replicas, phase.prompts, self.t0, self.queue,
+                                                    self.program.recorder)
 
     def collect(self, result) -> None:
         self.served.extend(result.served)
         self.spans.extend(result.spans)
+        self.outcome.steps.extend(result.steps)
 
     def lost(self, w: int, index: int) -> list[tuple[int, Phase]]:
         """Worker w died in phase `index`: its unfinished prompts become recovery phases of survivors holding
@@ -119,7 +123,8 @@ class _Run:
         return added
 
     def submit_extra(self, w: int, phase: Phase):
-        return self.pool.actors[w].run_phase.remote(phase.replicas, phase.prompts, self.t0, self.queue)
+        return self.pool.actors[w].run_phase.remote(phase.replicas, phase.prompts, self.t0, self.queue,
+                                                    self.program.recorder)
 
 
 def execute_stage(pool: WorkerPool, program: StageProgram,

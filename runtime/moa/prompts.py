@@ -4,7 +4,7 @@ Plain dataclasses (pickled by Ray); times are seconds since the stage's start (t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +63,4 @@ class PhaseResult:
     served: list[ServedRequest]
     spans: list[ReplicaSpan]
     load_s: dict[str, float]
+    steps: list[dict] = field(default_factory=list)  # one row per engine step when the phase was recorded

@@ -42,10 +42,12 @@ class ExpertWorker:
         return fn(*args, **kwargs)
 
     def run_phase(self, replicas: list[ReplicaSpec], prompts: list[WorkPrompt], t0_unix: float,
-                  queue=None) -> PhaseResult:
-        """Load `replicas`, serve `prompts` (and what `queue` hands out), unload; times since t0_unix."""
+                  queue=None, recorder=None) -> PhaseResult:
+        """Load `replicas`, serve `prompts` (and what `queue` hands out), unload; times since t0_unix.
+        recorder: a class wrapping an Engine whose `rows` are its timed steps (the profiling stages pass
+        calibrate_runtime_steps.StepRecorder); the rows come back in PhaseResult.steps."""
         now = lambda: time.time() - t0_unix  # noqa: E731
-        spans, load_s, offsets = {}, {}, {}
+        spans, load_s, offsets, recorders = {}, {}, {}, {}
         for spec in replicas:
             start = now()
             self.engines[spec.expert] = self._load(spec)
@@ -53,6 +55,8 @@ class ExpertWorker:
             load_s[spec.expert] = ready - start
             spans[spec.expert] = [start, ready, ready]
             offsets[spec.expert] = ready - self.engines[spec.expert].now()
+            if recorder is not None:
+                recorders[spec.expert] = recorder(self.engines[spec.expert])
         served: list[ServedRequest] = []
         try:
             for p in prompts:
@@ -61,8 +65,9 @@ class ExpertWorker:
         finally:
             self.engines.clear()
             gc.collect()
+        steps = [{**row, "worker": self.worker_id, "expert": e} for e, rec in recorders.items() for row in rec.rows]
         return PhaseResult(self.worker_id, served,
-                           [ReplicaSpan(self.worker_id, e, *times) for e, times in spans.items()], load_s)
+                           [ReplicaSpan(self.worker_id, e, *times) for e, times in spans.items()], load_s, steps)
 
     def _load(self, spec: ReplicaSpec):
         from tessera.runtime.engine import Engine, EngineConfig

@@ -33,20 +33,24 @@ def test_quick_run_compares_every_scheduler_with_the_simulator(tmp_path):
     assert (table.loc[table["aggregation"] == "always", "bypass_rate"] == 0).all()
     summary = json.loads((run_dir / "summary.json").read_text())["summary"]
     assert -1 <= summary["kendall_tau_e2e"] <= 1 and summary["workers"][0]["device"] == "cpu"
+    assert summary["repeats"] == 1 and (table["repeats"] == 1).all() and (table["spread_e2e"] == 0).all()
+    assert len(pd.read_csv(run_dir / "mosaic_rounds.csv")) == len(table)
     assert table["driver_load_avg"].notna().all() and summary["profiling"]["calibration_ops_scale"]
     requests = pd.read_parquet(run_dir / "requests.parquet")
     queries = pd.read_parquet(run_dir / "queries.parquet")
     assert set(requests["worker"]) <= {0, 1} and requests["model"].notna().all()
     assert len(results.load(run_dir)) == len(requests)  # the shared schema: notebooks read it unchanged
     for label, group in requests.groupby("run_label"):  # every query's k expert prompts, aggregator unless bypassed
-        _, scheduler, aggregation = label.split("/")
-        q = queries[(queries["scheduler"] == scheduler) & (queries["aggregation"] == aggregation)]
+        _, scheduler, aggregation, rnd = label.split("/")
+        q = queries[(queries["scheduler"] == scheduler) & (queries["aggregation"] == aggregation)
+                    & (queries["repeat"] == int(rnd[1:]))]
         assert (group["stage"] == "expert").sum() == 2 * len(q) == 8
         assert (group["stage"] == "aggregator").sum() == (~q["bypass"]).sum()
         final = group[group["stage"] == "aggregator"]
         assert final["correct"].tolist() == q.set_index("query_id").loc[final["query_id"], "correct"].tolist()
     steps = pd.read_csv(run_dir / "calibration_steps.csv")  # what the placer's and the simulator's costs came from
     assert set(steps["worker"]) == {0, 1} and (steps["time_s"] > 0).all()
+    assert set(steps["source"]) == {"step sweep", "validation draw"}  # the fit is anchored at served shapes
     for name in ("mosaic_runtime_gantt.png", "mosaic_runtime_makespan.png"):
         assert (run_dir / name).stat().st_size > 10_000
 

@@ -42,6 +42,25 @@ def test_static_phases_and_the_shared_queue(pool):
     queued = StageProgram({0: [Phase([spec("a")])], 1: [Phase([spec("a")])]}, queue=prompts("a", range(10)))
     out = execute_stage(pool, queued)
     assert sorted(s.request_id for s in out.served) == list(range(10))  # each once, whoever pulled it
+    assert out.steps == []  # steps are timed only when the program asks
+
+
+def test_a_recorded_stage_returns_every_engine_step_per_worker_and_expert(pool):
+    from tessera.cost.calibration import STEP_COLUMNS
+    from tessera.experiments.calibrate_runtime_steps import StepRecorder
+
+    program = StageProgram({0: [Phase([spec("a"), spec("b")], prompts("a", range(2), 6) + prompts("b", [2], 6))],
+                            1: [Phase([spec("c")], prompts("c", range(3, 6), 6))]}, recorder=StepRecorder)
+    out = execute_stage(pool, program)
+    by = {}
+    for row in out.steps:
+        assert set(STEP_COLUMNS) <= set(row) and row["time_s"] > 0
+        by.setdefault((row["worker"], row["expert"]), []).append(row)
+    assert set(by) == {(0, "a"), (0, "b"), (1, "c")}
+    for (_, expert), rows in by.items():  # every token of every request is in some recorded step
+        served = [s for s in out.served if s.expert == expert]
+        assert sum(r["prefill_tokens"] for r in rows) >= sum(s.prompt_tokens for s in served)
+        assert sum(r["decode_seqs"] for r in rows) == sum(s.output_tokens - 1 for s in served)
 
 
 def test_a_killed_worker_hands_its_prompts_to_a_survivor_with_the_expert(pool):
