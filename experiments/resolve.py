@@ -166,7 +166,8 @@ def resolve(cfg: DictConfig) -> RunSpec:
 
 
 def resolve_engine_profile(conf, gpu: GPUSpec) -> EngineProfile | None:
-    """cfg.engine_profile -> EngineProfile (None for the neutral tessera_default), checked against the GPU."""
+    """cfg.engine_profile -> EngineProfile (None for the neutral tessera_default without a frontend delay),
+    checked against the GPU."""
     conf = OmegaConf.to_container(conf, resolve=True) if isinstance(conf, DictConfig) else dict(conf or {})
     if not conf:
         return None
@@ -175,4 +176,4 @@ def resolve_engine_profile(conf, gpu: GPUSpec) -> EngineProfile | None:
         profile.prefill_flops_fraction(gpu.name)
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err)) from None
-    return None if profile.is_neutral else profile
+    return None if profile.is_neutral and profile.frontend_s == 0.0 else profile

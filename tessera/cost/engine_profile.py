@@ -44,6 +44,9 @@ class EngineProfile:
         tokens are graphed too (vLLM v1's piecewise graphs), else they run eagerly.
     allreduce_floor_s: the least time of one TP all-reduce call (two per layer), whatever its size.
     attention_backend: a key of ATTENTION_BACKENDS (prefill attention efficiency).
+    frontend_s: what a client sees besides the engine's steps (HTTP, tokenisation, the first output chunk's
+        delivery), charged as a delay before the engine sees each request (tessera/workload/frontend.py):
+        TTFT and E2E grow by it, TPOT does not. Not an iteration cost: the cost model never reads it.
     """
 
     name: str
@@ -57,9 +60,11 @@ class EngineProfile:
     graph_sizes: tuple[int, ...] = ()
     allreduce_floor_s: float = 0.0
     attention_backend: str = "roofline"
+    frontend_s: float = 0.0
 
     def __post_init__(self) -> None:
-        for f in ("cpu_fixed_s", "cpu_per_seq_s", "cpu_per_token_s", "launch_per_layer_s", "allreduce_floor_s"):
+        for f in ("cpu_fixed_s", "cpu_per_seq_s", "cpu_per_token_s", "launch_per_layer_s", "allreduce_floor_s",
+                  "frontend_s"):
             value = getattr(self, f)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
                     or not 0.0 <= value < 1.0:
@@ -101,10 +106,10 @@ class EngineProfile:
 
     @property
     def is_neutral(self) -> bool:
-        """True when every cost field is at its default (tessera_default): the cost model runs unwrapped, with
+        """True when every cost field (all but frontend_s) is at its default (tessera_default): the cost model runs unwrapped, with
         its own overhead_s (1 ms, the same as cpu_fixed_s here), so results are those of the plain simulator."""
         neutral = EngineProfile(name=self.name)
-        return all(getattr(self, f.name) == getattr(neutral, f.name) for f in fields(self))
+        return all(getattr(self, f.name) == getattr(neutral, f.name) for f in fields(self) if f.name != "frontend_s")
 
 
 def expand_sizes(spec) -> list[int]:
