@@ -55,6 +55,24 @@ def probe_address(ray_address: str) -> None:
                              "local Ray") from None
 
 
+LOCAL_START_ATTEMPTS = 2  # Ray waits a fixed 30 s for its raylet to register: a loaded machine can miss it once
+
+
+def _start_local(ray, num_cpus: int, device: str) -> None:
+    """A fresh local Ray ("local": never a cluster another process left in /tmp/ray), retried once when the
+    node times out during startup; the last failure propagates."""
+    for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        try:
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=None if device != "cpu" else 0,
+                     include_dashboard=False, log_to_driver=False, object_store_memory=OBJECT_STORE_BYTES,
+                     configure_logging=False)
+            return
+        except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception for the startup timeout
+            ray.shutdown()
+            if attempt == LOCAL_START_ATTEMPTS or "timed out during startup" not in str(err):
+                raise
+
+
 def start_workers(num_workers: int, threads_per_worker: int, device: str = "auto", ray_address: str | None = None,
                   dtype: str | None = None, max_num_seqs: int = 8, max_num_batched_tokens: int = 512,
                   seed: int = 0) -> WorkerPool:
@@ -67,10 +85,7 @@ def start_workers(num_workers: int, threads_per_worker: int, device: str = "auto
                 probe_address(ray_address)
                 ray.init(address=ray_address, log_to_driver=False)
             else:
-                # "local": always a fresh instance, never a cluster another process left in /tmp/ray
-                ray.init(address="local", num_cpus=num_workers * threads_per_worker, num_gpus=None if device != "cpu" else 0,
-                         include_dashboard=False, log_to_driver=False, object_store_memory=OBJECT_STORE_BYTES,
-                         configure_logging=False)
+                _start_local(ray, num_workers * threads_per_worker, device)
                 started = True
         except RayUnavailable:
             raise

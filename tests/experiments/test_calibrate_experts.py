@@ -15,18 +15,24 @@ TINY = str(REPO_ROOT / "models" / "tessera-tiny-byte")
 
 @pytest.fixture(scope="module")
 def consistent_profile():
-    """A real profile of the tiny checkpoint whose step times are replaced by what its own op profile and fit
-    predict: steps and ops agree exactly, so the fits below depend on no timing of this (shared) machine."""
+    """A real profile of the tiny checkpoint (its batch shapes) with synthetic times: a layer-op profile that grows
+    faster than linearly in tokens, and step times that profile's own fit predicts. Steps and ops agree exactly
+    and nothing depends on how fast (or how loaded) this machine is."""
     profile = profile_worker(0, TINY, 4, 256, 0.01, True, 0)
-    truth, _ = fit_calibration(profile.steps, profile.ops, profile.spec, cpu_spec(profile.machine))
+    n = profile.ops["num_tokens"].to_numpy(float)
+    ops = profile.ops.assign(time_ms=0.5 + 0.01 * n**1.3, cpu_ms=0.5 + 0.01 * n**1.3)
+    tokens = (profile.steps["prefill_tokens"] + profile.steps["decode_seqs"]).to_numpy(float)
+    synthetic = profile.steps.assign(time_s=profile.spec.num_layers * np.interp(tokens, n, ops["time_ms"]) / 1e3
+                                     + 0.002)
+    truth, _ = fit_calibration(synthetic, ops, profile.spec, cpu_spec(profile.machine))
     steps = profile.steps.assign(time_s=predict_steps(truth, profile.spec, profile.steps))
-    return dataclasses.replace(profile, steps=steps)
+    return dataclasses.replace(profile, ops=ops, steps=steps)
 
 
 def test_a_profile_has_steps_ops_and_a_load_time(consistent_profile):
     p = consistent_profile
     assert {"prefill_tokens", "decode_seqs", "time_s"} <= set(p.steps.columns) and p.load_s > 0
-    assert (p.ops["time_ms"] > 0).all() and p.ops["num_tokens"].is_monotonic_increasing
+    assert p.ops["num_tokens"].is_monotonic_increasing and (p.steps["time_s"] > 0).all()
 
 
 def test_a_consistent_op_profile_is_kept_unscaled(consistent_profile):
