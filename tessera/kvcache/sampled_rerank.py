@@ -152,32 +152,37 @@ class SampledRerank:
 
     @staticmethod
     def _pick(free: np.ndarray, count: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Bool mask of a uniformly random subset of `count[r]` True cells of each row of `free`.
+        """Bool mask of a uniformly random subset of `count[r]` True cells of each row of `free`."""
+        return _pick_columns(free.T, count, rng).T
 
-        Selection sampling (Knuth's algorithm S) over the few columns, all rows at once: scanning left to right,
-        a free cell is taken with probability (cells still wanted) / (free cells left); rows taking nothing
-        draw nothing."""
-        out = np.zeros_like(free)
-        rows = np.flatnonzero(count)
-        if not len(rows):
-            return out
-        cells = np.ascontiguousarray(free[rows].T)  # [columns, rows]: one contiguous vector per column
-        want = count[rows].astype(np.float64)
-        left = cells.sum(0).astype(np.float64)
-        u = rng.random(cells.shape)
-        taken = np.empty_like(cells)
-        for j in range(cells.shape[0]):
-            col = cells[j]
-            take = np.less(u[j] * left, want, out=taken[j])
-            take &= col
-            want -= take
-            left -= col
-        out[rows] = taken.T
+
+def _pick_columns(free: np.ndarray, count: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """_pick with rows as columns: free [cells, rows] -> a uniformly random subset of count[r] True cells per row.
+
+    Selection sampling (Knuth's algorithm S) over the few cells, all rows at once: scanning the cells in order, a
+    free cell is taken with probability (cells still wanted) / (free cells left); rows taking nothing draw nothing."""
+    out = np.zeros(free.shape, dtype=bool)
+    rows = np.flatnonzero(count)
+    if not len(rows):
         return out
+    cells = np.ascontiguousarray(free[:, rows])  # one contiguous vector per cell
+    want = count[rows].astype(np.float64)
+    left = cells.sum(0).astype(np.float64)
+    u = rng.random(cells.shape)
+    taken = np.empty_like(cells)
+    for j in range(cells.shape[0]):
+        col = cells[j]
+        take = np.less(u[j] * left, want, out=taken[j])
+        take &= col
+        want -= take
+        left -= col
+    out[:, rows] = taken
+    return out
+
 
 def _trim_one_survivor(rng, k: int, kept: np.ndarray, surv_far: np.ndarray, surv: np.ndarray) -> None:
     """Rows keeping more than k - 1 survivors drop one, from the far count or the near mask (in place), chosen in
-    proportion to how many each holds."""
+    proportion to how many each holds. surv: [rows, pages] (or its transpose view for rank_uniform)."""
     excess = np.flatnonzero(kept > k - 1)
     if not len(excess):
         return
@@ -195,38 +200,50 @@ def rank_uniform(rng: np.random.Generator, k: int, window: int, recent_share: fl
                  steps_since: np.ndarray) -> tuple[RankCounts, np.ndarray, np.ndarray]:
     """SampledRerank._rank_uniform over any rows (of one request or of many): `a` is each row's page count at its
     last rank (a scalar or an array, every a >= L = window + 1), all rows rank now at a + shift pages (shift >= 1).
-    Returns the counts and each row's new (far, near) state."""
+    Returns the counts and each row's new (far, near) state.
+
+    Frame masks are held transposed, [frame column, row], so each page position is one contiguous vector and the
+    per-row counts are sums of a few vectors (much faster than row-wise reductions over ~17 columns)."""
     m, L = len(far_old), window + 1
     width = L + shift
     q = np.exp(log_keep * np.maximum(steps_since, 1))
     surv_far = rng.binomial(far_old, q)
-    taken = np.zeros((m, width), dtype=bool)
-    surv = taken[:, :L]  # a view: survivors among the old near pages (all below cur)
-    np.logical_and(near, rng.random((m, L)) < q[:, None], out=surv)
-    kept = surv_far + np.count_nonzero(surv, axis=1)
-    _trim_one_survivor(rng, k, kept, surv_far, surv)  # the old current page became ordinary
-    taken[:, -1] = True  # cur
+    near_t = np.ascontiguousarray(near.T)
+    taken = np.zeros((width, m), dtype=bool)
+    surv = taken[:L]  # a view: survivors among the old near pages (all below cur)
+    np.logical_and(near_t, rng.random((L, m)) < q, out=surv)
+    kept = surv_far + surv.sum(0)
+    _trim_one_survivor(rng, k, kept, surv_far, surv.T)  # the old current page became ordinary
+    taken[-1] = True  # cur
     need = (k - 1) - kept
     # recent refills: the window [cur - window, cur) is columns [width - 1 - window, width - 1) (cur >= a >= L)
     lo_w = width - 1 - window
     want = rng.binomial(need, recent_share)
-    free_win = ~taken[:, lo_w: width - 1]
-    take = np.minimum(want, np.count_nonzero(free_win, axis=1))
-    taken[:, lo_w: width - 1] |= SampledRerank._pick(free_win, take, rng)
-    # uniform refills over [0, cur) minus taken: far pages (below a - L) vs each free frame page
+    free_win = ~taken[lo_w: width - 1]
+    take = np.minimum(want, free_win.sum(0))
+    taken[lo_w: width - 1] |= _pick_columns(free_win, take, rng)
+    # uniform refills over [0, cur) minus taken, u pages without replacement from three kinds: far old-set pages
+    # that did not survive (dropped), far host-only pages and each free frame page. Drawn as: how many come from
+    # the two small kinds (dropped + free frame), then, only where some do, how those split; the same multivariate
+    # hypergeometric as drawing far vs frame first, with one full-size draw instead of two.
     u = need - take
-    lo = a - L
-    free_near = ~taken[:, : width - 1]
-    x_far = rng.hypergeometric(lo - surv_far, np.count_nonzero(free_near, axis=1), u)
-    x_far_old = rng.hypergeometric(far_old - surv_far, lo - far_old, x_far)
-    taken[:, : width - 1] |= SampledRerank._pick(free_near, u - x_far, rng)
+    free_near = ~taken[: width - 1]
+    dropped = far_old - surv_far
+    num_free_near = free_near.sum(0)
+    rare = rng.hypergeometric(dropped + num_free_near, (a - L) - far_old, u)
+    x_far_old = np.zeros_like(rare)
+    some = np.flatnonzero(rare)
+    if len(some):
+        x_far_old[some] = rng.hypergeometric(dropped[some], num_free_near[some], rare[some])
+    x_far = u - rare + x_far_old
+    taken[: width - 1] |= _pick_columns(free_near, rare - x_far_old, rng)
     # taken is the new set's frame part; in the old near region it is survivors + refills
-    new_old = taken[:, :L]
-    in_old = np.count_nonzero(new_old & near, axis=1)  # old-set pages kept or drawn again: not promoted
-    fetched = (x_far - x_far_old) + np.count_nonzero(new_old, axis=1) - in_old  # host-only pages drawn
-    tail_in = np.count_nonzero(taken[:, L:], axis=1)
-    new_far = surv_far + x_far + np.count_nonzero(taken[:, :shift], axis=1)
+    new_old = taken[:L]
+    in_old = (new_old & near_t).sum(0)  # old-set pages kept or drawn again: not promoted
+    fetched = (x_far - x_far_old) + new_old.sum(0) - in_old  # host-only pages drawn
+    tail_in = taken[L:].sum(0)
+    new_far = surv_far + x_far + taken[:shift].sum(0)
     not_promoted = surv_far + x_far_old + in_old
     counts = RankCounts(k - not_promoted, fetched, old_size + shift - not_promoted - tail_in,
                         np.full(m, k, dtype=np.int64))
-    return counts, new_far, taken[:, shift:]
+    return counts, new_far, taken[shift:].T
