@@ -305,8 +305,9 @@ class KVManager:
         prefill_tokens = decode_seqs = 0
         prefill_pairs = decode_kv = extra = 0.0
         drawn = self.sim.rerank_mode != "sampled"
+        surcharge, known = self._sparse_surcharge, self._states.get
         for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
-            st = self._state(seq)
+            st = known(seq) or self._state(seq)
             rk = st.rk
             if rk.phase == "decoding":
                 if not drawn and rk.next_rank_step == rk.decode_step + 1 and not rk.has_pending_rank:
@@ -314,7 +315,7 @@ class KVManager:
                 s = rk.on_decode_step()
                 st.step = s
                 decode_seqs += 1
-                decode_kv += s.attended_tokens_per_head + s.sparse_tokens_per_head * self._sparse_surcharge
+                decode_kv += s.attended_tokens_per_head + s.sparse_tokens_per_head * surcharge
                 extra += s.minmax_bytes_scanned
             else:
                 computed = seq.num_computed_tokens

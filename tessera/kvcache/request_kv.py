@@ -234,9 +234,14 @@ class RequestKV:
         if n > k:
             scanned = (self._num_topk + num_rows) * (n - 1) * self._minmax_page_bytes
         heads, page_bytes = self._heads_total, self._page_bytes
-        return self.summary(attended_tokens_per_head=attended / heads, sparse_tokens_per_head=sparse / heads,
-                            minmax_bytes_scanned=scanned, h2d_bytes=fetched * page_bytes,
-                            d2h_bytes=d2h_pages * page_bytes, num_promoted_pages=promoted, moves=moves)
+        # summary() inlined (this runs once per request per decode step): device pages after any rank
+        off_device = self._offload_device_pages(n) if num_rows else attended_off
+        device = (self._num_full + self._num_topk) * n + self._n_win * min(n, kept) + off_device
+        host = self._n_off * self.num_host_pages
+        return StepSummary(self.request_id, step, device, device * page_bytes, host, host * page_bytes,
+                           heads * (num_tokens // page) * self._minmax_page_bytes, attended / heads, sparse / heads,
+                           scanned, fetched * page_bytes, d2h_pages * page_bytes, promoted,
+                           self.phase == "reloading", moves)
 
     def on_reload_done(self) -> StepSummary:
         """The reload's H2D copy landed: the evicted pages' blocks are released and decoding resumes."""
