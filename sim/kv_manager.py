@@ -71,8 +71,9 @@ class KVSimConfig:
     sparse_kernel_efficiency: float = 0.42
     # How a rerank's page moves are drawn from the head model: "pages" materialises each head's top-K page ids
     # (HeadBehaviour.select); "sampled" draws only the counts the simulator uses (promoted, fetched, freed)
-    # from the same distribution (tessera/kvcache/sampled_rerank.py): ~2.5x cheaper per rerank (Llama-3.1-8B,
-    # 20k-token prompts, K = 64 pages: 0.9 vs 2.3 ms of CPU per rerank with its 16 decode steps).
+    # from the same distribution (tessera/kvcache/sampled_rerank.py), each batch's next reranks drawn ahead in
+    # one vectorised draw (tessera/kvcache/rerank_batch.py): ~7x cheaper per rerank, 0.28 vs 2.0 ms of CPU
+    # (Llama-3.1-8B, 10k-30k-token prompts, K = 64 pages, sim_speed.py --kvpolicy flexicache; 2026-12-06, loaded VM).
     rerank_mode: str = "pages"
 
     def __post_init__(self) -> None:
