@@ -60,6 +60,10 @@ class SampledRerank:
                 return RankCounts(zeros, zeros, np.full(m, 0, dtype=np.int64), np.full(m, n, dtype=np.int64))
             return RankCounts(tail.astype(np.int64), zeros, (old_size + tail - n).astype(np.int64),
                               np.full(m, n, dtype=np.int64))
+        if first and n >= L:  # no old set: only refills (the general path's draws, less the empty ones)
+            self.far[rows], self.near[rows] = rank_first(self.rng, k, self.window, self.recent_share, n, m)
+            zeros = np.zeros(m, dtype=np.int64)
+            return RankCounts(zeros, zeros, np.full(m, n - k, dtype=np.int64), np.full(m, k, dtype=np.int64))
         if not first:
             a0 = int(ranked[0])
             if L <= a0 < n and (ranked == a0).all():  # every row ranked at a0 pages (fixed interval): slices
@@ -247,3 +251,20 @@ def rank_uniform(rng: np.random.Generator, k: int, window: int, recent_share: fl
     counts = RankCounts(k - not_promoted, fetched, old_size + shift - not_promoted - tail_in,
                         np.full(m, k, dtype=np.int64))
     return counts, new_far, taken[shift:].T
+
+
+def rank_first(rng: np.random.Generator, k: int, window: int, recent_share: float, n: int,
+               m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first rank of m heads at n pages (k < n, n >= L = window + 1), as SampledRerank._rank_frame draws it:
+    the current page, then k - 1 refills (recent ones from the window, the rest uniform over [0, cur)).
+    Returns each head's (far count, near mask [m, L] over pages n - L .. n - 1)."""
+    L = window + 1
+    taken = np.zeros((L, m), dtype=bool)  # [page n - L + column, head]; the last column is cur
+    taken[-1] = True
+    take = np.minimum(rng.binomial(k - 1, recent_share, m), window)  # the window is columns [0, L - 1), all free
+    taken[:window] = _pick_columns(np.ones((window, m), dtype=bool), take, rng)
+    u = (k - 1) - take
+    free_near = ~taken[: L - 1]
+    x_far = rng.hypergeometric(np.full(m, n - L), free_near.sum(0), u)
+    taken[: L - 1] |= _pick_columns(free_near, u - x_far, rng)
+    return x_far, taken.T
