@@ -1,10 +1,5 @@
 """Sampled reranks of many requests in one draw: the fixed-interval rank of sampled_rerank.rank_uniform over the
-OFFLOAD rows of several requests at once (each with its own page counts), drawn ahead of the step that uses them.
-
-Why drawing ahead is exact: a head's next set depends only on its set at its last rank, the pages then and
-now and the steps between (head_model.py); none of that changes before the rank's step unless the request is
-preempted, which discards the drawn rank (RequestKV._release).
-"""
+OFFLOAD rows of several requests at once (each with its own page counts), drawn ahead of the step that uses them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +34,12 @@ class RankTotals:
 
 
 def draw_ranks(rng: np.random.Generator, jobs: list[RankJob]) -> list[RankTotals]:
-    """Draw every job's rank (one rank_uniform call per distinct shift and head-model setting), store each request's new sets in its
-    sampler and return the jobs' totals in order."""
+    """Draw every job's rank (one rank_uniform call per distinct shift and head-model setting), store each
+    request's new sets in its sampler and return the jobs' totals in order.
+
+    Drawing ahead is exact: a head's next set depends only on its set at its last rank, the pages then and at
+    the rank's step and the steps between (head_model.py); none of that changes before the step unless the
+    request is preempted, which discards the drawn rank (RequestKV._release)."""
     out: list[RankTotals | None] = [None] * len(jobs)
     keys = [(j.shift, j.sampler.k, j.sampler.window, j.sampler.recent_share) for j in jobs]
     for key in sorted(set(keys)):
