@@ -106,6 +106,8 @@ class RequestKV:
             return None
         step = self.next_rank_step
         rows = self._due_rows(step)
+        if len(rows) == self._n_off:
+            rows = slice(None)  # every row (one interval): views instead of gathers
         ranked = self._ranked[rows]
         a = int(ranked[0])
         n = -(-(self.num_tokens + step - self.decode_step) // self._page)

@@ -15,7 +15,7 @@ class RankJob:
     at the due step (a + shift), the rows' set sizes at the last rank and steps since."""
 
     sampler: SampledRerank
-    rows: np.ndarray
+    rows: np.ndarray | slice  # the OFFLOAD rows ranked (slice(None): all of them)
     step: int
     a: int
     shift: int
@@ -46,7 +46,7 @@ def draw_ranks(rng: np.random.Generator, jobs: list[RankJob]) -> list[RankTotals
         group = [i for i, kk in enumerate(keys) if kk == key]
         part = [jobs[i] for i in group]
         first, shift = part[0].sampler, key[0]
-        sizes = np.array([len(j.rows) for j in part])
+        sizes = np.array([len(j.old_size) for j in part])
         counts, far, near = rank_uniform(
             rng, first.k, first.window, first.recent_share,
             np.concatenate([j.sampler.far[j.rows] for j in part]),
