@@ -129,9 +129,7 @@ class Worker:
     def resume(self, seq: SeqState, order: int) -> None:
         """A stalled request's reload landed: back into `running` at its admission position."""
         self.stalled.discard(seq)
-        order_of = self.kv.order_of
-        keys = [order_of(s) for s in self.running]
-        self.running.insert(bisect_left(keys, order), seq)
+        self.running.insert(bisect_left(self.running, order, key=self.kv.order_of), seq)
         self.wake()
 
     # ------------------------------------------------------------------------------------- the loop

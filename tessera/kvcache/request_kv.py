@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tessera.kvcache.head_plan import HeadMode, HeadPlan
+from tessera.kvcache.rerank_batch import RankJob, RankTotals
 from tessera.kvcache.summary import PageMoves, StepSummary, empty_pages
 from tessera.kvcache.topk import TopKSource
 
@@ -74,6 +75,9 @@ class RequestKV:
         self._held_pages = 0  # blocks held until the in-flight reload lands (its evicted pages)
         self._held_page_ids = empty_pages()
         self._sampler = None  # SampledRerank: reranks drawn as counts, no page ids (use_sampled_reranks)
+        self._pending: RankTotals | None = None  # the next rank, drawn ahead (set_pending_rank)
+        self.next_rank_step = 0  # decode step of the next rank once ranked (0 before the first rank)
+        self.quiet_fast_path = True  # steps with no rank and no page filled take _quiet_step (tests compare both)
 
     def use_sampled_reranks(self) -> None:
         """Rerank by counts (tessera/kvcache/sampled_rerank.py): same distribution of promoted, fetched and
@@ -88,6 +92,39 @@ class RequestKV:
             raise ValueError(f"request {self.request_id}: sampled reranks keep no page ids; create the request "
                              "with track_pages=False")
         self._sampler = SampledRerank(self.topk_source, self._off_layers, self._off_heads, self._k)
+
+    # ------------------------------------------------------------------------------ ranks drawn ahead
+    @property
+    def has_pending_rank(self) -> bool:
+        return self._pending is not None
+
+    def next_rank_job(self) -> RankJob | None:
+        """The next rank as a RankJob when it can be drawn ahead (tessera/kvcache/rerank_batch.py): sampled
+        mode, past the first rank, every due row last ranked at the same page count, pages created since and
+        more than K pages; else None (on_decode_step then draws it itself)."""
+        if self._sampler is None or self._pending is not None or not self.next_rank_step:
+            return None
+        step = self.next_rank_step
+        rows = self._due_rows(step)
+        if len(rows) == self._n_off:
+            rows = slice(None)  # every row (one interval): views instead of gathers
+        ranked = self._ranked[rows]
+        a = int(ranked[0])
+        n = -(-(self.num_tokens + step - self.decode_step) // self._page)
+        if a < self._sampler.L or n <= a or n <= self._k or not (ranked == a).all():
+            return None
+        return RankJob(self._sampler, rows, step, a, n - a, self._topk_size[rows],
+                       step - self._last_rank_step[rows])
+
+    def set_pending_rank(self, totals: RankTotals) -> None:
+        """Hand over the next rank, drawn by rerank_batch.draw_ranks from next_rank_job(); used at its step."""
+        if totals.step != self.next_rank_step:
+            raise ValueError(f"request {self.request_id}: a rank drawn for step {totals.step}, the next is at "
+                             f"{self.next_rank_step}")
+        self._pending = totals
+
+    def _next_due(self, step: int) -> int:
+        return min((step // r + 1) * r for r in self._rows_by_interval)
 
     # ------------------------------------------------------------------------------------- counters
     @property
@@ -163,6 +200,9 @@ class RequestKV:
             hint = "; call on_reload_done when its H2D copy lands" if self.is_reloading else ""
             raise RuntimeError(f"request {self.request_id}: on_decode_step in phase {self.phase!r}{hint}")
         page, k = self._page, self._k
+        if (self.quiet_fast_path and self.decode_step + 1 < self.next_rank_step and (self.num_tokens + 1) % page
+                and topk is None and not self.track_pages):
+            return self._quiet_step()
         self.num_tokens += 1
         self.decode_step += 1
         num_tokens = self.num_tokens
@@ -175,7 +215,9 @@ class RequestKV:
             moves.drop = self._pages_of(self._win_layers, self._win_heads, np.array([n - window - 1]))
         d2h_pages = self._write_to_host(num_tokens // page, moves) if fill == page or moves is not None else 0
 
-        rows = self._due_rows(self.decode_step)
+        step = self.decode_step
+        # between ranks nothing is due: skip the per-interval test (next_rank_step is the earliest due step)
+        rows = self._no_rows if 0 < step < self.next_rank_step else self._due_rows(step)
         num_rows = len(rows)
         first = not self._is_ranked
         attended_off = self._offload_device_pages(n)  # old top-K + tail (the step attends the old set)
@@ -198,9 +240,42 @@ class RequestKV:
         if n > k:
             scanned = (self._num_topk + num_rows) * (n - 1) * self._minmax_page_bytes
         heads, page_bytes = self._heads_total, self._page_bytes
-        return self.summary(attended_tokens_per_head=attended / heads, sparse_tokens_per_head=sparse / heads,
-                            minmax_bytes_scanned=scanned, h2d_bytes=fetched * page_bytes,
-                            d2h_bytes=d2h_pages * page_bytes, num_promoted_pages=promoted, moves=moves)
+        # summary() inlined (this runs once per request per decode step): device pages after any rank
+        off_device = self._offload_device_pages(n) if num_rows else attended_off
+        device = (self._num_full + self._num_topk) * n + self._n_win * min(n, kept) + off_device
+        host = self._n_off * self.num_host_pages
+        return StepSummary(self.request_id, step, device, device * page_bytes, host, host * page_bytes,
+                           heads * (num_tokens // page) * self._minmax_page_bytes, attended / heads, sparse / heads,
+                           scanned, fetched * page_bytes, d2h_pages * page_bytes, promoted,
+                           self.phase == "reloading", moves)
+
+    def _quiet_step(self) -> StepSummary:
+        """on_decode_step for the most common step, specialised: ranked, no head due (step < next_rank_step), the
+        new token does not fill its page (nothing to copy) and no page ids kept. Same arithmetic, fewer calls."""
+        page, k = self._page, self._k
+        num_tokens = self.num_tokens = self.num_tokens + 1
+        step = self.decode_step = self.decode_step + 1
+        n = -(-num_tokens // page)
+        fill = num_tokens - (n - 1) * page
+        n_off, kept = self._n_off, self._win_kept
+        off_device = self._sum_topk_size + n_off * n - self._sum_ranked + self._held_pages
+        attended = self._num_full * num_tokens
+        attended += self._n_win * (num_tokens if n <= kept else (kept - 1) * page + fill)
+        sparse = off_device * page - n_off * (page - fill)
+        scanned = 0
+        if n <= k:
+            attended += self._num_topk * num_tokens + sparse
+            sparse = 0
+        else:
+            sparse += self._num_topk * ((k - 1) * page + fill)
+            attended += sparse
+            scanned = self._num_topk * (n - 1) * self._minmax_page_bytes
+        heads, page_bytes = self._heads_total, self._page_bytes
+        device = (self._num_full + self._num_topk) * n + self._n_win * min(n, kept) + off_device
+        host = n_off * self.num_host_pages
+        return StepSummary(self.request_id, step, device, device * page_bytes, host, host * page_bytes,
+                           heads * (num_tokens // page) * self._minmax_page_bytes, attended / heads, sparse / heads,
+                           scanned, 0, 0, 0, False, None)
 
     def on_reload_done(self) -> StepSummary:
         """The reload's H2D copy landed: the evicted pages' blocks are released and decoding resumes."""
@@ -310,6 +385,8 @@ class RequestKV:
         scatter/gather lookups; page lists are extracted only when the backend tracks pages.
         """
         k, m = self._k, len(rows)
+        if self._pending is not None and given is None:
+            return self._rank_pending(rows, n)
         if self._sampler is not None and given is None:
             return self._rank_sampled(rows, n, first)
         if n <= k:
@@ -363,6 +440,7 @@ class RequestKV:
         self._ranked[rows] = n
         self._last_rank_step[rows] = self.decode_step
         self._is_ranked = True
+        self.next_rank_step = self._next_due(self.decode_step)
         if num_fetch:
             # incoming pages reuse evicted blocks; the rest of the evicted blocks go when the copy lands
             self.phase = "reloading"
@@ -382,10 +460,28 @@ class RequestKV:
         self._ranked[rows] = n
         self._last_rank_step[rows] = self.decode_step
         self._is_ranked = True
+        self.next_rank_step = self._next_due(self.decode_step)
         if num_fetch:
             self.phase = "reloading"
             self._held_pages = int(c.freed.sum()) - num_fetch
         return int(c.promoted.sum()), num_fetch
+
+    def _rank_pending(self, rows: np.ndarray, n: int) -> tuple[int, int]:
+        """_rank_sampled with the rank drawn ahead (set_pending_rank): every row's new set holds K pages."""
+        t, self._pending = self._pending, None
+        if t.step != self.decode_step:
+            raise AssertionError(f"request {self.request_id}: rank drawn for step {t.step} used at {self.decode_step}")
+        m, k = len(rows), self._k
+        self._sum_topk_size += k * m - int(self._topk_size[rows].sum())
+        self._sum_ranked += n * m - int(self._ranked[rows].sum())
+        self._topk_size[rows] = k
+        self._ranked[rows] = n
+        self._last_rank_step[rows] = self.decode_step
+        self.next_rank_step = self._next_due(self.decode_step)
+        if t.fetched:
+            self.phase = "reloading"
+            self._held_pages = t.freed - t.fetched
+        return t.promoted, t.fetched
 
     @staticmethod
     def _held_after_reuse(fetch_per_row: np.ndarray, free_rows: np.ndarray, free: np.ndarray) -> np.ndarray:
@@ -439,5 +535,7 @@ class RequestKV:
         self._ranked[:] = 0
         self._sum_topk_size = self._sum_ranked = 0
         self._is_ranked = False
+        self._pending = None
+        self.next_rank_step = 0
         self._held_pages = 0
         self._held_page_ids = empty_pages()

@@ -60,6 +60,10 @@ class SampledRerank:
                 return RankCounts(zeros, zeros, np.full(m, 0, dtype=np.int64), np.full(m, n, dtype=np.int64))
             return RankCounts(tail.astype(np.int64), zeros, (old_size + tail - n).astype(np.int64),
                               np.full(m, n, dtype=np.int64))
+        if first and n >= L:  # no old set: only refills (the general path's draws, less the empty ones)
+            self.far[rows], self.near[rows] = rank_first(self.rng, k, self.window, self.recent_share, n, m)
+            zeros = np.zeros(m, dtype=np.int64)
+            return RankCounts(zeros, zeros, np.full(m, n - k, dtype=np.int64), np.full(m, k, dtype=np.int64))
         if not first:
             a0 = int(ranked[0])
             if L <= a0 < n and (ranked == a0).all():  # every row ranked at a0 pages (fixed interval): slices
@@ -141,44 +145,10 @@ class SampledRerank:
         """rank() when every row last ranked at `a` pages, L <= a < n: the frame's columns are pages
         a - L .. n - 1 for every row, so regions are column slices (old near [0, L), tail [L, width), cur last)
         instead of per-row masks. The same draws as the general path, in fewer numpy calls."""
-        rng, m, k, L = self.rng, len(rows), self.k, self.L
-        shift = n - a
-        width = L + shift
-        near = self.near[rows]
-        far_old = self.far[rows]
-        q = np.exp(self.log_keep[rows] * np.maximum(steps_since, 1))
-        surv_far = rng.binomial(far_old, q)
-        taken = np.zeros((m, width), dtype=bool)
-        surv = taken[:, :L]  # a view: survivors among the old near pages (all below cur)
-        np.logical_and(near, rng.random((m, L)) < q[:, None], out=surv)
-        kept = surv_far + np.count_nonzero(surv, axis=1)
-        _trim_one_survivor(rng, k, kept, surv_far, surv)  # the old current page became ordinary
-        taken[:, -1] = True  # cur
-        need = (k - 1) - kept
-        # recent refills: the window [cur - window, cur) is columns [width - 1 - window, width - 1)
-        window = min(self.window, n - 1)
-        lo_w = width - 1 - window
-        want = rng.binomial(need, self.recent_share)
-        free_win = ~taken[:, lo_w: width - 1]
-        take = np.minimum(want, np.count_nonzero(free_win, axis=1))
-        taken[:, lo_w: width - 1] |= self._pick(free_win, take, rng)
-        # uniform refills over [0, cur) minus taken: far pages (below a - L) vs each free frame page
-        u = need - take
-        lo = a - L
-        free_near = ~taken[:, : width - 1]
-        x_far = rng.hypergeometric(lo - surv_far, np.count_nonzero(free_near, axis=1), u)
-        x_far_old = rng.hypergeometric(far_old - surv_far, lo - far_old, x_far)
-        taken[:, : width - 1] |= self._pick(free_near, u - x_far, rng)
-        # taken is the new set's frame part; in the old near region it is survivors + refills
-        new_old = taken[:, :L]
-        in_old = np.count_nonzero(new_old & near, axis=1)  # old-set pages kept or drawn again: not promoted
-        fetched = (x_far - x_far_old) + np.count_nonzero(new_old, axis=1) - in_old  # host-only pages drawn
-        tail_in = np.count_nonzero(taken[:, L:], axis=1)
-        self.far[rows] = surv_far + x_far + np.count_nonzero(taken[:, :shift], axis=1)
-        self.near[rows] = taken[:, shift:]
-        not_promoted = surv_far + x_far_old + in_old
-        return RankCounts(k - not_promoted, fetched, old_size + shift - not_promoted - tail_in,
-                          np.full(m, k, dtype=np.int64))
+        counts, self.far[rows], self.near[rows] = rank_uniform(
+            self.rng, self.k, self.window, self.recent_share, self.far[rows], self.near[rows], self.log_keep[rows],
+            a, n - a, old_size, steps_since)
+        return counts
 
     def _store_all(self, rows: np.ndarray, n: int) -> None:
         self.near[rows] = (n - self.L + np.arange(self.L)) >= 0
@@ -187,16 +157,36 @@ class SampledRerank:
     @staticmethod
     def _pick(free: np.ndarray, count: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Bool mask of a uniformly random subset of `count[r]` True cells of each row of `free`."""
-        if not count.any():
-            return np.zeros_like(free)
-        keys = np.where(free, rng.random(free.shape), 2.0)
-        cut = np.sort(keys, axis=1)[np.arange(len(count)), np.maximum(count - 1, 0)]  # count-th smallest key
-        return (keys <= cut[:, None]) & (count[:, None] > 0)
+        return _pick_columns(free.T, count, rng).T
+
+
+def _pick_columns(free: np.ndarray, count: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """_pick with rows as columns: free [cells, rows] -> a uniformly random subset of count[r] True cells per row.
+
+    Selection sampling (Knuth's algorithm S) over the few cells, all rows at once: scanning the cells in order, a
+    free cell is taken with probability (cells still wanted) / (free cells left); rows taking nothing draw nothing."""
+    out = np.zeros(free.shape, dtype=bool)
+    rows = np.flatnonzero(count)
+    if not len(rows):
+        return out
+    cells = np.ascontiguousarray(free[:, rows])  # one contiguous vector per cell
+    want = count[rows].astype(np.float64)
+    left = cells.sum(0).astype(np.float64)
+    u = rng.random(cells.shape)
+    taken = np.empty_like(cells)
+    for j in range(cells.shape[0]):
+        col = cells[j]
+        take = np.less(u[j] * left, want, out=taken[j])
+        take &= col
+        want -= take
+        left -= col
+    out[:, rows] = taken
+    return out
 
 
 def _trim_one_survivor(rng, k: int, kept: np.ndarray, surv_far: np.ndarray, surv: np.ndarray) -> None:
     """Rows keeping more than k - 1 survivors drop one, from the far count or the near mask (in place), chosen in
-    proportion to how many each holds."""
+    proportion to how many each holds. surv: [rows, pages] (or its transpose view for rank_uniform)."""
     excess = np.flatnonzero(kept > k - 1)
     if not len(excess):
         return
@@ -207,3 +197,74 @@ def _trim_one_survivor(rng, k: int, kept: np.ndarray, surv_far: np.ndarray, surv
         keys = np.where(surv[near_rows], rng.random((len(near_rows), surv.shape[1])), np.inf)
         surv[near_rows, keys.argmin(1)] = False
     kept[excess] -= 1
+
+
+def rank_uniform(rng: np.random.Generator, k: int, window: int, recent_share: float, far_old: np.ndarray,
+                 near: np.ndarray, log_keep: np.ndarray, a, shift: int, old_size: np.ndarray,
+                 steps_since: np.ndarray) -> tuple[RankCounts, np.ndarray, np.ndarray]:
+    """SampledRerank._rank_uniform over any rows (of one request or of many): `a` is each row's page count at its
+    last rank (a scalar or an array, every a >= L = window + 1), all rows rank now at a + shift pages (shift >= 1).
+    Returns the counts and each row's new (far, near) state.
+
+    Frame masks are held transposed, [frame column, row], so each page position is one contiguous vector and the
+    per-row counts are sums of a few vectors (much faster than row-wise reductions over ~17 columns)."""
+    m, L = len(far_old), window + 1
+    width = L + shift
+    q = np.exp(log_keep * np.maximum(steps_since, 1))
+    surv_far = rng.binomial(far_old, q)
+    near_t = np.ascontiguousarray(near.T)
+    taken = np.zeros((width, m), dtype=bool)
+    surv = taken[:L]  # a view: survivors among the old near pages (all below cur)
+    np.logical_and(near_t, rng.random((L, m)) < q, out=surv)
+    kept = surv_far + surv.sum(0)
+    _trim_one_survivor(rng, k, kept, surv_far, surv.T)  # the old current page became ordinary
+    taken[-1] = True  # cur
+    need = (k - 1) - kept
+    # recent refills: the window [cur - window, cur) is columns [width - 1 - window, width - 1) (cur >= a >= L)
+    lo_w = width - 1 - window
+    want = rng.binomial(need, recent_share)
+    free_win = ~taken[lo_w: width - 1]
+    take = np.minimum(want, free_win.sum(0))
+    taken[lo_w: width - 1] |= _pick_columns(free_win, take, rng)
+    # uniform refills over [0, cur) minus taken, u pages without replacement from three kinds: far old-set pages
+    # that did not survive (dropped), far host-only pages and each free frame page. Drawn as: how many come from
+    # the two small kinds (dropped + free frame), then, only where some do, how those split; the same multivariate
+    # hypergeometric as drawing far vs frame first, with one full-size draw instead of two.
+    u = need - take
+    free_near = ~taken[: width - 1]
+    dropped = far_old - surv_far
+    num_free_near = free_near.sum(0)
+    rare = rng.hypergeometric(dropped + num_free_near, (a - L) - far_old, u)
+    x_far_old = np.zeros_like(rare)
+    some = np.flatnonzero(rare)
+    if len(some):
+        x_far_old[some] = rng.hypergeometric(dropped[some], num_free_near[some], rare[some])
+    x_far = u - rare + x_far_old
+    taken[: width - 1] |= _pick_columns(free_near, rare - x_far_old, rng)
+    # taken is the new set's frame part; in the old near region it is survivors + refills
+    new_old = taken[:L]
+    in_old = (new_old & near_t).sum(0)  # old-set pages kept or drawn again: not promoted
+    fetched = (x_far - x_far_old) + new_old.sum(0) - in_old  # host-only pages drawn
+    tail_in = taken[L:].sum(0)
+    new_far = surv_far + x_far + taken[:shift].sum(0)
+    not_promoted = surv_far + x_far_old + in_old
+    counts = RankCounts(k - not_promoted, fetched, old_size + shift - not_promoted - tail_in,
+                        np.full(m, k, dtype=np.int64))
+    return counts, new_far, taken[shift:].T
+
+
+def rank_first(rng: np.random.Generator, k: int, window: int, recent_share: float, n: int,
+               m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first rank of m heads at n pages (k < n, n >= L = window + 1), as SampledRerank._rank_frame draws it:
+    the current page, then k - 1 refills (recent ones from the window, the rest uniform over [0, cur)).
+    Returns each head's (far count, near mask [m, L] over pages n - L .. n - 1)."""
+    L = window + 1
+    taken = np.zeros((L, m), dtype=bool)  # [page n - L + column, head]; the last column is cur
+    taken[-1] = True
+    take = np.minimum(rng.binomial(k - 1, recent_share, m), window)  # the window is columns [0, L - 1), all free
+    taken[:window] = _pick_columns(np.ones((window, m), dtype=bool), take, rng)
+    u = (k - 1) - take
+    free_near = ~taken[: L - 1]
+    x_far = rng.hypergeometric(np.full(m, n - L), free_near.sum(0), u)
+    taken[: L - 1] |= _pick_columns(free_near, u - x_far, rng)
+    return x_far, taken.T

@@ -112,3 +112,23 @@ def test_slice_path_draws_like_the_frame_path():
             draws.append([c.promoted.sum(), c.fetched.sum(), c.freed.sum(), s.far.sum(), s.near.sum()])
         totals[path] = np.array(draws, dtype=float).mean(0)
     assert totals["uniform"] == pytest.approx(totals["frame"], rel=0.01)
+
+
+def test_first_rank_path_draws_like_the_frame_path():
+    # rank_first (the first rank's refills only) against the general per-row-mask path with first=True
+    from tessera.kvcache.sampled_rerank import SampledRerank
+
+    rows = np.arange(192)
+    totals = {}
+    for path in ("first", "frame"):
+        draws = []
+        for seed in range(200):
+            s = SampledRerank(HEADS.behaviour(5), *np.nonzero(np.ones((24, 8), dtype=bool)), 64)
+            s.rng = np.random.default_rng(seed)
+            n = 700
+            c = (s.rank(rows, n, True, np.zeros(192), np.zeros(192), np.zeros(192)) if path == "first"
+                 else s._rank_frame(rows, n, True, np.zeros(192), np.zeros(192), np.zeros(192)))
+            assert c.freed.tolist() == [n - 64] * 192 and c.new_size.tolist() == [64] * 192
+            draws.append(np.concatenate([[s.far.sum()], s.near.sum(0)]))
+        totals[path] = np.array(draws, dtype=float).mean(0)
+    assert totals["first"] == pytest.approx(totals["frame"], rel=0.03, abs=2.0)
