@@ -43,6 +43,9 @@ def settings(cfg: DictConfig) -> tuple[SLO, dict]:
         raise ConfigError(f"params.tolerance={p['tolerance']} is invalid: use a relative width > 0, e.g. 0.05")
     if int(p["num_requests"]) < 1:
         raise ConfigError(f"params.num_requests={p['num_requests']} is invalid: use a request count >= 1")
+    warmup = p.get("warmup_fraction")
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not 0 <= warmup < 1:
+        raise ConfigError(f"params.warmup_fraction={warmup!r} is invalid: use a fraction in [0, 1), e.g. 0.1")
     return slo, p
 
 
@@ -57,15 +60,18 @@ def describe(cfg: DictConfig) -> dict:
             "router": spec.router, "cost_model": spec.cost_kind, "engine": asdict(spec.scheduler),
             "lengths": spec.workload.get("lengths"),
             "kvpolicy": spec.kv.name if spec.kv is not None else "full", "seed": cfg.seed, "slo": asdict(slo),
-            "search": {k: p[k] for k in ("num_requests", "rate_lo", "rate_hi", "tolerance")}}
+            "search": {k: p[k] for k in ("num_requests", "rate_lo", "rate_hi", "tolerance", "warmup_fraction")}}
 
 
-def probe(spec, workload: dict, rate: float, slo: SLO) -> dict:
-    """One simulation at `rate`: the SLO percentiles, the fraction of requests meeting both SLOs, throughput."""
+def probe(spec, workload: dict, rate: float, slo: SLO, warmup_fraction: float = 0.0) -> dict:
+    """One simulation at `rate`: the SLO percentiles, the fraction of requests meeting both SLOs, throughput,
+    measured over the requests after the first `warmup_fraction` of arrivals (those meet an empty engine, which
+    makes a short probe of an overloaded config look better than its steady state)."""
     workload = {**workload, "arrival": {"kind": "poisson", "rate": rate}}
     policy = workload.pop("context_limit", DEFAULT_POLICY)
     requests, _ = apply_context_limit(build_workload(workload), spec.model.max_position, policy)
-    frame = add_latency_columns(run_sim(spec, requests).requests)
+    frame = add_latency_columns(run_sim(spec, requests).requests).sort_values(["arrival_s", "request_id"])
+    frame = frame.iloc[int(warmup_fraction * len(frame)):]
     done = frame[frame["status"] == "finished"]
     ttft = float(np.percentile(done["ttft_s"], slo.percentile)) if len(done) else math.inf
     tpot = done["tpot_s"].dropna()
@@ -73,7 +79,7 @@ def probe(spec, workload: dict, rate: float, slo: SLO) -> dict:
     ok = (done["ttft_s"] <= slo.ttft_s) & ~(done["tpot_s"] > slo.tpot_s)
     span = float(done["finish_s"].max() - frame["arrival_s"].min()) if len(done) else math.nan
     return {"rate": rate, "ttft_p_s": ttft, "tpot_p_s": tpot_p, "attainment": float(ok.sum()) / len(frame),
-            "throughput_per_s": len(done) / span if span > 0 else 0.0, "finished": len(done),
+            "throughput_per_s": len(done) / span if span > 0 else 0.0, "measured": len(frame), "finished": len(done),
             "meets": bool(len(done) == len(frame) and ttft <= slo.ttft_s and tpot_p <= slo.tpot_s)}
 
 
@@ -126,13 +132,13 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     spec = resolve(cfg)
     slo, p = settings(cfg)
     workload = {**spec.workload, "num_requests": int(p["num_requests"])}
-    capacity, probes = search(lambda rate: probe(spec, workload, rate, slo), float(p["rate_lo"]), float(p["rate_hi"]),
-                              float(p["tolerance"]))
+    capacity, probes = search(lambda rate: probe(spec, workload, rate, slo, float(p["warmup_fraction"])),
+                              float(p["rate_lo"]), float(p["rate_hi"]), float(p["tolerance"]))
     table = pd.DataFrame(probes)
     table.to_csv(run_dir / "probes.csv", index=False)
     title = (f"capacity of {spec.model.name} on {len(spec.workers)} x {spec.gpu.name}: {capacity:.2f} req/s "
              f"(p{slo.percentile:g} TTFT <= {slo.ttft_s:g} s and TPOT <= {slo.tpot_s:g} s, "
-             f"{p['num_requests']} requests per probe)")
+             f"{p['num_requests']} requests per probe, first {p['warmup_fraction']:.0%} not measured)")
     if cfg.output.figures:
         figure(table, capacity, slo, run_dir / "capacity.png", title)
     if cfg.output.print_table:

@@ -42,7 +42,22 @@ def test_a_small_search_writes_probes_and_figure_and_resumes(tmp_path):
     assert "skipping" in again.stdout
 
 
+def test_the_first_arrivals_are_not_measured(composed):
+    """At a rate beyond capacity the queue grows: leaving out the first arrivals (which meet an empty engine) can
+    only raise the measured TTFT percentile, and the count measured is the rest."""
+    from tessera.experiments.capacity_search import SLO, probe
+    from tessera.experiments.resolve import resolve
+
+    spec = resolve(composed(["experiment=capacity_search"]))
+    workload = {**spec.workload, "num_requests": 120}
+    slo = SLO(0.5, 0.1, 90)
+    whole, warm = (probe(spec, workload, 40.0, slo, w) for w in (0.0, 0.25))
+    assert (whole["measured"], warm["measured"]) == (120, 90)
+    assert warm["ttft_p_s"] >= whole["ttft_p_s"] > slo.ttft_s and not warm["meets"]
+
+
 @pytest.mark.parametrize("change, message", [("params.percentile=0", "params.percentile=0.0 is invalid"),
+                                             ("params.warmup_fraction=1", "params.warmup_fraction=1 is invalid"),
                                              ("params.rate_lo=8", "must satisfy 0 < rate_lo < rate_hi"),
                                              ("workload=azure_code", "has none: use e.g. workload=sharegpt_poisson")])
 def test_bad_settings_name_the_key(composed, change, message):
