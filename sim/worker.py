@@ -19,6 +19,7 @@ from tessera.types import WorkerSpec
 from tessera.sim.admission import KV_FIX, prefill_limit_rejection
 from tessera.sim.batch_log import BatchLog, WorkTotals
 from tessera.sim.block_pool import BlockPool
+from tessera.sim.decode_cohort import DecodeCohort
 from tessera.sim.sequence import SeqState
 
 if TYPE_CHECKING:
@@ -35,6 +36,10 @@ class Worker:
     could not admit it either: it queues behind a blocked head); the worker finishes the iteration in
     progress and re-plans, so the result is identical to stepping one iteration per event.
 
+    Under vLLM v1 FCFS with full KV the decoding requests form a DecodeCohort (sim/decode_cohort.py): their
+    counters advance lazily, so a step in which every running request gets its tokens without preemption costs
+    O(requests that prefill, join or leave); any other step writes the cohort back and runs the scheduler itself.
+
     With a KV manager (a KV policy other than plain full KV) the pool counts head-pages, every
     iteration is one event (each decode step updates the requests' page state) and a request whose
     reload is in flight sits in `stalled` instead of `running` (see sim/kv_manager.py).
@@ -43,7 +48,8 @@ class Worker:
     def __init__(self, env: simpy.Environment, spec: WorkerSpec, cost: CostModel, scheduler: BatchScheduler,
                  num_blocks: int, block_size: int, watermark: float,
                  on_finish: Callable[[SeqState], None], fast_forward: bool = True,
-                 compute_lanes: list[simpy.Resource] | None = None, kv: "KVManager | None" = None) -> None:
+                 compute_lanes: list[simpy.Resource] | None = None, kv: "KVManager | None" = None,
+                 decode_cohort: bool = True) -> None:
         self.env = env
         self.spec = spec
         self.worker_id = spec.worker_id
@@ -56,7 +62,7 @@ class Worker:
         self.on_finish = on_finish
         self.fast_forward = fast_forward  # False: one event per iteration (the reference the spans must match)
         # vLLM v1 FCFS admits nobody during a decode span once it admitted nobody at its start: the running count,
-        # the token budget and the head's block need stay fixed while free blocks only shrink (fcfs._admit). So a
+        # the token budget and the head's block need stay fixed while free blocks only shrink (FCFSScheduler.admit). So a
         # span may run with requests waiting; other families (e.g. vLLM v0's prefill priority) may not.
         self._span_while_waiting = type(scheduler) is FCFSScheduler
         self.compute_lanes = compute_lanes  # GPUs shared with other replicas: hold them for each iteration
@@ -74,6 +80,9 @@ class Worker:
         self._in_span = False
         self._span_blocked = False  # the running span started with requests waiting that FCFS could not admit
         self._shape = BatchShape()
+        # decode_cohort=False: every step through the scheduler (the reference the cohort must match)
+        self._cohort = (DecodeCohort(self.pool) if decode_cohort and fast_forward and kv is None and compute_lanes is None
+                        and self._span_while_waiting and type(self.pool) is BlockPool else None)
         if kv is not None:
             kv.worker = self
             self.fast_forward = False
@@ -147,30 +156,44 @@ class Worker:
             if self.compute_lanes is not None:
                 yield from self._shared_iteration()
                 continue
-            batch = self.scheduler.schedule(self.waiting, self.running, self.pool)
-            self._record_usage()
-            if batch.preempted:
-                self.num_preemptions += len(batch.preempted)
-                self._mark_preempted(batch.preempted)
-                self._reject_unresumable(batch.preempted)
-            if not batch.seqs and not self.waiting and not self.running:
-                continue  # every request left was rejected
-            if not batch.seqs:
-                raise RuntimeError(
-                    f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
-                    f"waiting and {len(self.running)} running requests (free blocks {self.pool.num_free_blocks})")
-            now = env.now
-            self._mark_scheduled(batch.seqs, now)
-            if (self.fast_forward and (not self.waiting or (self._span_while_waiting and not batch.preempted))
-                    and self._is_pure_decode(batch) and len(batch.seqs) == len(self.running)):
-                self._span_blocked = bool(self.waiting)
-                yield from self._decode_span(batch.seqs)
-            else:
-                shape = self._batch_shape(batch)
-                duration = self.cost.iteration_time(shape)
-                yield env.timeout(duration)
-                self._account(batch, shape, now, duration)
-                self._complete_step(batch)
+            cohort = self._cohort
+            if cohort is not None:
+                batch = cohort.schedule(self.scheduler, self.waiting, self.running, self.pool)
+                if batch is not None:
+                    yield from self._cohort_step(batch)
+                    continue
+                cohort.write_back_all(self.running)
+            yield from self._step()
+            if cohort is not None and not cohort.rebuild(self.running):
+                self._drop_cohort()
+
+    def _step(self):
+        """One scheduler call and what it produced: an iteration, or a decode span."""
+        env = self.env
+        batch = self.scheduler.schedule(self.waiting, self.running, self.pool)
+        self._record_usage()
+        if batch.preempted:
+            self.num_preemptions += len(batch.preempted)
+            self._mark_preempted(batch.preempted)
+            self._reject_unresumable(batch.preempted)
+        if not batch.seqs and not self.waiting and not self.running:
+            return  # every request left was rejected
+        if not batch.seqs:
+            raise RuntimeError(
+                f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
+                f"waiting and {len(self.running)} running requests (free blocks {self.pool.num_free_blocks})")
+        now = env.now
+        self._mark_scheduled(batch.seqs, now)
+        if (self.fast_forward and (not self.waiting or (self._span_while_waiting and not batch.preempted))
+                and self._is_pure_decode(batch) and len(batch.seqs) == len(self.running)):
+            self._span_blocked = bool(self.waiting)
+            yield from self._decode_span(batch.seqs)
+        else:
+            shape = self._batch_shape(batch)
+            duration = self.cost.iteration_time(shape)
+            yield env.timeout(duration)
+            self._account(batch, shape, now, duration)
+            self._complete_step(batch)
 
     def _scheduler_kv(self) -> BatchScheduler:
         """Stalled requests still count against max_num_seqs: schedule with that many fewer slots."""
@@ -408,6 +431,160 @@ class Worker:
                 seq.num_tokens += steps
         if finished:
             self._retire_finished()
+
+    # ---------------------------------------------------------------------------------- decode cohort
+    def _drop_cohort(self) -> None:
+        """Give up the lazy counters for good (a request's KV blocks were not exactly its tokens')."""
+        self._cohort.write_back_all(self.running)
+        self._cohort = None
+
+    def _cohort_step(self, batch: ScheduledBatch):
+        """What _step does, with the cohort's members implied in the batch: a span if nobody else runs, else one
+        iteration of the members' decodes, the others' remaining tokens and the admitted requests' prefills."""
+        env, cohort = self.env, self._cohort
+        if len(cohort.log) > cohort.max_log:
+            cohort.fold_log(self.running)
+        self._record_usage()
+        seqs = batch.seqs
+        if not seqs:  # every running request decodes and nobody was admitted
+            self._span_blocked = bool(self.waiting)
+            yield from self._cohort_span()
+            return
+        now = env.now
+        self._mark_scheduled(seqs, now)
+        shape = self._cohort_shape(batch)
+        duration = self.cost.iteration_time(shape)
+        yield env.timeout(duration)
+        self.busy_s += duration
+        self.num_iterations += 1
+        self.totals.add(shape)
+        if self.batch_log is not None:
+            self.batch_log.add(now, duration, shape, 0)
+        for seq in seqs:
+            seq.execution_s += duration
+        if cohort.size:
+            cohort.log.append(duration)
+        cohort.steps += 1
+        finished = cohort.pop_finished() if cohort.size else []
+        now = env.now
+        others = cohort.others
+        joined_all = True
+        for seq, n in zip(seqs, batch.num_scheduled_tokens):
+            seq.num_computed_tokens += n
+            if seq.num_computed_tokens == seq.num_tokens:  # caught up: the model samples a token
+                seq.num_generated += 1
+                if seq.num_generated == 1:
+                    seq.first_token_s = now
+                others.remove(seq)
+                if seq.num_generated >= seq.max_output_tokens:
+                    finished.append(seq)
+                else:
+                    seq.num_tokens += 1
+                    if not cohort.join(seq):
+                        others.append(seq)
+                        joined_all = False
+        if finished:
+            self._retire(finished)
+        if not joined_all:
+            self._drop_cohort()
+
+    def _cohort_shape(self, batch: ScheduledBatch) -> BatchShape:
+        """_batch_shape with the members' decodes from the cohort's totals."""
+        cohort = self._cohort
+        shape = self._shape
+        prefill_tokens = 0
+        prefill_pairs = 0.0
+        decode_seqs = cohort.size
+        decode_kv = cohort.computed_sum + cohort.size
+        for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
+            computed = seq.num_computed_tokens
+            if n == 1 and seq.num_generated > 0 and seq.num_tokens - computed == 1:
+                decode_seqs += 1
+                decode_kv += computed + 1
+            else:
+                prefill_tokens += n
+                prefill_pairs += n * computed + n * (n + 1) / 2
+        shape.prefill_tokens = prefill_tokens
+        shape.prefill_attn_pairs = prefill_pairs
+        shape.decode_seqs = decode_seqs
+        shape.decode_kv_tokens = decode_kv
+        shape.extra_hbm_bytes = 0.0
+        return shape
+
+    def _cohort_span_length(self) -> int:
+        """_span_length over the cohort: the members' block needs come from their residues, not one by one."""
+        cohort = self._cohort
+        max_steps = cohort.next_finish()
+        free = self.pool.num_free_blocks
+        if cohort.blocks(1, max_steps) <= free:
+            return max_steps
+        lo, hi = 1, max_steps  # step 1 is already allocated by the scheduler
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if cohort.blocks(1, mid) <= free:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _cohort_span(self):
+        """_decode_span over the cohort (every running request): the same iteration times, then the members'
+        counters advance by one cohort step count."""
+        env, cohort = self.env, self._cohort
+        steps = self._cohort_span_length()
+        shape = self._shape
+        shape.prefill_tokens = 0
+        shape.prefill_attn_pairs = 0.0
+        shape.extra_hbm_bytes = 0.0
+        shape.decode_seqs = batch_size = cohort.size
+        kv_first = cohort.computed_sum + batch_size  # KV tokens the first step reads
+        kv_tokens = kv_first - batch_size
+        start = env.now
+        ends: list[float] = []
+        t = start
+        iteration_time = self.cost.iteration_time
+        for _ in range(steps):
+            kv_tokens += batch_size
+            shape.decode_kv_tokens = kv_tokens
+            t += iteration_time(shape)
+            ends.append(t)
+        self._in_span = True
+        try:
+            yield env.timeout(ends[-1] - start)
+            self._in_span = False
+            done = steps
+        except simpy.Interrupt:
+            done = bisect_left(ends, env.now) + 1
+            if ends[done - 1] > env.now:
+                yield env.timeout(ends[done - 1] - env.now)
+        busy = ends[done - 1] - start
+        self.busy_s += busy
+        self.num_iterations += done
+        self.totals.add_decode_span(done, batch_size, done * kv_first + batch_size * done * (done - 1) / 2)
+        if self.batch_log is not None:
+            self.batch_log.add_decode_span(start, ends[:done], batch_size, kv_first)
+        cohort.log.append(busy)
+        self.pool.take(cohort.blocks(1, done))
+        cohort.steps += done
+        finished = cohort.pop_finished()
+        if finished:
+            self._retire(finished)
+
+    def _retire(self, finished: list[SeqState]) -> None:
+        """_retire_finished for the requests that just finished (in running order, as there)."""
+        running = self.running
+        if len(finished) > 1:
+            finished.sort(key=running.index)
+        now = self.env.now
+        for seq in finished:
+            self.pool.free(seq)
+            seq.finish_s = now
+            seq.status = "finished"
+            self.outstanding_tokens -= seq.num_prompt_tokens + seq.max_output_tokens
+            self.on_finish(seq)
+        for seq in finished:
+            running.remove(seq)
+        self._record_usage()
 
     # ------------------------------------------------------------------------------------ bookkeeping
     def _retire_finished(self) -> None:
