@@ -5,12 +5,18 @@ O(running requests); a member's counters, KV blocks and execution time are writt
 """
 from __future__ import annotations
 
+from collections import deque
 from heapq import heappop, heappush
-from itertools import islice
+from itertools import accumulate, islice
 
 from tessera.interface import ScheduledBatch
 from tessera.sim.block_pool import BlockPool
 from tessera.sim.sequence import SeqState
+
+
+def fold(total: float, durations) -> float:
+    """total + d1 + d2 + ... added left to right (the float sums of adding each duration as it happens)."""
+    return deque(accumulate(durations, initial=total), maxlen=1)[0]
 
 
 def is_decoding(seq: SeqState) -> bool:
@@ -70,10 +76,7 @@ class DecodeCohort:
         # the step that samples the last token adds no token to compute
         seq.num_tokens += k - 1 if seq.num_generated >= seq.max_output_tokens else k
         seq.num_blocks = -(-seq.num_computed_tokens // self.block_size)
-        e = seq.execution_s
-        for d in islice(self.log, seq.cohort_log, None):
-            e += d
-        seq.execution_s = e
+        seq.execution_s = fold(seq.execution_s, islice(self.log, seq.cohort_log, None))
         seq.cohort_base = -1
         if not self.size:
             self.log.clear()
@@ -112,10 +115,7 @@ class DecodeCohort:
         log = self.log
         for seq in running:
             if seq.cohort_base >= 0:
-                e = seq.execution_s
-                for d in islice(log, seq.cohort_log, None):
-                    e += d
-                seq.execution_s = e
+                seq.execution_s = fold(seq.execution_s, islice(log, seq.cohort_log, None))
                 seq.cohort_log = 0
         log.clear()
 

@@ -21,6 +21,7 @@ from tessera.sim.batch_log import BatchLog, WorkTotals
 from tessera.sim.block_pool import BlockPool
 from tessera.sim.decode_cohort import DecodeCohort
 from tessera.sim.sequence import SeqState
+from tessera.sim.span_times import SpanTimes, reserved_timeout
 
 if TYPE_CHECKING:
     from tessera.sim.kv_manager import KVManager
@@ -44,6 +45,8 @@ class Worker:
     iteration is one event (each decode step updates the requests' page state) and a request whose
     reload is in flight sits in `stalled` instead of `running` (see sim/kv_manager.py).
     """
+
+    span_chunk = 32  # decode span iteration times computed ahead of the clock (then doubling)
 
     def __init__(self, env: simpy.Environment, spec: WorkerSpec, cost: CostModel, scheduler: BatchScheduler,
                  num_blocks: int, block_size: int, watermark: float,
@@ -516,7 +519,8 @@ class Worker:
         cohort = self._cohort
         max_steps = cohort.next_finish()
         free = self.pool.num_free_blocks
-        if cohort.blocks(1, max_steps) <= free:
+        # each member needs at most one block per block_size tokens: most spans need no count at all
+        if cohort.size * -(-(max_steps - 1) // cohort.block_size) <= free or cohort.blocks(1, max_steps) <= free:
             return max_steps
         lo, hi = 1, max_steps  # step 1 is already allocated by the scheduler
         while lo < hi:
@@ -528,8 +532,8 @@ class Worker:
         return lo
 
     def _cohort_span(self):
-        """_decode_span over the cohort (every running request): the same iteration times, then the members'
-        counters advance by one cohort step count."""
+        """_decode_span over the cohort (every running request): the same iteration times and events, computed
+        span_chunk at a time (doubling) while no arrival cuts the span; then every member takes `done` steps."""
         env, cohort = self.env, self._cohort
         steps = self._cohort_span_length()
         shape = self._shape
@@ -538,22 +542,25 @@ class Worker:
         shape.extra_hbm_bytes = 0.0
         shape.decode_seqs = batch_size = cohort.size
         kv_first = cohort.computed_sum + batch_size  # KV tokens the first step reads
-        kv_tokens = kv_first - batch_size
         start = env.now
-        ends: list[float] = []
-        t = start
-        iteration_time = self.cost.iteration_time
-        for _ in range(steps):
-            kv_tokens += batch_size
-            shape.decode_kv_tokens = kv_tokens
-            t += iteration_time(shape)
-            ends.append(t)
+        times = SpanTimes(self.cost.iteration_time, shape, start, batch_size, kv_first, steps)
+        times.extend(self.span_chunk)
+        ends = times.ends
         self._in_span = True
         try:
-            yield env.timeout(ends[-1] - start)
+            if times.complete:
+                yield env.timeout(ends[-1] - start)
+            else:
+                end_of_span = reserved_timeout(env)  # the event one timeout at the start would have been
+                while not times.complete:
+                    yield env.timeout(ends[-1] - env.now)
+                    times.extend(len(ends))
+                yield end_of_span(ends[-1] - start)
             self._in_span = False
             done = steps
         except simpy.Interrupt:
+            # An arrival: finish the iteration in progress (the first one ending at or after now).
+            times.cover(env.now)
             done = bisect_left(ends, env.now) + 1
             if ends[done - 1] > env.now:
                 yield env.timeout(ends[done - 1] - env.now)
@@ -564,7 +571,8 @@ class Worker:
         if self.batch_log is not None:
             self.batch_log.add_decode_span(start, ends[:done], batch_size, kv_first)
         cohort.log.append(busy)
-        self.pool.take(cohort.blocks(1, done))
+        if done > 1:
+            self.pool.take(cohort.blocks(1, done))
         cohort.steps += done
         finished = cohort.pop_finished()
         if finished:

@@ -19,7 +19,7 @@ requests_strategy = st.lists(
 
 
 def frames(reqs, decode_cohort, *, workers=2, max_seqs=6, budget=128, chunked=True, router="round_robin",
-           on_finish=None, max_log=None):
+           on_finish=None, max_log=None, span_chunk=None):
     cluster = Cluster(worker_specs(workers), lambda s: LinearCost(),
                       SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=budget, chunked_prefill=chunked),
                       MemoryConfig(0.5, 0.0), make_router(router), decode_cohort=decode_cohort)
@@ -27,6 +27,8 @@ def frames(reqs, decode_cohort, *, workers=2, max_seqs=6, budget=128, chunked=Tr
     for worker in cluster.workers:
         if max_log is not None and worker._cohort is not None:
             worker._cohort.max_log = max_log
+        if span_chunk is not None:
+            worker.span_chunk = span_chunk
     requests = [Request(i, t, p, o) for i, (t, p, o) in enumerate(sorted(reqs))]
     run = cluster.run(requests, on_finish=on_finish)
     return (request_frame(run), worker_frame(run), kv_usage_frame(run), batch_frame(run)), cluster
@@ -40,12 +42,13 @@ def assert_same(a, b):
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=requests_strategy, max_seqs=st.integers(1, 8), budget=st.sampled_from([16, 64, 512]),
        chunked=st.booleans(), router=st.sampled_from(["round_robin", "least_outstanding_tokens"]),
-       max_log=st.sampled_from([None, 1, 5]))
-def test_cohort_gives_bit_identical_records(reqs, max_seqs, budget, chunked, router, max_log):
-    """Prefills, chunks, arrivals mid-span, preemptions (the 100-block pool is small) and rejections."""
+       max_log=st.sampled_from([None, 1, 5]), span_chunk=st.sampled_from([None, 1, 3]))
+def test_cohort_gives_bit_identical_records(reqs, max_seqs, budget, chunked, router, max_log, span_chunk):
+    """Prefills, chunks, arrivals mid-span (spans timed a few iterations ahead at a time), preemptions (the
+    100-block pool is small) and rejections."""
     budget = budget if chunked else 512
     lazy, cluster = frames(reqs, True, max_seqs=max_seqs, budget=budget, chunked=chunked, router=router,
-                           max_log=max_log)
+                           max_log=max_log, span_chunk=span_chunk)
     plain, _ = frames(reqs, False, max_seqs=max_seqs, budget=budget, chunked=chunked, router=router)
     assert_same(lazy, plain)
     assert all(w._cohort is not None for w in cluster.workers)  # the cohort stayed on (no fallback)
@@ -125,3 +128,32 @@ def test_cohort_matches_on_long_decodes_with_block_shortage(chunked):
     lazy, _ = frames(reqs, True, workers=1, max_seqs=6, budget=512, chunked=chunked, max_log=2)
     plain, cluster = frames(reqs, False, workers=1, max_seqs=6, budget=512, chunked=chunked)
     assert_same(lazy, plain)
+
+
+def test_span_times_extend_as_one_sum_and_cover_the_iteration_in_progress():
+    from tessera.interface import BatchShape
+    from tessera.sim.span_times import SpanTimes
+
+    cost = LinearCost()
+    whole = SpanTimes(cost.iteration_time, BatchShape(decode_seqs=3), 0.25, 3, 30, 10)
+    whole.extend(100)
+    parts = SpanTimes(cost.iteration_time, BatchShape(decode_seqs=3), 0.25, 3, 30, 10)
+    parts.extend(2)
+    parts.cover(whole.ends[5] - 1e-9)
+    assert len(parts.ends) == 6 and not parts.complete
+    parts.extend(3)
+    parts.extend(50)
+    assert parts.ends == whole.ends and parts.complete  # bit for bit: the same additions in the same order
+
+
+def test_a_reserved_timeout_keeps_its_place_among_simultaneous_events():
+    import simpy
+
+    from tessera.sim.span_times import reserved_timeout
+
+    env, order = simpy.Environment(), []
+    late = reserved_timeout(env)  # taken first ...
+    env.timeout(1.0).callbacks.append(lambda e: order.append("plain"))
+    late(1.0).callbacks.append(lambda e: order.append("reserved"))  # ... scheduled second, at the same time
+    env.run()
+    assert order == ["reserved", "plain"] and env.now == 1.0
