@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Callable, Mapping, Sequence
 
 import simpy
@@ -202,7 +203,7 @@ class Cluster:
         on_finish(seq, cluster): called as each request finishes or is rejected; may call cluster.submit.
         """
         check_requests(requests)
-        seqs = [SeqState(r) for r in sorted(requests, key=lambda r: (r.arrival_s, r.request_id))]
+        seqs = list(map(SeqState, sorted(requests, key=attrgetter("arrival_s", "request_id"))))
         self._seqs.extend(seqs)
         self._expected += len(seqs)
         self._user_on_finish = on_finish
