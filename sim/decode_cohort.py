@@ -130,11 +130,14 @@ class DecodeCohort:
         total = full * self.size
         if part:
             # a member needs a block at token u (0-based, past its computed ones) when computed + u is a multiple
-            # of the block size; within the last partial lap that is the residues whose first such u is < part
+            # of the block size; within the last partial lap (u = 0 .. part-1 past the full laps) that is the
+            # members whose residue is -(shift + u) mod block: the cyclic window [low, low + part) of residues
             shift = self.steps + first + full * block
-            for residue, count in enumerate(self.residues):
-                if count and (-(residue + shift)) % block < part:
-                    total += count
+            low = (-(shift + part - 1)) % block
+            residues = self.residues
+            total += sum(residues[low:low + part])
+            if low + part > block:
+                total += sum(residues[:low + part - block])
         return total
 
     @property
