@@ -70,7 +70,8 @@ def test_cohort_matches_with_preemptions_and_submissions_from_callbacks():
 
 def member(computed, blocks, generated=1, output=50):
     seq = SeqState(Request(0, 0.0, computed, output))
-    seq.num_computed_tokens, seq.num_tokens, seq.num_generated, seq.num_blocks = computed, computed + 1, generated, blocks
+    seq.num_computed_tokens, seq.num_tokens = computed, computed + 1
+    seq.num_generated, seq.num_blocks = generated, blocks
     return seq
 
 
