@@ -21,8 +21,26 @@ def _whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _plainly_valid(requests: Sequence[Request]) -> bool:
+    """The common case checked column by column at C speed: int token counts in range, int or float arrivals that
+    are finite and >= 0, unique ids. False sends the requests through the loop that names the first bad one."""
+    prompts = [r.prompt_tokens for r in requests]
+    outputs = [r.output_tokens for r in requests]
+    arrivals = [r.arrival_s for r in requests]
+    if not prompts:
+        return True
+    for counts in (prompts, outputs):
+        if set(map(type, counts)) != {int} or min(counts) < 1 or max(counts) > MAX_TOKENS:
+            return False
+    if not set(map(type, arrivals)) <= {float, int} or not all(map(math.isfinite, arrivals)) or min(arrivals) < 0:
+        return False
+    return len({r.request_id for r in requests}) == len(requests)
+
+
 def check_requests(requests: Sequence[Request]) -> None:
     """Raise ValueError naming the first request with a bad field, before a simulation starts."""
+    if _plainly_valid(requests):
+        return
     seen: set = set()
     for request in requests:
         rid = request.request_id

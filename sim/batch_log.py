@@ -3,6 +3,8 @@ when kept (BatchLog, TransferLog: output.batch_log), as plain lists turned into 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import islice, repeat
+from operator import sub
 
 from tessera.interface import BatchShape
 
@@ -63,14 +65,18 @@ class BatchLog:
 
     def add_decode_span(self, start_s: float, ends_s: list[float], batch_size: int, kv_first: float) -> None:
         """Iterations ending at ends_s (the first starts at start_s); the i-th reads kv_first + i * batch_size."""
-        starts = [start_s] + ends_s[:-1]
-        self.t_s.extend(starts)
-        self.duration_s.extend(e - s for s, e in zip(starts, ends_s))
+        starts = [start_s]
+        starts += islice(ends_s, len(ends_s) - 1)
+        self.t_s += starts
+        self.duration_s += map(sub, ends_s, starts)
         n = len(ends_s)
-        self.prefill_tokens.extend([0] * n)
-        self.decode_seqs.extend([batch_size] * n)
-        self.kv_tokens_read.extend(kv_first + i * batch_size for i in range(n))
-        self.preemptions.extend([0] * n)
+        self.prefill_tokens += repeat(0, n)
+        self.decode_seqs += repeat(batch_size, n)
+        if type(kv_first) is int and type(batch_size) is int:
+            self.kv_tokens_read += range(kv_first, kv_first + n * batch_size, batch_size)
+        else:
+            self.kv_tokens_read += (kv_first + i * batch_size for i in range(n))
+        self.preemptions += repeat(0, n)
 
     def __len__(self) -> int:
         return len(self.t_s)

@@ -38,6 +38,12 @@ class BlockPool:
         seq.num_blocks += need
         return True
 
+    def take(self, num_blocks: int) -> None:
+        """Blocks allocated to requests whose own counts are kept elsewhere (a worker's decode cohort)."""
+        if num_blocks > self._free:
+            raise AssertionError(f"taking {num_blocks} KV blocks with {self._free} free")
+        self._free -= num_blocks
+
     def free(self, seq) -> None:
         self._free += seq.num_blocks
         seq.num_blocks = 0

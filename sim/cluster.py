@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Callable, Mapping, Sequence
 
 import simpy
@@ -39,8 +40,10 @@ class Cluster:
     def __init__(self, worker_specs: Sequence[WorkerSpec], cost_for: Callable[[WorkerSpec], CostModel],
                  scheduler_config: SchedulerConfig, memory: MemoryConfig, router: Router,
                  host_link: LinkSpec | None = None, progress: bool = False, fast_forward: bool = True,
-                 kv: KVSetup | None = None) -> None:
-        """kv: the KV policy every worker runs (None: plain full KV in token blocks, the fast path)."""
+                 kv: KVSetup | None = None, decode_cohort: bool = True) -> None:
+        """kv: the KV policy every worker runs (None: plain full KV in token blocks, the fast path).
+        fast_forward=False: one event per iteration; decode_cohort=False: no lazy decode counters (sim/worker.py);
+        both give the same results (the references the fast paths are tested against)."""
         if not worker_specs:
             raise ValueError("cluster has no workers: set cluster.num_workers >= 1")
         self.env = simpy.Environment()
@@ -70,7 +73,7 @@ class Cluster:
             self.workers.append(Worker(self.env, spec, cost_for(spec), make_scheduler(scheduler_config),
                                        self._kv_blocks(spec), self.block_size, scheduler_config.watermark,
                                        self._on_finish, fast_forward and not shared, compute_lanes=lanes,
-                                       kv=manager))
+                                       kv=manager, decode_cohort=decode_cohort))
         self._by_id = {w.worker_id: w for w in self.workers}
         if len(self._by_id) != len(self.workers):
             raise ValueError("worker ids must be unique across the cluster's worker specs")
@@ -200,7 +203,7 @@ class Cluster:
         on_finish(seq, cluster): called as each request finishes or is rejected; may call cluster.submit.
         """
         check_requests(requests)
-        seqs = [SeqState(r) for r in sorted(requests, key=lambda r: (r.arrival_s, r.request_id))]
+        seqs = list(map(SeqState, sorted(requests, key=attrgetter("arrival_s", "request_id"))))
         self._seqs.extend(seqs)
         self._expected += len(seqs)
         self._user_on_finish = on_finish

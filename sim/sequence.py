@@ -15,7 +15,7 @@ class SeqState:
     __slots__ = ("request", "request_id", "num_prompt_tokens", "max_output_tokens", "num_tokens",
                  "num_computed_tokens", "num_generated", "num_blocks", "num_preemptions",
                  "worker_id", "arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "status",
-                 "execution_s", "preemption_s", "preempted_at_s")
+                 "execution_s", "preemption_s", "preempted_at_s", "cohort_base", "cohort_log")
 
     def __init__(self, request: Request) -> None:
         self.request = request
@@ -36,6 +36,10 @@ class SeqState:
         self.execution_s = 0.0  # summed durations of the iterations this request was part of
         self.preemption_s = 0.0  # summed time from each preemption until scheduled again
         self.preempted_at_s = math.nan
+        # in a worker's decode cohort (sim/decode_cohort.py): the cohort step its counters were true at, else -1,
+        # and where its pending iteration durations start in the cohort's log
+        self.cohort_base = -1
+        self.cohort_log = 0
 
     def preempt(self) -> None:
         """Preemption by recompute: the KV is gone; prompt and generated tokens are computed again."""

@@ -19,13 +19,15 @@ from tessera.types import WorkerSpec
 from tessera.sim.admission import KV_FIX, prefill_limit_rejection
 from tessera.sim.batch_log import BatchLog, WorkTotals
 from tessera.sim.block_pool import BlockPool
+from tessera.sim.cohort_steps import CohortSteps
+from tessera.sim.decode_cohort import DecodeCohort
 from tessera.sim.sequence import SeqState
 
 if TYPE_CHECKING:
     from tessera.sim.kv_manager import KVManager
 
 
-class Worker:
+class Worker(CohortSteps):
     """Owns its SimPy process, its waiting/running queues and its KV block pool.
 
     Decode-only stretches are simulated as one *span*: when every running request is decoding and
@@ -35,6 +37,10 @@ class Worker:
     could not admit it either: it queues behind a blocked head); the worker finishes the iteration in
     progress and re-plans, so the result is identical to stepping one iteration per event.
 
+    Under vLLM v1 FCFS with full KV the decoding requests form a DecodeCohort (sim/decode_cohort.py): their
+    counters advance lazily, so a step in which every running request gets its tokens without preemption costs
+    O(requests that prefill, join or leave); any other step writes the cohort back and runs the scheduler itself.
+
     With a KV manager (a KV policy other than plain full KV) the pool counts head-pages, every
     iteration is one event (each decode step updates the requests' page state) and a request whose
     reload is in flight sits in `stalled` instead of `running` (see sim/kv_manager.py).
@@ -43,7 +49,8 @@ class Worker:
     def __init__(self, env: simpy.Environment, spec: WorkerSpec, cost: CostModel, scheduler: BatchScheduler,
                  num_blocks: int, block_size: int, watermark: float,
                  on_finish: Callable[[SeqState], None], fast_forward: bool = True,
-                 compute_lanes: list[simpy.Resource] | None = None, kv: "KVManager | None" = None) -> None:
+                 compute_lanes: list[simpy.Resource] | None = None, kv: "KVManager | None" = None,
+                 decode_cohort: bool = True) -> None:
         self.env = env
         self.spec = spec
         self.worker_id = spec.worker_id
@@ -56,8 +63,8 @@ class Worker:
         self.on_finish = on_finish
         self.fast_forward = fast_forward  # False: one event per iteration (the reference the spans must match)
         # vLLM v1 FCFS admits nobody during a decode span once it admitted nobody at its start: the running count,
-        # the token budget and the head's block need stay fixed while free blocks only shrink (fcfs._admit). So a
-        # span may run with requests waiting; other families (e.g. vLLM v0's prefill priority) may not.
+        # the token budget and the head's block need stay fixed while free blocks only shrink (FCFSScheduler.admit).
+        # So a span may run with requests waiting; other families (e.g. vLLM v0's prefill priority) may not.
         self._span_while_waiting = type(scheduler) is FCFSScheduler
         self.compute_lanes = compute_lanes  # GPUs shared with other replicas: hold them for each iteration
         self.waiting: deque[SeqState] = deque()
@@ -74,6 +81,10 @@ class Worker:
         self._in_span = False
         self._span_blocked = False  # the running span started with requests waiting that FCFS could not admit
         self._shape = BatchShape()
+        # decode_cohort=False: every step through the scheduler (the reference the cohort must match)
+        self._cohort = (DecodeCohort(self.pool) if decode_cohort and fast_forward and kv is None
+                        and compute_lanes is None and self._span_while_waiting and type(self.pool) is BlockPool
+                        else None)
         if kv is not None:
             kv.worker = self
             self.fast_forward = False
@@ -145,30 +156,44 @@ class Worker:
             if self.compute_lanes is not None:
                 yield from self._shared_iteration()
                 continue
-            batch = self.scheduler.schedule(self.waiting, self.running, self.pool)
-            self._record_usage()
-            if batch.preempted:
-                self.num_preemptions += len(batch.preempted)
-                self._mark_preempted(batch.preempted)
-                self._reject_unresumable(batch.preempted)
-            if not batch.seqs and not self.waiting and not self.running:
-                continue  # every request left was rejected
-            if not batch.seqs:
-                raise RuntimeError(
-                    f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
-                    f"waiting and {len(self.running)} running requests (free blocks {self.pool.num_free_blocks})")
-            now = env.now
-            self._mark_scheduled(batch.seqs, now)
-            if (self.fast_forward and (not self.waiting or (self._span_while_waiting and not batch.preempted))
-                    and self._is_pure_decode(batch) and len(batch.seqs) == len(self.running)):
-                self._span_blocked = bool(self.waiting)
-                yield from self._decode_span(batch.seqs)
-            else:
-                shape = self._batch_shape(batch)
-                duration = self.cost.iteration_time(shape)
-                yield env.timeout(duration)
-                self._account(batch, shape, now, duration)
-                self._complete_step(batch)
+            cohort = self._cohort
+            if cohort is not None:
+                batch = cohort.schedule(self.scheduler, self.waiting, self.running, self.pool)
+                if batch is not None:
+                    yield from self._cohort_step(batch)
+                    continue
+                cohort.write_back_all(self.running)
+            yield from self._step()
+            if cohort is not None and not cohort.rebuild(self.running):
+                self._drop_cohort()
+
+    def _step(self):
+        """One scheduler call and what it produced: an iteration, or a decode span."""
+        env = self.env
+        batch = self.scheduler.schedule(self.waiting, self.running, self.pool)
+        self._record_usage()
+        if batch.preempted:
+            self.num_preemptions += len(batch.preempted)
+            self._mark_preempted(batch.preempted)
+            self._reject_unresumable(batch.preempted)
+        if not batch.seqs and not self.waiting and not self.running:
+            return  # every request left was rejected
+        if not batch.seqs:
+            raise RuntimeError(
+                f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
+                f"waiting and {len(self.running)} running requests (free blocks {self.pool.num_free_blocks})")
+        now = env.now
+        self._mark_scheduled(batch.seqs, now)
+        if (self.fast_forward and (not self.waiting or (self._span_while_waiting and not batch.preempted))
+                and self._is_pure_decode(batch) and len(batch.seqs) == len(self.running)):
+            self._span_blocked = bool(self.waiting)
+            yield from self._decode_span(batch.seqs)
+        else:
+            shape = self._batch_shape(batch)
+            duration = self.cost.iteration_time(shape)
+            yield env.timeout(duration)
+            self._account(batch, shape, now, duration)
+            self._complete_step(batch)
 
     def _scheduler_kv(self) -> BatchScheduler:
         """Stalled requests still count against max_num_seqs: schedule with that many fewer slots."""

@@ -43,13 +43,15 @@ class FCFSScheduler:
                 i += 1
             # else: seq itself was preempted and removed from running; index i now holds the next one
         if not batch.preempted:
-            self._admit(waiting, running, pool, batch, budget)
+            self.admit(waiting, running, pool, batch, budget)
         return batch
 
     def _allocate_or_preempt(self, seq, num_new, running, waiting, pool, batch) -> bool:
         return allocate_or_preempt(seq, num_new, running, waiting, pool, batch)
 
-    def _admit(self, waiting, running, pool, batch, budget) -> None:
+    def admit(self, waiting, running, pool, batch, budget) -> None:
+        """Move waiting sequences to running in arrival order while the budget, max_num_seqs and the KV
+        watermark allow; each one's tokens (its prefill, chunked to what is left of budget) join batch."""
         max_seqs = self.config.max_num_seqs
         watermark_blocks = int(self.config.watermark * pool.num_blocks)
         while waiting and budget > 0 and len(running) < max_seqs:

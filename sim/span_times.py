@@ -1,0 +1,69 @@
+"""A decode span's iteration end times, computed only as far as the simulation gets, and the timeout that ends it.
+
+An arrival often cuts a span short; the times past the cut were never needed. reserved_timeout keeps the span's
+end event in the place of SimPy's event order it would have had if created when the span started (SimPy 4.1.2).
+"""
+from __future__ import annotations
+
+from heapq import heappush
+from typing import Callable
+
+import simpy
+from simpy.events import NORMAL
+
+from tessera.interface import BatchShape
+
+
+class SpanTimes:
+    """End times of `steps` pure-decode iterations of `batch_size` requests from `start`: iteration i (from 0)
+    reads kv_first + i * batch_size KV tokens; times are summed one by one, as one event per iteration would."""
+
+    __slots__ = ("ends", "steps", "_time", "_shape", "_batch_size", "_kv", "_t")
+
+    def __init__(self, iteration_time: Callable[[BatchShape], float], shape: BatchShape, start: float,
+                 batch_size: int, kv_first: int, steps: int) -> None:
+        self.ends: list[float] = []
+        self.steps = steps
+        self._time = iteration_time
+        self._shape = shape
+        self._batch_size = batch_size
+        self._kv = kv_first - batch_size
+        self._t = start
+
+    @property
+    def complete(self) -> bool:
+        return len(self.ends) == self.steps
+
+    def extend(self, count: int) -> None:
+        """The next `count` end times (fewer at the span's last iteration)."""
+        shape, iteration_time, append, batch_size = self._shape, self._time, self.ends.append, self._batch_size
+        kv, t = self._kv, self._t
+        for _ in range(min(count, self.steps - len(self.ends))):
+            kv += batch_size
+            shape.decode_kv_tokens = kv
+            t += iteration_time(shape)
+            append(t)
+        self._kv, self._t = kv, t
+
+    def cover(self, now: float) -> None:
+        """End times up to the iteration in progress at `now` (where an arrival cuts the span)."""
+        while self.ends[-1] < now and not self.complete:
+            self.extend(1)
+
+
+def reserved_timeout(env: simpy.Environment) -> Callable[[float], simpy.Event]:
+    """Take the next place in the event order now; the returned function schedules the timeout that
+    env.timeout(delay) would have been if created now (same time, same place among simultaneous events)."""
+    start, eid = env.now, next(env._eid)
+
+    def timeout(delay: float) -> simpy.Event:
+        event = simpy.Event(env)
+        event._ok = True
+        event._value = None
+        at = start + delay
+        if at < env.now:
+            raise ValueError(f"reserved timeout at {at} is in the past (now {env.now})")
+        heappush(env._queue, (at, NORMAL, eid, event))
+        return event
+
+    return timeout

@@ -1,0 +1,160 @@
+"""The decode cohort's lazy counters give exactly the results of stepping every request through the scheduler."""
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from tessera.memory import MemoryConfig
+from tessera.scheduling import SchedulerConfig
+from tessera.sim import Cluster, kv_usage_frame, make_router, request_frame, worker_frame
+from tessera.sim.batch_log import enable_batch_log
+from tessera.sim.block_pool import BlockPool
+from tessera.sim.decode_cohort import DecodeCohort
+from tessera.sim.records import batch_frame
+from tessera.sim.sequence import SeqState
+from tessera.types import Request
+from tests.sim.fakes import LinearCost, worker_specs
+
+requests_strategy = st.lists(
+    st.tuples(st.floats(0, 0.5), st.integers(1, 400), st.integers(1, 120)), min_size=1, max_size=40)
+
+
+def frames(reqs, decode_cohort, *, workers=2, max_seqs=6, budget=128, chunked=True, router="round_robin",
+           on_finish=None, max_log=None, span_chunk=None):
+    cluster = Cluster(worker_specs(workers), lambda s: LinearCost(),
+                      SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=budget, chunked_prefill=chunked),
+                      MemoryConfig(0.5, 0.0), make_router(router), decode_cohort=decode_cohort)
+    enable_batch_log(cluster)
+    for worker in cluster.workers:
+        if max_log is not None and worker._cohort is not None:
+            worker._cohort.max_log = max_log
+        if span_chunk is not None:
+            worker.span_chunk = span_chunk
+    requests = [Request(i, t, p, o) for i, (t, p, o) in enumerate(sorted(reqs))]
+    run = cluster.run(requests, on_finish=on_finish)
+    return (request_frame(run), worker_frame(run), kv_usage_frame(run), batch_frame(run)), cluster
+
+
+def assert_same(a, b):
+    for x, y in zip(a, b):
+        pd.testing.assert_frame_equal(x, y, check_exact=True)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reqs=requests_strategy, max_seqs=st.integers(1, 8), budget=st.sampled_from([16, 64, 512]),
+       chunked=st.booleans(), router=st.sampled_from(["round_robin", "least_outstanding_tokens"]),
+       max_log=st.sampled_from([None, 1, 5]), span_chunk=st.sampled_from([None, 1, 3]))
+def test_cohort_gives_bit_identical_records(reqs, max_seqs, budget, chunked, router, max_log, span_chunk):
+    """Prefills, chunks, arrivals mid-span (spans timed a few iterations ahead at a time), preemptions (the
+    100-block pool is small) and rejections."""
+    budget = budget if chunked else 512
+    lazy, cluster = frames(reqs, True, max_seqs=max_seqs, budget=budget, chunked=chunked, router=router,
+                           max_log=max_log, span_chunk=span_chunk)
+    plain, _ = frames(reqs, False, max_seqs=max_seqs, budget=budget, chunked=chunked, router=router)
+    assert_same(lazy, plain)
+    assert all(w._cohort is not None for w in cluster.workers)  # the cohort stayed on (no fallback)
+
+
+def test_cohort_matches_with_preemptions_and_submissions_from_callbacks():
+    reqs = [(0.001 * i, 150 + 13 * i, 60 + 7 * (i % 5)) for i in range(24)]
+
+    def follow_up(seq, cluster):
+        if seq.request_id < 8:
+            cluster.submit(Request(100 + seq.request_id, cluster.env.now, 40, 30))
+
+    lazy, _ = frames(reqs, True, max_seqs=8, budget=256, on_finish=follow_up)
+    plain, cluster = frames(reqs, False, max_seqs=8, budget=256, on_finish=follow_up)
+    assert sum(w.num_preemptions for w in cluster.workers) > 0
+    assert len(lazy[0]) == 32
+    assert_same(lazy, plain)
+
+
+def member(computed, blocks, generated=1, output=50):
+    seq = SeqState(Request(0, 0.0, computed, output))
+    seq.num_computed_tokens, seq.num_tokens = computed, computed + 1
+    seq.num_generated, seq.num_blocks = generated, blocks
+    return seq
+
+
+@settings(max_examples=200, deadline=None)
+@given(computed=st.lists(st.integers(1, 200), min_size=1, max_size=12), ahead=st.integers(0, 40),
+       first=st.integers(0, 40), length=st.integers(0, 70), block=st.sampled_from([1, 4, 16]))
+def test_block_needs_from_residues_match_counting_one_by_one(computed, ahead, first, length, block):
+    cohort = DecodeCohort(BlockPool(10_000, block))
+    seqs = [member(c, -(-c // block), output=1_000) for c in computed]
+    for s in seqs[: len(seqs) // 2]:
+        assert cohort.join(s)
+    cohort.steps += ahead  # members joined earlier and already took `ahead` steps
+    for s in seqs[len(seqs) // 2:]:
+        assert cohort.join(s)
+    now = [c + (ahead if i < len(seqs) // 2 else 0) for i, c in enumerate(computed)]
+    want = sum(-(-(c + first + length) // block) - -(-(c + first) // block) for c in now)
+    assert cohort.blocks(first, first + length) == want
+    assert cohort.computed_sum == sum(now)
+
+
+def test_a_member_written_back_has_the_counters_of_one_step_at_a_time():
+    cohort = DecodeCohort(BlockPool(100, 16))
+    seq = member(31, 2, generated=3, output=10)
+    seq.execution_s = 0.1
+    assert cohort.join(seq)
+    for d in (0.3, 0.7, 0.11):
+        cohort.log.append(d)
+    cohort.steps += 7  # the last step samples the 10th token
+    assert cohort.pop_finished() == [seq]
+    assert (seq.num_computed_tokens, seq.num_generated, seq.num_tokens, seq.num_blocks) == (38, 10, 38, 3)
+    assert seq.execution_s == ((0.1 + 0.3) + 0.7) + 0.11
+    assert seq.cohort_base == -1 and cohort.size == 0 and not cohort.log
+
+
+def test_a_request_holding_extra_blocks_is_not_taken():
+    cohort = DecodeCohort(BlockPool(100, 16))
+    assert not cohort.join(member(31, 3))
+    assert cohort.size == 0
+
+
+def test_the_scheduler_keeps_the_cohort_only_for_vllm_v1_fcfs_with_full_kv():
+    for family, expected in (("vllm_v1", True), ("vllm_v0", False), ("sarathi", False), ("orca", False)):
+        cluster = Cluster(worker_specs(1), lambda s: LinearCost(), SchedulerConfig(family=family),
+                          MemoryConfig(0.5, 0.0), make_router("round_robin"))
+        assert (cluster.workers[0]._cohort is not None) is expected
+    cluster = Cluster(worker_specs(1), lambda s: LinearCost(), SchedulerConfig(), MemoryConfig(0.5, 0.0),
+                      make_router("round_robin"), fast_forward=False)
+    assert cluster.workers[0]._cohort is None
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_cohort_matches_on_long_decodes_with_block_shortage(chunked):
+    """Long outputs on one worker: spans end at block shortages; the log is folded whenever it holds 3 entries."""
+    reqs = [(0.0005 * i, 20 + 3 * i, 300 + 11 * i) for i in range(6)]
+    lazy, _ = frames(reqs, True, workers=1, max_seqs=6, budget=512, chunked=chunked, max_log=2)
+    plain, cluster = frames(reqs, False, workers=1, max_seqs=6, budget=512, chunked=chunked)
+    assert_same(lazy, plain)
+
+
+def test_span_times_extend_as_one_sum_and_cover_the_iteration_in_progress():
+    from tessera.interface import BatchShape
+    from tessera.sim.span_times import SpanTimes
+
+    cost = LinearCost()
+    whole = SpanTimes(cost.iteration_time, BatchShape(decode_seqs=3), 0.25, 3, 30, 10)
+    whole.extend(100)
+    parts = SpanTimes(cost.iteration_time, BatchShape(decode_seqs=3), 0.25, 3, 30, 10)
+    parts.extend(2)
+    parts.cover(whole.ends[5] - 1e-9)
+    assert len(parts.ends) == 6 and not parts.complete
+    parts.extend(3)
+    parts.extend(50)
+    assert parts.ends == whole.ends and parts.complete  # bit for bit: the same additions in the same order
+
+
+def test_a_reserved_timeout_keeps_its_place_among_simultaneous_events():
+    import simpy
+
+    from tessera.sim.span_times import reserved_timeout
+
+    env, order = simpy.Environment(), []
+    late = reserved_timeout(env)  # taken first ...
+    env.timeout(1.0).callbacks.append(lambda e: order.append("plain"))
+    late(1.0).callbacks.append(lambda e: order.append("reserved"))  # ... scheduled second, at the same time
+    env.run()
+    assert order == ["reserved", "plain"] and env.now == 1.0
