@@ -77,25 +77,7 @@ class CohortSteps:
     def _cohort_shape(self, batch: ScheduledBatch) -> BatchShape:
         """_batch_shape with the members' decodes from the cohort's totals."""
         cohort = self._cohort
-        shape = self._shape
-        prefill_tokens = 0
-        prefill_pairs = 0.0
-        decode_seqs = cohort.size
-        decode_kv = cohort.computed_sum + cohort.size
-        for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
-            computed = seq.num_computed_tokens
-            if n == 1 and seq.num_generated > 0 and seq.num_tokens - computed == 1:
-                decode_seqs += 1
-                decode_kv += computed + 1
-            else:
-                prefill_tokens += n
-                prefill_pairs += n * computed + n * (n + 1) / 2
-        shape.prefill_tokens = prefill_tokens
-        shape.prefill_attn_pairs = prefill_pairs
-        shape.decode_seqs = decode_seqs
-        shape.decode_kv_tokens = decode_kv
-        shape.extra_hbm_bytes = 0.0
-        return shape
+        return self._batch_shape(batch, cohort.size, cohort.computed_sum + cohort.size)
 
     def _cohort_span_length(self) -> int:
         """_span_length over the cohort: the members' block needs come from their residues, not one by one."""

@@ -317,12 +317,11 @@ class Worker(CohortSteps):
                 return False
         return True
 
-    def _batch_shape(self, batch: ScheduledBatch) -> BatchShape:
+    def _batch_shape(self, batch: ScheduledBatch, decode_seqs: int = 0, decode_kv: int = 0) -> BatchShape:
+        """The batch's shape; decode_seqs / decode_kv start from what the decode cohort already counts."""
         shape = self._shape
         prefill_tokens = 0
         prefill_pairs = 0.0
-        decode_seqs = 0
-        decode_kv = 0
         for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
             computed = seq.num_computed_tokens
             if n == 1 and seq.num_generated > 0 and seq.num_tokens - computed == 1:
