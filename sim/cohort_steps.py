@@ -129,12 +129,7 @@ class CohortSteps:
             done = bisect_left(ends, env.now) + 1
             if ends[done - 1] > env.now:
                 yield env.timeout(ends[done - 1] - env.now)
-        busy = ends[done - 1] - start
-        self.busy_s += busy
-        self.num_iterations += done
-        self.totals.add_decode_span(done, batch_size, done * kv_first + batch_size * done * (done - 1) / 2)
-        if self.batch_log is not None:
-            self.batch_log.add_decode_span(start, ends[:done], batch_size, kv_first)
+        busy = self._account_span(start, ends, done, batch_size, kv_first)
         cohort.log.append(busy)
         if done > 1:
             self.pool.take(cohort.blocks(1, done))

@@ -405,15 +405,20 @@ class Worker(CohortSteps):
             done = bisect_left(ends, env.now) + 1
             if ends[done - 1] > env.now:
                 yield env.timeout(ends[done - 1] - env.now)
+        busy = self._account_span(start, ends, done, batch_size, kv_first)
+        for seq in seqs:
+            seq.execution_s += busy
+        self._apply_decode_steps(seqs, done)
+
+    def _account_span(self, start: float, ends, done: int, batch_size: int, kv_first: float) -> float:
+        """Counters and batch log of the first `done` iterations of a decode span; returns their busy time."""
         busy = ends[done - 1] - start
         self.busy_s += busy
         self.num_iterations += done
         self.totals.add_decode_span(done, batch_size, done * kv_first + batch_size * done * (done - 1) / 2)
         if self.batch_log is not None:
             self.batch_log.add_decode_span(start, ends[:done], batch_size, kv_first)
-        for seq in seqs:
-            seq.execution_s += busy
-        self._apply_decode_steps(seqs, done)
+        return busy
 
     def _apply_decode_steps(self, seqs: list[SeqState], steps: int) -> None:
         pool = self.pool
