@@ -433,14 +433,8 @@ class RequestKV:
             free_rows, p = np.nonzero(before)
             moves.free = self._row_page_ids(rows, free_rows, p)
         new_size = new_valid.sum(1)
-        self._sum_topk_size += int(new_size.sum() - self._topk_size[rows].sum())
-        self._sum_ranked += int(n * m - ranked.sum())
         self._topk[rows] = new
-        self._topk_size[rows] = new_size
-        self._ranked[rows] = n
-        self._last_rank_step[rows] = self.decode_step
-        self._is_ranked = True
-        self.next_rank_step = self._next_due(self.decode_step)
+        self._record_rank(rows, n, new_size, int(new_size.sum()))
         if num_fetch:
             # incoming pages reuse evicted blocks; the rest of the evicted blocks go when the copy lands
             self.phase = "reloading"
@@ -454,13 +448,7 @@ class RequestKV:
         c = self._sampler.rank(rows, n, first, self._ranked[rows], self._topk_size[rows],
                                self.decode_step - self._last_rank_step[rows])
         num_fetch = int(c.fetched.sum())
-        self._sum_topk_size += int(c.new_size.sum() - self._topk_size[rows].sum())
-        self._sum_ranked += int(n * len(rows) - self._ranked[rows].sum())
-        self._topk_size[rows] = c.new_size
-        self._ranked[rows] = n
-        self._last_rank_step[rows] = self.decode_step
-        self._is_ranked = True
-        self.next_rank_step = self._next_due(self.decode_step)
+        self._record_rank(rows, n, c.new_size, int(c.new_size.sum()))
         if num_fetch:
             self.phase = "reloading"
             self._held_pages = int(c.freed.sum()) - num_fetch
@@ -471,17 +459,21 @@ class RequestKV:
         t, self._pending = self._pending, None
         if t.step != self.decode_step:
             raise AssertionError(f"request {self.request_id}: rank drawn for step {t.step} used at {self.decode_step}")
-        m, k = len(rows), self._k
-        self._sum_topk_size += k * m - int(self._topk_size[rows].sum())
-        self._sum_ranked += n * m - int(self._ranked[rows].sum())
-        self._topk_size[rows] = k
-        self._ranked[rows] = n
-        self._last_rank_step[rows] = self.decode_step
-        self.next_rank_step = self._next_due(self.decode_step)
+        self._record_rank(rows, n, self._k, self._k * len(rows))  # drawn ahead only past the first rank
         if t.fetched:
             self.phase = "reloading"
             self._held_pages = t.freed - t.fetched
         return t.promoted, t.fetched
+
+    def _record_rank(self, rows: np.ndarray, n: int, new_size, new_total: int) -> None:
+        """The counters every rank updates: `rows` now hold `new_size` pages (total `new_total`) ranked over n."""
+        self._sum_topk_size += new_total - int(self._topk_size[rows].sum())
+        self._sum_ranked += n * len(rows) - int(self._ranked[rows].sum())
+        self._topk_size[rows] = new_size
+        self._ranked[rows] = n
+        self._last_rank_step[rows] = self.decode_step
+        self._is_ranked = True
+        self.next_rank_step = self._next_due(self.decode_step)
 
     @staticmethod
     def _held_after_reuse(fetch_per_row: np.ndarray, free_rows: np.ndarray, free: np.ndarray) -> np.ndarray:
