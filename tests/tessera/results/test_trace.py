@@ -9,6 +9,7 @@ from tessera.hardware import gpu, host_link
 from tessera.memory import MemoryConfig
 from tessera.models import model
 from tessera.results.trace import write_chrome_trace
+from tessera.results.trace_check import trace_problems
 from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router
 from tessera.sim.batch_log import enable_batch_log
@@ -35,6 +36,7 @@ def test_trace_is_valid_trace_event_json(frames, tmp_path):
     batches, transfers = frames
     assert len(transfers) > 0 and set(transfers["direction"]) == {"h2d", "d2h"}
     path = write_chrome_trace(tmp_path / "trace.json", batches, transfers, {0: "worker 0: Llama-3.1-8B"})
+    assert trace_problems(path.read_text(encoding="utf-8")) == []  # Perfetto's importer rules (trace_check.py)
     events = json.loads(path.read_text())["traceEvents"]
     for e in events:
         assert e["ph"] in ("X", "M") and isinstance(e["name"], str)
