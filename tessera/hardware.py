@@ -45,6 +45,12 @@ _GPUS = (
     # NVIDIA A100 Tensor Core GPU datasheet (80GB SXM): HBM2e 2,039 GB/s, BF16 312 TFLOPS (dense).
     GPUSpec("A100-SXM-80GB", hbm_bytes=81920 * MiB, hbm_bandwidth_Bps=2.039 * TB,
             peak_bf16_flops=312 * TFLOPS, host_link="PCIe-Gen4-x16", peer_link="NVLink3-SXM"),
+    # NVIDIA A100 Tensor Core GPU datasheet (40GB SXM): HBM2 1,555 GB/s, BF16 312 TFLOPS (dense). Capacity: CUDA's
+    # total global memory, 42,405,855,232 bytes (deviceQuery on an A100-SXM4-40GB node, Paderborn PC2 wiki
+    # "NVIDIA A100 40GB with NVLINK"); no public nvidia-smi total found, so this one is the CUDA figure (what
+    # torch.cuda.mem_get_info and vLLM read), a few hundred MiB below what nvidia-smi would list.
+    GPUSpec("A100-SXM-40GB", hbm_bytes=42405855232, hbm_bandwidth_Bps=1.555 * TB,
+            peak_bf16_flops=312 * TFLOPS, host_link="PCIe-Gen4-x16", peer_link="NVLink3-SXM"),
     # NVIDIA H100 Tensor Core GPU datasheet (SXM): HBM3 3.35 TB/s, BF16 1,979 TFLOPS with sparsity
     # -> 989.4 dense (Hopper whitepaper table).
     GPUSpec("H100-SXM-80GB", hbm_bytes=81559 * MiB, hbm_bandwidth_Bps=3.35 * TB,
@@ -68,7 +74,7 @@ LINKS: dict[str, LinkSpec] = {lk.name: lk for lk in _LINKS}
 
 # Short names accepted by gpu(); keys are normalised (lower case, '_' and ' ' -> '-').
 _GPU_ALIASES = {
-    "a100": "A100-SXM-80GB", "a100-80gb": "A100-SXM-80GB", "a100-sxm": "A100-SXM-80GB",
+    "a100": "A100-SXM-80GB", "a100-80gb": "A100-SXM-80GB", "a100-sxm": "A100-SXM-80GB", "a100-40gb": "A100-SXM-40GB",
     "h100": "H100-SXM-80GB", "h100-80gb": "H100-SXM-80GB", "h100-sxm": "H100-SXM-80GB",
     "h100-nvl": "H100-NVL-94GB", "h200": "H200-SXM-141GB", "h200-141gb": "H200-SXM-141GB",
     "l40s": "L40S-48GB",

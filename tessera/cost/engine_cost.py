@@ -91,4 +91,9 @@ def with_engine_profile(build_base, profile: EngineProfile | None, params: dict)
         if key in params:
             raise ValueError(f"backend.cost.params.{key} has no effect with engine_profile={profile.name}: the "
                              f"profile's cpu_* fields set the engine's CPU time; drop it")
+    if profile.hbm_fraction is not None:
+        if "hbm_fraction" in params:
+            raise ValueError(f"backend.cost.params.hbm_fraction has no effect with engine_profile={profile.name}, "
+                             f"which sets hbm_fraction={profile.hbm_fraction}: drop one of them")
+        params = {**params, "hbm_fraction": profile.hbm_fraction}
     return EngineCostModel(build_base(**params, overhead_s=0.0), profile)

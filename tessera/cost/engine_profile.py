@@ -44,6 +44,9 @@ class EngineProfile:
         tokens are graphed too (vLLM v1's piecewise graphs), else they run eagerly.
     allreduce_floor_s: the least time of one TP all-reduce call (two per layer), whatever its size.
     attention_backend: a key of ATTENTION_BACKENDS (prefill attention efficiency).
+    hbm_fraction: the engine's achieved fraction of the HBM bandwidth (weight, KV and activation reads) in place
+        of the cost model's own (None: backend.cost.params / RooflineEfficiency's 0.8). Engines differ here by
+        their GEMM and attention kernels; a fit over two GPU generations can tell it from a fixed cost.
     frontend_s: what a client sees besides the engine's steps (HTTP, tokenisation, the first output chunk's
         delivery), charged as a delay before the engine sees each request (tessera/workload/frontend.py):
         TTFT and E2E grow by it, TPOT does not. Not an iteration cost: the cost model never reads it.
@@ -60,6 +63,7 @@ class EngineProfile:
     graph_sizes: tuple[int, ...] = ()
     allreduce_floor_s: float = 0.0
     attention_backend: str = "roofline"
+    hbm_fraction: float | None = None
     frontend_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -69,6 +73,10 @@ class EngineProfile:
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
                     or not 0.0 <= value < 1.0:
                 raise ValueError(f"engine_profile.{f}={value!r} is invalid: use seconds in [0, 1)")
+        h = self.hbm_fraction
+        if h is not None and (isinstance(h, bool) or not isinstance(h, numbers.Real) or not 0.0 < h <= 1.0):
+            raise ValueError(f"engine_profile.hbm_fraction={h!r} is invalid: use null (the cost model's) or a "
+                             "fraction of the datasheet bandwidth in (0, 1]")
         for f in ("cpu_overlapped", "cuda_graphs", "graph_mixed"):
             if not isinstance(getattr(self, f), bool):
                 raise ValueError(f"engine_profile.{f}={getattr(self, f)!r} is invalid: use true or false")

@@ -2,10 +2,14 @@
 import pandas as pd
 import pytest
 
-from benchmarks.fidelity import lambda_rows, load_profile
+from dataclasses import replace
+
+from benchmarks.fidelity import bench_table, lambda_rows, load_profile, static_batch
+from tessera.hardware import gpu
+from tessera.models import model
 from tessera.paths import data_path
 
-SOURCES = ("nemo_trtllm_llama2", "flexicache_vllm_v1", "lambda_vllm_sharegpt")
+SOURCES = ("nemo_trtllm_llama2", "flexicache_vllm_v1", "lambda_vllm_sharegpt", "llm_inference_bench_trtllm")
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -14,7 +18,37 @@ def test_every_source_has_a_source_note_and_known_splits(source):
     assert (folder / "SOURCE.md").read_text().strip()
     table = pd.read_csv(folder / "measurements.csv")
     assert set(table["split"]) <= {"fitted", "held_out", "excluded"}
-    assert (table["split"] == "held_out").any()
+    assert table["split"].isin(["fitted", "held_out"]).any()
+
+
+def test_the_trtllm_profile_is_fitted_on_one_source_and_held_out_on_another():
+    nemo = pd.read_csv(data_path("validation", "nemo_trtllm_llama2", "measurements.csv"))
+    assert set(nemo["split"]) == {"held_out", "excluded"}
+    bench = pd.read_csv(data_path("validation", "llm_inference_bench_trtllm", "measurements.csv"))
+    assert set(bench["split"]) == {"fitted", "excluded"}
+    assert set(bench.loc[bench["split"] == "fitted", "gpu"]) == {"A100-SXM-40GB", "H100-SXM-80GB"}  # 2 generations
+
+
+def test_bench_rows_excluded_exactly_where_the_kv_cache_cannot_hold_the_batch():
+    # the rule of its SOURCE.md, recomputed: KV of batch x 2L tokens per GPU vs 0.9 x (memory - weights / TP)
+    bench = pd.read_csv(data_path("validation", "llm_inference_bench_trtllm", "measurements.csv"))
+    for row in bench.itertuples():
+        m, g = model(row.model), gpu(row.gpu)
+        kv = m.kv_bytes_per_token / row.tp * row.batch_size * (row.prompt_tokens + row.output_tokens)
+        fits = kv <= 0.9 * (g.hbm_bytes - m.weight_bytes / row.tp)
+        assert (row.split == "fitted") == fits, row
+
+
+def test_a_static_batch_is_linear_in_the_fixed_cpu_time():
+    # what --fit relies on: same shapes whatever the step times, so latency = latency(0) + iterations x cpu_fixed_s
+    row = next(bench_table().itertuples())
+    m, g = model(row.model), gpu(row.gpu)
+    zero = replace(load_profile("trtllm"), cpu_fixed_s=0.0, allreduce_floor_s=0.0)
+    e0, n0 = static_batch(m, g, row.tp, zero, row.batch_size, row.prompt_tokens, row.output_tokens)
+    e1, n1 = static_batch(m, g, row.tp, replace(zero, cpu_fixed_s=0.003), row.batch_size, row.prompt_tokens,
+                          row.output_tokens)
+    assert n0 == n1 == row.output_tokens  # one context step, then output - 1 decodes
+    assert e1 == pytest.approx(e0 + n0 * 0.003, rel=1e-12)
 
 
 def test_lambda_rows_are_transcribed_consistently():

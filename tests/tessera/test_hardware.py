@@ -6,8 +6,8 @@ from tessera.types import GB
 
 
 def test_catalog_lists_the_required_gpus_and_links():
-    assert set(list_gpus()) == {"A100-SXM-80GB", "H100-SXM-80GB", "H100-NVL-94GB", "H200-SXM-141GB",
-                                "L40S-48GB"}
+    assert set(list_gpus()) == {"A100-SXM-80GB", "A100-SXM-40GB", "H100-SXM-80GB", "H100-NVL-94GB",
+                                "H200-SXM-141GB", "L40S-48GB"}
     assert {"PCIe-Gen4-x16", "PCIe-Gen5-x16"} <= set(list_links())
 
 
@@ -31,6 +31,13 @@ def test_pcie_bandwidth_is_the_theoretical_per_direction_rate():
     assert link("pcie4").bandwidth_Bps == pytest.approx(31.5 * GB)
     assert link("PCIe-Gen5-x16").bandwidth_Bps == pytest.approx(63.0 * GB)
     assert all(lk.latency_s > 0 for lk in LINKS.values())
+
+
+def test_the_two_a100s_differ_in_memory_only():
+    a40, a80 = gpu("a100-40gb"), gpu("a100")
+    assert a40.hbm_bandwidth_Bps == pytest.approx(1.555e12) and a80.hbm_bandwidth_Bps == pytest.approx(2.039e12)
+    assert a40.hbm_bytes < 40 * 2**30 < a80.hbm_bytes
+    assert (a40.peak_bf16_flops, a40.peer_link, a40.host_link) == (a80.peak_bf16_flops, a80.peer_link, a80.host_link)
 
 
 def test_peak_flops_are_dense():

@@ -99,6 +99,21 @@ def test_overlapped_cpu_hides_behind_gpu_time():
     assert over.iteration_time(shape) == max(over.gpu_time(shape), 1e-3)
 
 
+def test_hbm_fraction_replaces_the_cost_models_bandwidth_share():
+    plain = EngineProfile(name="p", cpu_fixed_s=2e-3)
+    slow = replace(plain, hbm_fraction=0.4)
+    shape = decode(1, kv=100)  # weight-read bound
+    base = cost(plain).gpu_time(shape)
+    assert cost(slow).gpu_time(shape) == pytest.approx(base * 0.8 / 0.4, rel=0.05)  # RooflineEfficiency's 0.8
+    assert cost(replace(plain, hbm_fraction=0.8)).gpu_time(shape) == pytest.approx(base, rel=1e-12)
+    assert not slow.is_neutral and not replace(EngineProfile(name="d"), hbm_fraction=0.8).is_neutral
+    with pytest.raises(ValueError, match="backend.cost.params.hbm_fraction"):
+        with_engine_profile(lambda **p: None, slow, {"hbm_fraction": 0.5})
+    for bad in (0.0, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match="engine_profile.hbm_fraction"):
+            EngineProfile(name="x", hbm_fraction=bad)
+
+
 def test_bad_fields_name_the_key():
     with pytest.raises(ValueError, match="engine_profile.cpu_fixed_s"):
         EngineProfile(name="x", cpu_fixed_s=-1.0)
