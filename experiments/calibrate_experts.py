@@ -23,6 +23,10 @@ from tessera.types import ModelSpec
 
 DECODE_BATCHES = (1, 2, 4, 8, 16)
 FULL_SWEEP = dict(prefill_tokens=(16, 64, 128, 256, 512), batches=(1, 2, 4, 8), contexts=(64, 256), decode_steps=4)
+# MoA stages decode larger batches than FULL_SWEEP's (a replica takes all its prompts at once) and the placer reads
+# the fit up to DECODE_BATCHES[-1]: sweep them too, at the short context only (prefilling 24 x 256 tokens on a
+# CPU worker would take ~15 s)
+WIDE_SWEEP = dict(prefill_tokens=(), batches=(16, 24), contexts=(64,), decode_steps=4)
 FULL_OP_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 QUICK_OP_TOKENS = (1, 4, 16, 64, 256)
 QUICK_SWEEP = dict(prefill_tokens=(32, 128), batches=(1, 3), contexts=(64,), decode_steps=3)
@@ -57,7 +61,10 @@ def profile_worker(worker: int, model_folder: str, max_num_seqs: int, max_num_ba
     machine = machine_numbers(matmul_n=512, copy_mib=64, device=device) if quick else machine_numbers(device=device)
     ops = layer_op_times(engine.model, tokens=QUICK_OP_TOKENS if quick else FULL_OP_TOKENS)
     make = lambda: Engine(engine.model, engine.tokenizer, config, name=engine.name, eos_ids=engine.eos_ids)  # noqa: E731
-    steps = step_sweep(make, seed=seed + worker, **(QUICK_SWEEP if quick else FULL_SWEEP)).assign(worker=worker)
+    steps = step_sweep(make, seed=seed + worker, **(QUICK_SWEEP if quick else FULL_SWEEP))
+    if not quick:
+        steps = pd.concat([steps, step_sweep(make, seed=seed + worker, **WIDE_SWEEP)], ignore_index=True)
+    steps = steps.assign(worker=worker)
     spec = model_spec(engine.model, engine.name)
     return WorkerProfile(worker, model_folder, spec, machine, ops.assign(worker=worker), steps, load_s)
 

@@ -108,7 +108,7 @@ def _answer_all(pool: WorkerPool, s: RuntimeMoASettings, renderer: Renderer, que
                                    e.temperature, sampling_seed(s.seed + 1, rid)))
         prompts += mine
         phases[i % n].append(Phase([ReplicaSpec(e.name, e.model, PROFILE_KV_GIB)], mine))
-    outcome = execute_stage(pool, StageProgram(phases, recorder=_recorder()))
+    outcome = execute_stage(pool, StageProgram(phases, recorder=step_recorder()))
     return outcome.served, prompts, outcome.spans, outcome.steps
 
 
@@ -128,11 +128,12 @@ def _aggregate_all(pool, s, renderer, routed, served):
     n = len(pool.actors)
     spec = ReplicaSpec(s.aggregator.name, s.aggregator.model, PROFILE_KV_GIB)
     phases = {w: [Phase([spec], prompts[w::n])] for w in range(min(n, len(prompts)))}
-    outcome = execute_stage(pool, StageProgram(phases, recorder=_recorder()))
+    outcome = execute_stage(pool, StageProgram(phases, recorder=step_recorder()))
     return [(x, pairs[x.request_id]) for x in outcome.served], outcome.spans, outcome.steps
 
 
-def _recorder():
+def step_recorder():
+    """The class that times every engine step of a stage (StageProgram.recorder)."""
     from tessera.experiments.calibrate_runtime_steps import StepRecorder  # imports torch: only when profiling
 
     return StepRecorder

@@ -16,9 +16,11 @@ QUEUE_PLACERS = ("least_loaded",)
 
 
 def stage_program(problem: MoAPlacementProblem, plan: PlacementPlan, prompts: dict[int, WorkPrompt],
-                  replicas: dict[str, ReplicaSpec], num_workers: int, use_queue: bool) -> StageProgram:
+                  replicas: dict[str, ReplicaSpec], num_workers: int, use_queue: bool,
+                  recorder=None) -> StageProgram:
+    """recorder: StageProgram.recorder (every engine step timed, for the stage-step check), or None."""
     if plan.tensor_parallel:
-        return _data_parallel(problem, prompts, replicas, num_workers)
+        return _data_parallel(problem, prompts, replicas, num_workers, recorder)
     phases: dict[int, list[Phase]] = {w: [] for w in range(num_workers)}
     mine: dict[tuple[int, int], list[WorkPrompt]] = {}
     for p, w in enumerate(plan.assignment):
@@ -29,14 +31,14 @@ def stage_program(problem: MoAPlacementProblem, plan: PlacementPlan, prompts: di
             assigned = [] if use_queue else [p for e in phase for p in mine.get((w, e), [])]
             phases[w].append(Phase(specs, assigned))
     queue = [prompts[i] for i in problem.prompt_ids] if use_queue else None
-    return StageProgram(phases, barrier=False, queue=queue)
+    return StageProgram(phases, barrier=False, queue=queue, recorder=recorder)
 
 
-def _data_parallel(problem, prompts, replicas, num_workers) -> StageProgram:
+def _data_parallel(problem, prompts, replicas, num_workers, recorder) -> StageProgram:
     phases: dict[int, list[Phase]] = {w: [] for w in range(num_workers)}
     for e in sorted(set(problem.prompt_expert)):
         ids = [problem.prompt_ids[p] for p, x in enumerate(problem.prompt_expert) if x == e]
         for w in range(num_workers):  # a worker without a share idles through the round (phases stay aligned)
             share = [prompts[i] for i in ids[w::num_workers]]
             phases[w].append(Phase([replicas[problem.experts[e]]] if share else [], share))
-    return StageProgram(phases, barrier=True)
+    return StageProgram(phases, barrier=True, recorder=recorder)

@@ -22,7 +22,42 @@ SHOWN = ["scheduler", "aggregation", "expert_stage_s", "sim_expert_stage_s", "ag
 STAGE_TIMES = ("expert_stage_s", "aggregator_stage_s", "e2e_s")
 
 
-def row(scheduler: str, aggregation: str, stage1, variant, num_queries: int) -> dict:
+def step_columns(stage, kind: str, workers: int) -> dict:
+    """Where a stage's error comes from: its measured engine steps (`steps_s_<kind>`, summed over workers), the
+    calibration's time for the same steps (`step_fit_err_<kind>` = fitted / measured - 1: the step model at the
+    stage's own batch shapes), and the share of the stage's workers x makespan spent inside steps, measured
+    (`busy_<kind>`) and simulated (`sim_busy_<kind>`): a gap there is time between steps (loads, dispatch,
+    replicas stepped in turn) that the simulator models differently. NaN when the steps were not recorded."""
+    nan = float("nan")
+    if stage is None or not stage.steps:
+        return {f"steps_s_{kind}": nan, f"step_fit_err_{kind}": nan, f"busy_{kind}": nan, f"sim_busy_{kind}": nan}
+    measured = sum(r["time_s"] for r in stage.steps)
+    fitted = sum(r["fit_s"] for r in stage.steps)
+    sim_end = stage.predicted.end_s
+    return {f"steps_s_{kind}": measured, f"step_fit_err_{kind}": fitted / measured - 1,
+            f"busy_{kind}": measured / (workers * stage.measured.end_s) if stage.measured.end_s > 0 else nan,
+            f"sim_busy_{kind}": sum(stage.predicted.gpu_busy_s.values()) / (workers * sim_end) if sim_end > 0 else nan}
+
+
+def stage_step_fit(steps: pd.DataFrame) -> dict:
+    """Per stage kind, over every round: the calibration's error on the stages' own engine steps (fitted /
+    measured - 1 per step: median, mean |error|, and of the summed times), and the steps' batch sizes. These steps
+    are a check, never fitted."""
+    out = {}
+    if steps.empty:
+        return out
+    for kind, part in steps.groupby("stage"):
+        rel = part["fit_s"] / part["time_s"] - 1
+        decode = part["decode_seqs"][part["prefill_tokens"] == 0]
+        out[kind] = {"steps": int(len(part)), "median": float(rel.median()), "mean_abs": float(rel.abs().mean()),
+                     "total": float(part["fit_s"].sum() / part["time_s"].sum() - 1),
+                     "decode_batch_median": float(decode.median()) if len(decode) else float("nan"),
+                     "decode_batch_max": int(decode.max()) if len(decode) else 0,
+                     "prefill_tokens_max": int(part["prefill_tokens"].max())}
+    return out
+
+
+def row(scheduler: str, aggregation: str, stage1, variant, num_queries: int, workers: int) -> dict:
     s2 = variant.stage
     expert, agg = stage1.measured.end_s, (s2.measured.end_s if s2 else 0.0)
     sim_expert, sim_agg = stage1.predicted.end_s, (s2.predicted.end_s if s2 else 0.0)
@@ -47,6 +82,7 @@ def row(scheduler: str, aggregation: str, stage1, variant, num_queries: int) -> 
         "placement_solve_s": stage1.solve_s, "driver_load_avg": stage1.load_avg,
         "lost_workers": len(stage1.measured.lost_workers)
         + (len(s2.measured.lost_workers) if s2 else 0),
+        **step_columns(stage1, "expert", workers), **step_columns(s2, "aggregator", workers),
     }
 
 

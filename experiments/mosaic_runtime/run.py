@@ -19,8 +19,8 @@ from tessera.aggregation import make_aggregator
 from tessera.experiments.config import ConfigError
 from tessera.experiments.mosaic import params_with_quick
 from tessera.experiments.mosaic_runtime import report
-from tessera.experiments.mosaic_runtime.predict import sim_context
-from tessera.experiments.mosaic_runtime.profiling import profile, validation_summary
+from tessera.experiments.mosaic_runtime.predict import sim_context, step_time_fn
+from tessera.experiments.mosaic_runtime.profiling import profile, step_recorder, validation_summary
 from tessera.experiments.mosaic_runtime.settings import read_settings
 from tessera.experiments.mosaic_runtime.stages import StageEnv, aggregate, expert_answers, run_stage
 from tessera.experiments.mosaic_runtime.workload import Renderer, expert_prompts
@@ -69,7 +69,7 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict, on_dispatched=None) -> d
         weights = prof.accuracy if policy_name == "weighted" and "weights" not in agg else None
         policy = make_aggregator(policy_name, **({**agg, "weights": weights} if weights is not None else agg))
         hook = (lambda: on_dispatched(pool)) if on_dispatched else None  # tests kill an actor of the pool here
-        rows, frames, queries, gantt = _compare(s, pool, prof, routed, prompts, renderer, policy, policy_name, hook)
+        rows, frames, queries, stage_steps, gantt = _compare(s, pool, prof, routed, prompts, renderer, policy, policy_name, hook)
         workers = pool.infos
     except (WorkerLost, RayActorError) as err:  # a worker died and no survivor could take over its prompts
         raise SystemExit(f"tessera: experiment=mosaic backend=runtime stopped, nothing written as complete: "
@@ -87,11 +87,13 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict, on_dispatched=None) -> d
     pd.DataFrame(queries).to_parquet(run_dir / "queries.parquet", index=False)
     prof.validation.to_csv(run_dir / "validation.csv", index=False)
     prof.steps.to_csv(run_dir / "calibration_steps.csv", index=False)
+    stage_steps.to_csv(run_dir / "stage_steps.csv", index=False)
     summary = {"table": table.to_dict(orient="records"), "baseline": s.baseline, "kendall_tau_e2e": tau,
                "kendall_tau_e2e_with_bypass": tau_all, "max_abs_err_e2e": float(table["err_e2e"].abs().max()),
                "repeats": s.repeats, "ranking_beyond_noise": resolved,
                "max_spread_e2e": float(table["spread_e2e"].max()),
                "profiling": validation_summary(prof), "profiling_s": profiled_s,
+               "stage_step_fit": report.stage_step_fit(stage_steps),
                "wall_s": time.perf_counter() - wall0, "workers": workers,
                "aggregation_mode": "barrier"}
     save_run(run_dir, pd.concat(frames, ignore_index=True), summary, None, metadata)
@@ -112,7 +114,8 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict, on_dispatched=None) -> d
 def _compare(s, pool, prof, routed, prompts, renderer, policy, policy_name, on_dispatched):
     """s.repeats rounds of every scheduler, the order rotated each round so that drift of the machine over the
     minutes of a run does not always fall on the same scheduler. Returns one row per (round, scheduler,
-    aggregation), the requests and queries of every round, and the first round's mosaic stages for the Gantt."""
+    aggregation), the requests and queries of every round, every stage's measured engine steps (with the
+    calibration's time for each), and the first round's mosaic stages for the Gantt."""
     costs = {e.name: prof.costs[e.name] for e in s.experts}
     agg_costs = {s.aggregator.name: prof.costs[s.aggregator.name]}
     folder_of = {e.name: e.model for e in (*s.experts, s.aggregator)}
@@ -123,11 +126,12 @@ def _compare(s, pool, prof, routed, prompts, renderer, policy, policy_name, on_d
                            s.max_num_batched_tokens)
 
     env = StageEnv(pool, s.workers, s.worker_memory_gib * 2**30, s.placement_batch_size, folder_of, s.aggregator,
-                   s.seed, ctx_for, on_dispatched)
+                   s.seed, ctx_for, on_dispatched, recorder=step_recorder(),
+                   step_time=step_time_fn(prof.calibrations, prof.models))
     always = make_aggregator("always")
     k = s.experts_per_query
     query_of = {q * k + slot: q for q in range(len(routed)) for slot in range(k)}
-    rows, frames, queries, gantt = [], [], [], None
+    rows, frames, queries, steps, gantt = [], [], [], [], None
     n = len(s.schedulers)
     for rnd in range(s.repeats):
         for name in s.schedulers[rnd % n:] + s.schedulers[:rnd % n]:
@@ -139,7 +143,12 @@ def _compare(s, pool, prof, routed, prompts, renderer, policy, policy_name, on_d
             for agg_name, agg_policy in variants:
                 variant = aggregate(env, routed, answers, agg_policy, agg_name, name, params, agg_costs, renderer,
                                     first_id=len(routed) * k)
-                rows.append({**report.row(name, agg_name, stage1, variant, len(routed)), "repeat": rnd})
+                rows.append({**report.row(name, agg_name, stage1, variant, len(routed), s.workers), "repeat": rnd})
+                for kind, stage in (("expert", stage1 if agg_name == "always" else None),
+                                    ("aggregator", variant.stage)):
+                    if stage is not None:
+                        steps.extend({**r, "scheduler": name, "repeat": rnd, "stage": kind,
+                                      "aggregation": agg_name} for r in stage.steps)
                 label = f"{DATASET}/{name}/{agg_name}/r{rnd}"
                 frames.append(report.requests_frame(routed, stage1, variant, label, answers))
                 queries.extend({"dataset": DATASET, "scheduler": name, "aggregation": agg_name, "repeat": rnd,
@@ -152,4 +161,4 @@ def _compare(s, pool, prof, routed, prompts, renderer, policy, policy_name, on_d
                     gantt = (stage1, variant)
             if gantt is None and rnd == 0 and name == s.schedulers[-1]:
                 gantt = (stage1, variant)
-    return rows, frames, queries, gantt
+    return rows, frames, queries, pd.DataFrame(steps), gantt

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from tessera.experiments.mosaic import place
@@ -33,6 +33,8 @@ class StageEnv:
     seed: int
     ctx_for: Callable  # kv_bytes per expert -> MoASimContext
     on_dispatched: Callable | None = None  # test hook: called once a stage's first phases are dispatched
+    recorder: object = None  # StageProgram.recorder: every engine step of a stage timed (None: not recorded)
+    step_time: Callable | None = None  # a recorded step (dict) -> the calibration's time for its shape
 
 
 @dataclass
@@ -46,6 +48,7 @@ class StageResult:
     predicted: object  # sim StageRun
     wall_s: float  # the driver's wall clock around execute_stage (dispatch to last result)
     load_avg: float = float("nan")  # the driver machine's 1-minute load average when the stage ended
+    steps: list[dict] = field(default_factory=list)  # measured engine steps, each with `fit_s` (env.step_time)
 
 
 @dataclass
@@ -66,14 +69,15 @@ def run_stage(env: StageEnv, name: str, placer_params: dict, prompts: list[WorkP
     kv_bytes = {e: reserve[e] * costs[e].kv_bytes_per_token for e in reserve}
     replicas = {e: ReplicaSpec(e, env.folder_of[e], kv_bytes[e] / GIB) for e in reserve}
     program = stage_program(problem, plan, {p.request_id: p for p in prompts}, replicas, env.workers,
-                            use_queue=name in QUEUE_PLACERS)
+                            use_queue=name in QUEUE_PLACERS, recorder=env.recorder)
     t0 = time.perf_counter()
     measured = execute_stage(env.pool, program, on_dispatched=env.on_dispatched)
     wall = time.perf_counter() - t0
     predicted = predict_stage(env.ctx_for(kv_bytes), problem, plan, replay_requests(measured.served, stage, query_of),
                               stage)
     load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")  # other jobs skew the timings
-    return StageResult(plan, problem, solve_s, measured, predicted, wall, load_avg)
+    steps = [{**r, "fit_s": env.step_time(r)} for r in measured.steps] if env.step_time else []
+    return StageResult(plan, problem, solve_s, measured, predicted, wall, load_avg, steps)
 
 
 def aggregate(env: StageEnv, routed, answers: ExpertAnswers, policy, policy_name: str, name: str,

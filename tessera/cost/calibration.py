@@ -9,9 +9,10 @@ efficiencies of the parts the ProfiledCostModel leaves to the roofline. How they
              + the roofline's LM head and per-sequence Q/O bytes (at the current fit)
 
 (n = prefill + decode tokens, seqs = decode sequences + 1 if a prefill runs, pairs = prefill query-key
-pairs, kv = decode KV tokens read, ops(n) = the measured non-attention ops of one layer; the prefill
-term takes the roofline's branch, compute or memory, at the current fit), by non-negative least squares
-on relative error, iterated. Then overhead_s = overhead; seq_overhead_s = c_seq (the Python engine's
+pairs, kv = decode KV tokens read, ops(n) = the measured non-attention ops of one layer; each roofline
+term (prefill attention, decode attention, LM head) takes its branch, compute or memory, at the current fit,
+and is its datasheet-rate time x 1/flops_fraction or x 1/hbm_fraction, so those two are linear coefficients
+too), by non-negative least squares on relative error, the branches iterated. Then overhead_s = overhead; seq_overhead_s = c_seq (the Python engine's
 per-request work); the profile is ops(n) + c_tok * n / L (engine per-token work outside the layer ops,
 spread over the layers); flops_fraction = L*4*q_width / (peak * c_pair) (prefill attention's effective
 FLOP/s); hbm_fraction = L*2*kv_width*dtype / (bandwidth * c_kv) (decode attention's effective
@@ -108,6 +109,15 @@ def fit_calibration(steps: pd.DataFrame, ops: pd.DataFrame, model: ModelSpec, gp
     """Fit from measured steps (STEP_COLUMNS; the step time in `time_col`) and the layer-op profile
     (num_tokens, time_ms of one layer). Returns the Calibration and its profile table (format 3 plus the
     two parts: measured ops and the engine's per-token share).
+
+    Every roofline term is its datasheet-rate time over an efficiency, so with a = 1 / flops_fraction and
+    h = 1 / hbm_fraction the step time is linear in (overhead, c_seq, c_tok, a, h) once each max() branch
+    (compute or memory: prefill attention, decode attention, LM head) is known: the branches are iterated, the
+    coefficients solved together. The returned Calibration therefore prices every step exactly as the fit did.
+    (An earlier fit held the LM head and per-sequence bytes at the previous round's bandwidth while solving the
+    decode-attention one; on a real CPU profile it could oscillate and return a calibration 25-45% faster than
+    its own fit.) A rate faster than the spec's peak (a or h < 1) raises the spec's peak to it, so every
+    efficiency stays a fraction in (0, 1].
     """
     missing = set(STEP_COLUMNS) - set(steps.columns)
     if missing:
@@ -124,21 +134,34 @@ def fit_calibration(steps: pd.DataFrame, ops: pd.DataFrame, model: ModelSpec, gp
     sampled = seqs  # the roofline samples every decode and one prefill per step
     t = steps[time_col].to_numpy(float)
     layers = L * np.array([ops_s(x) for x in n])
-    w = 1.0 / t  # relative error; reweighted by the prediction below, so the fit is not biased low
-    ff = hf = 1.0
-    compute_bound = np.ones(len(t), dtype=bool)  # prefill attention's roofline branch, updated each round
-    for _ in range(8):
-        cur = RooflineCostModel(model, gpu, 1, RooflineEfficiency(ff, hf, 0.0))
-        lm = np.maximum(sampled * cur._lm_flop_s, cur._lm_weight_s + sampled * cur._lm_token_s)
-        pf_memory = pf * cur._pf_token_s
-        fixed = layers + lm + ds * cur._dec_seq_s + np.where(compute_bound, 0.0, pf_memory)
-        X = np.column_stack([np.ones_like(n), seqs, n, np.where(compute_bound, pairs, 0.0), kv])
-        coef = nonneg_lstsq(X * w[:, None], (t - fixed) * w)
-        overhead, c_seq, c_tok, c_pair, c_kv = (float(c) for c in coef)
-        ff = min(1.0, unit._pf_flop_s / c_pair) if c_pair > 0 else 1.0
-        hf = min(1.0, unit._dec_kv_s / c_kv) if c_kv > 0 else 1.0
-        compute_bound = pairs * unit._pf_flop_s / ff >= pf * unit._pf_token_s / hf
-        w = 1.0 / np.maximum(fixed + X @ coef, 1e-6)
+    # (compute, memory) unit times of each max() the roofline takes: prefill attention, decode attention, LM head
+    terms = [(pairs * unit._pf_flop_s, pf * unit._pf_token_s),
+             (np.where(ds > 0, kv * unit._dec_flop_s, 0.0), np.where(ds > 0, kv * unit._dec_kv_s + ds * unit._dec_seq_s, 0.0)),
+             (sampled * unit._lm_flop_s, unit._lm_weight_s + sampled * unit._lm_token_s)]
+    w = 1.0 / t  # relative error (reweighted by the prediction each round)
+    a = h = 1.0
+    for _ in range(12):
+        branch = [ca * a >= cm * h for ca, cm in terms]  # compute-bound where the compute time is the larger
+        A = sum(np.where(b, ca, 0.0) for b, (ca, _) in zip(branch, terms))
+        H = sum(np.where(b, 0.0, cm) for b, (_, cm) in zip(branch, terms))
+        X = np.column_stack([np.ones_like(n), seqs, n, A, H])
+        coef = nonneg_lstsq(X * w[:, None], (t - layers) * w)
+        overhead, c_seq, c_tok, a_new, h_new = (float(c) for c in coef)
+        # a term the data cannot see (coefficient 0) is priced at 1000x the datasheet rate: negligible, finite
+        a_new, h_new = max(a_new, 1e-3), max(h_new, 1e-3)
+        same = all(np.array_equal(ca * a_new >= cm * h_new, b) for b, (ca, cm) in zip(branch, terms))
+        if same and np.isclose(a_new, a, rtol=1e-9) and np.isclose(h_new, h, rtol=1e-9):
+            break
+        a, h = a_new, h_new
+        # relative error against the prediction, not the measurement (1/t alone biases the fit low), clamped so a
+        # badly predicted step cannot take over the next round
+        w = 1.0 / np.clip(layers + X @ coef, 0.5 * t, 2.0 * t)
+    a, h = a_new, h_new
+    spec = gpu
+    if a < 1.0 or h < 1.0:  # faster than the measured peak (caches): the spec's peak becomes the fitted rate
+        spec = replace(gpu, peak_bf16_flops=gpu.peak_bf16_flops / min(a, 1.0),
+                       hbm_bandwidth_Bps=gpu.hbm_bandwidth_Bps / min(h, 1.0))
+    ff, hf = min(1.0, 1.0 / a), min(1.0, 1.0 / h)
     efficiency = RooflineEfficiency(ff, hf, min(overhead, 0.999), min(c_seq, 0.0999))
     table = ops[["num_tokens", "time_ms"]].rename(columns={"time_ms": "ops_ms"}).copy()
     table["engine_per_token_ms"] = c_tok * table["num_tokens"] / L * 1e3
@@ -147,13 +170,13 @@ def fit_calibration(steps: pd.DataFrame, ops: pd.DataFrame, model: ModelSpec, gp
                         ("n_expanded_embd", "intermediate_size")):
         table[col] = getattr(model, field_)
     profile = LayerProfile.from_table(table, model=model)
-    fit = {"coefficients": dict(zip(REGRESSORS, (overhead, c_seq, c_tok, c_pair, c_kv))),
-           "effective_prefill_attention_flops": unit._pf_flop_s / c_pair * gpu.peak_bf16_flops if c_pair else None,
-           "effective_decode_attention_Bps": unit._dec_kv_s / c_kv * gpu.hbm_bandwidth_Bps if c_kv else None,
-           "clamped": {"flops_fraction": bool(c_pair and unit._pf_flop_s / c_pair > 1),
-                       "hbm_fraction": bool(c_kv and unit._dec_kv_s / c_kv > 1)},
+    fit = {"coefficients": dict(zip(REGRESSORS, (overhead, c_seq, c_tok, a * unit._pf_flop_s, h * unit._dec_kv_s))),
+           "effective_prefill_attention_flops": gpu.peak_bf16_flops / a,
+           "effective_decode_attention_Bps": gpu.hbm_bandwidth_Bps / h,
+           "clamped": {"flops_fraction": bool(a < 1.0), "hbm_fraction": bool(h < 1.0)},
+           "spec_peak_raised": spec is not gpu,
            "num_steps": int(len(steps)), "time_column": time_col, "sources": sources or {}}
-    calib = Calibration(gpu, profile, efficiency, fit)
+    calib = Calibration(spec, profile, efficiency, fit)
     rel = predict_steps(calib, model, steps) / t - 1.0
     fit["step_relative_error"] = {"mean_abs": float(np.mean(np.abs(rel))), "median": float(np.median(rel)),
                                   "p10": float(np.quantile(rel, 0.1)), "p90": float(np.quantile(rel, 0.9))}

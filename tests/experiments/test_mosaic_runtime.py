@@ -51,6 +51,10 @@ def test_quick_run_compares_every_scheduler_with_the_simulator(tmp_path):
     steps = pd.read_csv(run_dir / "calibration_steps.csv")  # what the placer's and the simulator's costs came from
     assert set(steps["worker"]) == {0, 1} and (steps["time_s"] > 0).all()
     assert set(steps["source"]) == {"step sweep", "validation draw"}  # the fit is anchored at served shapes
+    staged = pd.read_csv(run_dir / "stage_steps.csv")  # every stage's steps, checked against the fit, not fitted
+    assert set(staged["stage"]) == {"expert", "aggregator"} and (staged["fit_s"] > 0).all()
+    assert set(staged["scheduler"]) == set(table["scheduler"]) and summary["stage_step_fit"]["expert"]["steps"] > 0
+    assert table["step_fit_err_expert"].notna().all() and table["busy_expert"].between(0, 1).all()
     for name in ("mosaic_runtime_gantt.png", "mosaic_runtime_makespan.png"):
         assert (run_dir / name).stat().st_size > 10_000
 

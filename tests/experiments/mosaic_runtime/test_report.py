@@ -52,3 +52,24 @@ def test_kendall_tau_counts_concordant_minus_discordant_pairs():
     assert kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0
     assert kendall_tau([1, 2, 3], [30, 20, 10]) == -1.0
     assert kendall_tau([1, 2, 3], [10, 30, 20]) == pytest.approx(1 / 3)
+
+
+def test_step_columns_split_a_stage_error_into_step_cost_and_time_between_steps():
+    from types import SimpleNamespace
+
+    from tessera.experiments.mosaic_runtime.report import stage_step_fit, step_columns
+
+    steps = [{"time_s": 1.0, "fit_s": 0.8, "prefill_tokens": 0, "decode_seqs": 4},
+             {"time_s": 3.0, "fit_s": 2.4, "prefill_tokens": 64, "decode_seqs": 2}]
+    stage = SimpleNamespace(steps=steps, measured=SimpleNamespace(end_s=4.0),
+                            predicted=SimpleNamespace(end_s=3.5, gpu_busy_s={0: 2.0, 1: 1.5}))
+    cols = step_columns(stage, "expert", workers=2)
+    assert cols["steps_s_expert"] == 4.0 and cols["step_fit_err_expert"] == pytest.approx(-0.2)
+    assert cols["busy_expert"] == pytest.approx(4.0 / 8.0) and cols["sim_busy_expert"] == pytest.approx(3.5 / 7.0)
+    empty = step_columns(None, "aggregator", workers=2)
+    assert set(empty) == {"steps_s_aggregator", "step_fit_err_aggregator", "busy_aggregator", "sim_busy_aggregator"}
+    assert all(math.isnan(v) for v in empty.values())
+    fit = stage_step_fit(pd.DataFrame([{**s, "stage": "expert"} for s in steps]))
+    assert fit["expert"]["steps"] == 2 and fit["expert"]["total"] == pytest.approx(-0.2)
+    assert fit["expert"]["decode_batch_max"] == 4 and fit["expert"]["prefill_tokens_max"] == 64
+    assert stage_step_fit(pd.DataFrame()) == {}
