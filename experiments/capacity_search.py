@@ -46,6 +46,11 @@ def settings(cfg: DictConfig) -> tuple[SLO, dict]:
     warmup = p.get("warmup_fraction")
     if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not 0 <= warmup < 1:
         raise ConfigError(f"params.warmup_fraction={warmup!r} is invalid: use a fraction in [0, 1), e.g. 0.1")
+    growth = p.get("max_queue_growth")
+    if growth is not None and (isinstance(growth, bool) or not isinstance(growth, (int, float))
+                               or not 0 < growth < 1):
+        raise ConfigError(f"params.max_queue_growth={growth!r} is invalid: use a share of the arrival rate in "
+                          "(0, 1), e.g. 0.05, or null to judge probes by their SLO percentiles alone")
     return slo, p
 
 
@@ -60,27 +65,55 @@ def describe(cfg: DictConfig) -> dict:
             "router": spec.router, "cost_model": spec.cost_kind, "engine": asdict(spec.scheduler),
             "lengths": spec.workload.get("lengths"),
             "kvpolicy": spec.kv.name if spec.kv is not None else "full", "seed": cfg.seed, "slo": asdict(slo),
-            "search": {k: p[k] for k in ("num_requests", "rate_lo", "rate_hi", "tolerance", "warmup_fraction")}}
+            "search": {k: p[k] for k in ("num_requests", "rate_lo", "rate_hi", "tolerance", "warmup_fraction",
+                                         "max_queue_growth")}}
 
 
-def probe(spec, workload: dict, rate: float, slo: SLO, warmup_fraction: float = 0.0) -> dict:
+def queue_growth(whole: pd.DataFrame, measured: pd.DataFrame, rate: float) -> float:
+    """How fast requests pile up in the engine, as a fraction of the arrival rate: the number in the system
+    (arrived, not finished) seen by each measured arrival, its median over the last third of them minus that
+    over the first third, per second between the two, over `rate`. About 0 while the engine keeps up; it is the
+    unserved share of the load (1 - throughput / rate) when it does not. An overloaded vLLM-style engine first
+    admits the excess into ever larger batches, so its TTFT stays low until KV memory runs out: a short probe
+    shows the growth here long before its percentiles do."""
+    third = len(measured) // 3
+    if third == 0:
+        return 0.0
+    arrivals = np.sort(whole["arrival_s"].to_numpy(float))
+    finishes = np.sort(whole["finish_s"].fillna(math.inf).to_numpy(float))
+    t = measured["arrival_s"].to_numpy(float)
+    in_system = np.searchsorted(arrivals, t, side="right") - np.searchsorted(finishes, t, side="right")
+    first, last = slice(0, third), slice(len(t) - third, len(t))
+    span = float(np.median(t[last]) - np.median(t[first]))
+    if span <= 0:
+        return 0.0
+    return float(np.median(in_system[last]) - np.median(in_system[first])) / span / rate
+
+
+def probe(spec, workload: dict, rate: float, slo: SLO, warmup_fraction: float = 0.0,
+          max_queue_growth: float | None = None) -> dict:
     """One simulation at `rate`: the SLO percentiles, the fraction of requests meeting both SLOs, throughput,
     measured over the requests after the first `warmup_fraction` of arrivals (those meet an empty engine, which
-    makes a short probe of an overloaded config look better than its steady state)."""
+    makes a short probe of an overloaded config look better than its steady state). With `max_queue_growth`, a
+    probe whose requests pile up faster than that share of the arrival rate (queue_growth) is overloaded: a longer
+    run would break the SLO, however short the probe."""
     workload = {**workload, "arrival": {"kind": "poisson", "rate": rate}}
     policy = workload.pop("context_limit", DEFAULT_POLICY)
     requests, _ = apply_context_limit(build_workload(workload), spec.model.max_position, policy)
-    frame = add_latency_columns(run_sim(spec, requests).requests).sort_values(["arrival_s", "request_id"])
-    frame = frame.iloc[int(warmup_fraction * len(frame)):]
+    whole = add_latency_columns(run_sim(spec, requests).requests).sort_values(["arrival_s", "request_id"])
+    frame = whole.iloc[int(warmup_fraction * len(whole)):]
     done = frame[frame["status"] == "finished"]
     ttft = float(np.percentile(done["ttft_s"], slo.percentile)) if len(done) else math.inf
     tpot = done["tpot_s"].dropna()
     tpot_p = float(np.percentile(tpot, slo.percentile)) if len(tpot) else 0.0
     ok = (done["ttft_s"] <= slo.ttft_s) & ~(done["tpot_s"] > slo.tpot_s)
     span = float(done["finish_s"].max() - frame["arrival_s"].min()) if len(done) else math.nan
+    growth = queue_growth(whole, frame, rate)
+    stable = max_queue_growth is None or growth <= max_queue_growth
     return {"rate": rate, "ttft_p_s": ttft, "tpot_p_s": tpot_p, "attainment": float(ok.sum()) / len(frame),
             "throughput_per_s": len(done) / span if span > 0 else 0.0, "measured": len(frame), "finished": len(done),
-            "meets": bool(len(done) == len(frame) and ttft <= slo.ttft_s and tpot_p <= slo.tpot_s)}
+            "queue_growth": growth, "stable": bool(stable),
+            "meets": bool(len(done) == len(frame) and ttft <= slo.ttft_s and tpot_p <= slo.tpot_s and stable)}
 
 
 def search(measure, lo: float, hi: float, tolerance: float) -> tuple[float, list[dict]]:
@@ -132,13 +165,15 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     spec = resolve(cfg)
     slo, p = settings(cfg)
     workload = {**spec.workload, "num_requests": int(p["num_requests"])}
-    capacity, probes = search(lambda rate: probe(spec, workload, rate, slo, float(p["warmup_fraction"])),
+    limit = None if p.get("max_queue_growth") is None else float(p["max_queue_growth"])
+    capacity, probes = search(lambda rate: probe(spec, workload, rate, slo, float(p["warmup_fraction"]), limit),
                               float(p["rate_lo"]), float(p["rate_hi"]), float(p["tolerance"]))
     table = pd.DataFrame(probes)
     table.to_csv(run_dir / "probes.csv", index=False)
     title = (f"capacity of {spec.model.name} on {len(spec.workers)} x {spec.gpu.name}: {capacity:.2f} req/s "
              f"(p{slo.percentile:g} TTFT <= {slo.ttft_s:g} s and TPOT <= {slo.tpot_s:g} s, "
-             f"{p['num_requests']} requests per probe, first {p['warmup_fraction']:.0%} not measured)")
+             f"{p['num_requests']} requests per probe, first {p['warmup_fraction']:.0%} not measured"
+             + (f", queue growth <= {limit:.0%} of the rate" if limit is not None else "") + ")")
     if cfg.output.figures:
         figure(table, capacity, slo, run_dir / "capacity.png", title)
     if cfg.output.print_table:

@@ -63,3 +63,25 @@ def test_the_first_arrivals_are_not_measured(composed):
 def test_bad_settings_name_the_key(composed, change, message):
     with pytest.raises(ConfigError, match=message):
         describe(composed(["experiment=capacity_search", "params.rate_hi=4", change]))
+
+
+def test_a_short_probe_of_an_overload_is_caught_by_its_growing_queue(composed):
+    """200 requests at 4 req/s on an engine that serves about 3: the excess is admitted into larger batches, so
+    the SLO percentiles pass, but requests pile up at a quarter of the arrival rate; at 1 req/s they do not."""
+    from tessera.experiments.capacity_search import SLO, probe
+    from tessera.experiments.resolve import resolve
+
+    spec = resolve(composed(["experiment=capacity_search"]))
+    workload = {**spec.workload, "num_requests": 200}
+    slo = SLO(2.0, 0.1, 90)
+    over, lax = probe(spec, workload, 4.0, slo, 0.1, 0.05), probe(spec, workload, 4.0, slo, 0.1, None)
+    assert lax["meets"] and over["ttft_p_s"] == lax["ttft_p_s"] <= slo.ttft_s  # the percentiles alone pass it
+    assert over["queue_growth"] > 0.1 and not over["stable"] and not over["meets"]
+    assert over["queue_growth"] == pytest.approx(1 - over["throughput_per_s"] / 4.0, abs=0.12)
+    light = probe(spec, workload, 1.0, slo, 0.1, 0.05)
+    assert abs(light["queue_growth"]) < 0.02 and light["stable"] and light["meets"]
+
+
+def test_queue_growth_is_bad_config_when_not_a_share(composed):
+    with pytest.raises(ConfigError, match="params.max_queue_growth=1.5 is invalid"):
+        describe(composed(["experiment=capacity_search", "params.max_queue_growth=1.5"]))
