@@ -20,7 +20,8 @@ called right after the copy is queued and a request never stalls a step (a devia
 asynchronous reload, documented).
 
 Times are engine-clock seconds (time.perf_counter since construction, plus idle time skipped when
-``realtime`` is False).
+``realtime`` is False). The forward pass is runtime/engine_forward.py (a mixin); EngineConfig, the device, the
+policy by name and the scheduler's view of the pool are runtime/engine_setup.py (re-exported here).
 """
 from __future__ import annotations
 
@@ -29,161 +30,27 @@ import heapq
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from tessera.kernels import dispatch
-from tessera.kernels.layout import PAGE_SIZE, slot_mapping
-from tessera.kvcache import HeadMode, make_policy
-from tessera.kvcache.head_lists import shipped_unstable_heads
+from tessera.kernels.layout import PAGE_SIZE
+from tessera.kvcache import HeadMode
 from tessera.results.schema import REQUEST_COLUMNS
-from tessera.runtime.attention import DecodeLayerPlan, decode_attention, prefill_attention
+from tessera.runtime.engine_forward import EngineForward
+from tessera.runtime.engine_setup import (GIB, EngineConfig, SchedulerPool, build_policy, model_spec,  # noqa: F401
+                                         resolve_device)
 from tessera.runtime.kv_cache import KVCache, SeqTables
 from tessera.runtime.model import Transformer
 from tessera.runtime.prompt_kv import PromptKVStore
 from tessera.runtime.sampling import next_tokens
 from tessera.runtime.sequence import FREE, SamplingParams, Sequence
-from tessera.scheduling import FCFSScheduler, SchedulerConfig
-from tessera.types import ModelSpec
-
-GIB = 2**30
+from tessera.scheduling import FCFSScheduler
 
 
-@dataclass
-class EngineConfig:
-    """Engine limits (vLLM names), pool sizes and the KV policy. Validated on construction."""
-
-    max_num_seqs: int = 16
-    max_num_batched_tokens: int = 512
-    chunked_prefill: bool = True
-    watermark: float = 0.01
-    num_device_blocks: int | None = None  # head-pages in the device pool; None: from device_kv_gib
-    device_kv_gib: float = 0.25
-    host_kv_gib: float = 0.5  # host pool, allocated only for policies that offload
-    kvpolicy: str = "full"
-    kvpolicy_params: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    realtime: bool = False  # True: sleep until the next arrival when idle; False: skip idle time
-    check_invariants: bool = True  # device blocks held == RequestKV.device_pages after every event
-
-    def __post_init__(self) -> None:
-        checks = [("device_kv_gib", self.device_kv_gib > 0, "a positive size in GiB"),
-                  ("host_kv_gib", self.host_kv_gib >= 0, "a size in GiB >= 0"),
-                  ("num_device_blocks", self.num_device_blocks is None or self.num_device_blocks >= 1,
-                   "null or a block count >= 1")]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"runtime.{name}={getattr(self, name)!r} is invalid: use {allowed}")
-        self.scheduler_config()  # validates the scheduler limits
-
-    def scheduler_config(self) -> SchedulerConfig:
-        return SchedulerConfig(block_size=PAGE_SIZE, max_num_seqs=self.max_num_seqs,
-                               max_num_batched_tokens=self.max_num_batched_tokens,
-                               chunked_prefill=self.chunked_prefill, watermark=self.watermark)
-
-
-def resolve_device(device: torch.device | str | None) -> torch.device:
-    """"auto" (or None): cuda when available, else cpu. An explicit cuda device that is not available
-    raises ValueError naming the fix, instead of failing later inside a checkpoint load."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device={device!r} is not a torch device ({err}): use 'auto', 'cpu' or 'cuda[:N]'") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} but CUDA is not available: use device='auto' or 'cpu'")
-    return device
-
-
-def model_spec(model: Transformer, name: str) -> ModelSpec:
-    """The catalog-style ModelSpec of a loaded model (what the KV policies are built for)."""
-    c = model.config
-    dtype = model.model.embed_tokens.weight.dtype
-    return ModelSpec(name=name, hf_id=name, num_layers=c.num_hidden_layers, hidden_size=c.hidden_size,
-                     num_heads=c.num_attention_heads, num_kv_heads=c.num_key_value_heads, head_dim=c.head_dim,
-                     intermediate_size=c.intermediate_size, vocab_size=c.vocab_size,
-                     num_params=float(model.num_params()), dtype_bytes=torch.empty((), dtype=dtype).element_size(),
-                     max_position=c.max_position_embeddings)
-
-
-def build_policy(name: str, spec: ModelSpec, params: dict[str, Any] | None = None, seed: int = 0):
-    """make_policy with the runtime's defaults for models outside the catalogs.
-
-    flexicache: the paper's shipped unstable-head list when the model has one, else the synthetic class.
-    head_split: DuoAttention gates when a pattern maps to the model, else seeded random gates.
-    """
-    params = dict(params or {})
-    if isinstance(params.get("unstable_heads"), list):
-        params["unstable_heads"] = tuple(tuple(p) for p in params["unstable_heads"])
-    if isinstance(params.get("intervals"), list):
-        params["intervals"] = tuple(params["intervals"])
-    if name == "flexicache" and "unstable_source" not in params and "unstable_heads" not in params:
-        try:
-            shipped_unstable_heads(spec.name)
-            params["unstable_source"] = "shipped"
-        except KeyError:
-            params["unstable_source"] = "synthetic"
-    if name == "head_split" and params.get("pattern_model") is None:
-        from tessera.kvcache.config import HeadSplitConfig
-        from tessera.kvcache.policies import HeadSplitPolicy
-        try:
-            return make_policy(name, spec, **params)
-        except (KeyError, ValueError):
-            gates = np.random.default_rng(seed).random((spec.num_layers, spec.num_kv_heads))
-            return HeadSplitPolicy(spec, HeadSplitConfig(**params), gate_values=gates)
-    return make_policy(name, spec, **params)
-
-
-class _SchedulerPool:
-    """The device pool as the shared batch scheduler sees it (tessera.interface.KVBlockPool), in head-pages.
-
-    Growth gives every head of every layer blocks for the pages a token range starts (like the
-    simulator's HeadPagePool); the policy's moves then return what it does not keep. Admission also
-    reserves a request's peak host pages and MinMax blocks, so a running request never runs out of them.
-    """
-
-    block_size = PAGE_SIZE
-
-    def __init__(self, engine: "Engine") -> None:
-        self.engine = engine
-        self.cache = engine.cache
-        self.num_blocks = self.cache.device_blocks.num_blocks
-        self.num_heads = self.cache.num_heads_total
-
-    @property
-    def num_free_blocks(self) -> int:
-        return self.cache.device_blocks.num_free
-
-    def blocks_needed(self, seq: Sequence, num_new_tokens: int) -> int:
-        c = seq.num_computed_tokens
-        return self.num_heads * (-(-(c + num_new_tokens) // PAGE_SIZE) - -(-c // PAGE_SIZE))
-
-    def allocate(self, seq: Sequence, num_new_tokens: int) -> bool:
-        need = self.blocks_needed(seq, num_new_tokens)
-        fresh = seq.num_computed_tokens == 0 and seq.num_blocks == 0
-        if fresh and not self.engine._reserve(seq):
-            return False
-        if need > self.cache.device_blocks.num_free:
-            self.cache.poll(wait=True)
-        if need > self.cache.device_blocks.num_free:
-            if fresh:
-                self.engine._unreserve(seq)
-            return False
-        c = seq.num_computed_tokens
-        self.cache.grow(seq.tables, c, c + num_new_tokens)
-        return True
-
-    def free(self, seq: Sequence) -> None:
-        self.engine._release(seq)
-
-
-class Engine:
+class Engine(EngineForward):
     """Continuous-batching engine. API: add_request, step, run, generate, records, kv_usage."""
 
     def __init__(self, model: Transformer, tokenizer=None, config: EngineConfig | None = None, policy=None,
@@ -220,7 +87,7 @@ class Engine:
         n_mm = n_dev + n_host if plan.keeps_minmax else 0
         self.cache = KVCache(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, n_dev, n_host, n_mm,
                              self.dtype, self.device)
-        self.pool = _SchedulerPool(self)
+        self.pool = SchedulerPool(self)
         self.scheduler = FCFSScheduler(config.scheduler_config())
         self.eos_ids = set(eos_ids) if eos_ids is not None else self._eos_ids()
         self.waiting: deque[Sequence] = deque()
@@ -472,256 +339,6 @@ class Engine:
         ids = [self.add_request(p, params) for p in prompts]
         self.run()
         return [self.sequences[i].output_token_ids for i in ids]
-
-    # ---------------------------------------------------------------------------------------- forward
-    def _forward(self, seqs: list[Sequence], nums: list[int], decoding: list[bool]):
-        """Flattened batch through the model; returns (logits [S, vocab] of sampling rows, top-K per decode).
-
-        Prefill chunks of prompts in the PromptKVStore are restored (stored K/V written, stored logits
-        used) instead of computed; the chunks the model computes are recorded into the store.
-        """
-        model, cache = self.model, self.cache
-        L, H = cache.num_layers, cache.num_kv_heads
-        tokens, positions, rows, segments, sample_from = [], [], [], [], []
-        restored = []  # (i, stored PromptKV, c, n)
-        token_nums = list(nums)  # tokens each sequence puts through the model (0 when restored)
-        start = 0
-        for i, (s, n) in enumerate(zip(seqs, nums)):
-            c = s.num_computed_tokens
-            stored = self._stored_prefill(s, c, n, decoding[i])
-            if stored is not None:
-                restored.append((i, stored, c, n))
-                token_nums[i] = 0
-                self.num_restored_tokens += n
-                if c + n == s.num_tokens:
-                    sample_from.append(stored.logits)
-                continue
-            if c >= s.num_prompt_tokens:
-                ids = s.output_token_ids[c - s.num_prompt_tokens:c - s.num_prompt_tokens + n]
-            elif c + n > s.num_prompt_tokens:
-                ids = s.token_ids[c:c + n]
-            else:
-                ids = s.prompt_token_ids[c:c + n]
-            tokens.extend(ids)
-            positions.extend(range(c, c + n))
-            rows.extend([i] * n)
-            if not decoding[i]:
-                segments.append((i, start, n, c))
-            if c + n == s.num_tokens:
-                sample_from.append(start + n - 1)
-            start += n
-        P = max(-(-(s.num_computed_tokens + n) // PAGE_SIZE) for s, n in zip(seqs, nums))
-        bt_np = np.full((len(seqs), L, H, P), -1, dtype=np.int32)
-        for i, s in enumerate(seqs):
-            w = min(P, s.tables.dev.shape[2])
-            bt_np[i, :, :, :w] = s.tables.dev[:, :, :w]
-        bt = self._upload(bt_np)
-        tok_t = self._upload(tokens, np.int64)
-        pos_t = self._upload(positions, np.int64)
-        row_t = self._upload(rows, np.int64)
-        # every layer's slots at once (one gather per step, not per layer): [L, N, H]
-        slots_all = slot_mapping(bt.view(len(seqs), L * H, P), row_t, pos_t).view(-1, L, H).transpose(0, 1) \
-            .contiguous() if tokens else None
-        # CPU only (on CUDA a check would sync): numpy reads the host tensor in place, no transfer
-        slots_valid = bool(tokens) and self.device.type == "cpu" and bool(slots_all.numpy().min() >= 0)
-        # a batch of decodes only, one token per sequence in batch order: q, o and the tables need no gather
-        only_decodes = all(decoding) and all(n == 1 for n in nums)
-        full_dev, full_mm = self._newly_full(seqs, nums)
-        dec = self._decode_inputs(seqs, token_nums, decoding, bt, P) if any(decoding) else None
-        if restored:
-            r_rows = self._upload(np.concatenate([np.full(n, i) for i, _, _, n in restored]), np.int64)
-            r_pos = self._upload(np.concatenate([np.arange(c, c + n) for _, _, c, n in restored]), np.int64)
-        recording = [] if self.prompt_kv is None else \
-            [(seqs[i].prompt_token_ids, s0, T, c) for i, s0, T, c in segments if c + T <= seqs[i].num_prompt_tokens]
-        rec_k = [[] for _ in recording]
-        rec_v = [[] for _ in recording]
-
-        h = model.embed(tok_t[None]) if tokens else None
-        rope = model.rope(pos_t[None]) if tokens else None
-        topk_dev: dict[int, torch.Tensor] = {}
-        for l, layer in enumerate(model.layers):
-            bt_l = bt[:, l]
-            if restored:
-                self._write_restored(l, restored, slot_mapping(bt_l, r_rows, r_pos))
-            if h is None:
-                if full_dev is not None:
-                    cache.update_minmax(full_dev[l], full_mm[l])
-                continue
-            q, k, v = layer.qkv(h, rope)  # (1, Hq, N, D), (1, Hkv, N, D)
-            cache.write(k[0].transpose(0, 1).contiguous(), v[0].transpose(0, 1).contiguous(), slots_all[l], slots_valid)
-            for j, (_, s0, T, _) in enumerate(recording):
-                rec_k[j].append(k[0, :, s0:s0 + T])
-                rec_v[j].append(v[0, :, s0:s0 + T])
-            if full_dev is not None:
-                cache.update_minmax(full_dev[l], full_mm[l])
-            o = torch.empty_like(q) if not only_decodes else None
-            for i, s0, T, c in segments:
-                blocks = bt_l[i, :, :-(-(c + T) // PAGE_SIZE)]
-                o[:, :, s0:s0 + T] = prefill_attention(q[:, :, s0:s0 + T], k[:, :, s0:s0 + T], v[:, :, s0:s0 + T],
-                                                       cache.kv, blocks, c, self.windows[l])
-            if dec is not None:
-                if only_decodes:
-                    qd, btd = q[0].transpose(0, 1).contiguous(), bt_l  # [Bd, Hq, D]: a view of q
-                else:
-                    qd = q[0, :, dec["tok"]].transpose(0, 1).contiguous()
-                    btd = bt_l[dec["rows"]].contiguous()
-                plan = dec["plans"][l]
-                topk = None
-                if plan.needs_scores:
-                    scores = dispatch.score_pages(qd, cache.minmax, dec["mm"][:, l], dec["lens"])
-                    topk = dispatch.select_topk(scores, self.topk_pages)
-                    if dec["due_layers"][l]:
-                        topk_dev[l] = topk  # copied to the host once, after the last layer
-                od = decode_attention(qd, cache.kv, btd, dec["lens"], plan, topk)
-                if only_decodes:
-                    o = od.transpose(0, 1)[None]
-                else:
-                    o[0, :, dec["tok"]] = od.transpose(0, 1)
-            h = layer.finish(h, o)
-        logits = self._sampling_logits(h, sample_from)
-        if recording:
-            self._record_prefills(recording, rec_k, rec_v, h, logits, sample_from)
-        topk_np: dict[int, np.ndarray] = {}
-        if topk_dev:  # one device->host copy for every due layer (same shape [Bd, Hkv, K])
-            due = sorted(topk_dev)
-            host = torch.stack([topk_dev[l] for l in due]).cpu().numpy()
-            topk_np = {l: host[j] for j, l in enumerate(due)}
-        topk_rows = self._due_topk(seqs, decoding, dec, topk_np) if dec is not None else {}
-        return logits, topk_rows
-
-    def _write_restored(self, layer: int, restored: list, slots: torch.Tensor) -> None:
-        """Write the stored K/V of this step's restored prefill chunks (in batch order) into the pool."""
-        k = torch.cat([p.k[layer][:, c:c + n] for _, p, c, n in restored], dim=1).transpose(0, 1)  # [N, Hkv, D]
-        v = torch.cat([p.v[layer][:, c:c + n] for _, p, c, n in restored], dim=1).transpose(0, 1)
-        dispatch.write_kv(self.cache.kv, k.contiguous(), v.contiguous(), slots)
-
-    def _record_prefills(self, recording: list, rec_k: list, rec_v: list, h, logits, sample_from: list) -> None:
-        """Hand the computed prompt chunks (per layer K/V) to the store, with the logits at a prompt's end."""
-        logit_row = {src: j for j, src in enumerate(sample_from) if isinstance(src, int)}
-        for j, (prompt, s0, T, c) in enumerate(recording):
-            last, end = None, s0 + T - 1
-            if c + T == len(prompt):
-                last = logits[logit_row[end]] if end in logit_row else self.model.logits(h[:, end:end + 1])[0, 0]
-            self.prompt_kv.record(prompt, c, rec_k[j], rec_v[j], last)
-
-    def _stored_prefill(self, s: Sequence, c: int, n: int, decoding: bool):
-        """The stored prefill of s when this step's chunk [c, c + n) lies inside its prompt, else None."""
-        if self.prompt_kv is None or decoding or c + n > s.num_prompt_tokens:
-            return None
-        return self.prompt_kv.get(s.prompt_token_ids)
-
-    def _sampling_logits(self, h, sample_from: list) -> torch.Tensor | None:
-        """Logits [S, vocab] of the sampling rows: a row of h (int) or a stored prefill's logits (tensor)."""
-        if not sample_from:
-            return None
-        at = [src for src in sample_from if isinstance(src, int)]
-        computed = self.model.logits(h[:, self._upload(at, np.int64)])[0] if at else None
-        if len(at) == len(sample_from):
-            return computed
-        rows, j = [], 0
-        for src in sample_from:
-            if isinstance(src, int):
-                rows.append(computed[j])
-                j += 1
-            else:
-                rows.append(src.to(self.device))
-        return torch.stack(rows)
-
-    def _newly_full(self, seqs, nums):
-        """Device and MinMax block ids [L, X] of the pages every head fills this step (for update_minmax)."""
-        if not self.cache.keeps_minmax:
-            return None, None
-        devs, mms = [], []
-        for s, n in zip(seqs, nums):
-            c = s.num_computed_tokens
-            p0, p1 = c // PAGE_SIZE, (c + n) // PAGE_SIZE
-            if p1 > p0:
-                devs.append(s.tables.dev[:, :, p0:p1].reshape(self.cache.num_layers, -1))
-                mms.append(s.tables.mm[:, :, p0:p1].reshape(self.cache.num_layers, -1))
-        if not devs:
-            return None, None
-        dev_ids = np.concatenate(devs, axis=1)
-        mm_ids = np.concatenate(mms, axis=1)
-        assert (dev_ids >= 0).all() and (mm_ids >= 0).all(), "a page filled this step has no block"
-        return self._upload(dev_ids), self._upload(mm_ids)
-
-    def _decode_inputs(self, seqs, nums, decoding, bt, P) -> dict:
-        """Per layer: which kernels run, static page lists and rows whose pages come from this step's scores."""
-        L, H = self.cache.num_layers, self.cache.num_kv_heads
-        mode, plan = self.mode, self.plan
-        idx = [i for i, d in enumerate(decoding) if d]
-        tok_index = np.cumsum([0] + nums)[:-1]
-        dseqs = [seqs[i] for i in idx]
-        Bd = len(dseqs)
-        lens = np.array([s.num_computed_tokens + 1 for s in dseqs], dtype=np.int64)
-        out = {"rows": self._upload(idx, np.int64),
-               "tok": self._upload(tok_index[idx], np.int64),
-               "lens": self._upload(lens, np.int32)}
-        due_layers = np.zeros(L, dtype=bool)
-        dynamic = np.zeros((Bd, L, H), dtype=bool)
-        dynamic[:, mode == HeadMode.RESIDENT_TOPK] = True
-        static = np.zeros((Bd, L, H, P), dtype=bool)
-        pages = np.arange(P)
-        off = mode == HeadMode.OFFLOAD
-        win = mode == HeadMode.WINDOW
-        for b, s in enumerate(dseqs):
-            n = -(-int(lens[b]) // PAGE_SIZE)
-            if win.any():
-                keep = (pages < plan.sink_pages) | ((pages >= n - plan.window_pages) & (pages < n))
-                static[b][win] = keep
-            if off.any():
-                if s.decoded_since_prefill:
-                    static[b][off] = s.tables.dev[off][:, :P] >= 0 if s.tables.dev.shape[2] >= P else \
-                        np.pad(s.tables.dev[off], ((0, 0), (0, P - s.tables.dev.shape[2])), constant_values=-1) >= 0
-                else:
-                    dynamic[b][off] = True  # first rank: this step's top-K is used at once
-                layers, _ = s.rk.due_heads()
-                due_layers[np.unique(layers)] = True
-        width = int(static.sum(-1).max(initial=0))
-        if width:
-            order = np.where(static, pages, P)
-            order.sort(axis=-1)
-            order = order[..., :width]
-            static_pages = np.where(order == P, -1, order).astype(np.int32)
-        else:
-            static_pages = np.full((Bd, L, H, 1), -1, dtype=np.int32)
-        static_t = self._upload(static_pages)
-        dynamic_t = self._upload(dynamic)
-        if self.cache.keeps_minmax:
-            mm_np = np.full((Bd, L, H, P), -1, dtype=np.int32)
-            for b, s in enumerate(dseqs):
-                w = min(P, s.tables.mm.shape[2])
-                mm_np[b, :, :, :w] = s.tables.mm[:, :, :w]
-            out["mm"] = self._upload(mm_np)
-        plans = []
-        for l in range(L):
-            needs = bool(self._layer_has_resident_topk[l] or due_layers[l] or dynamic[:, l].any())
-            needs = needs and self.cache.keeps_minmax
-            all_full = self._all_full_layer[l]
-            plans.append(DecodeLayerPlan(full_heads=self._full_heads[l],
-                                         pages=None if all_full else static_t[:, l].contiguous(),
-                                         dynamic=dynamic_t[:, l] if needs else None, needs_scores=needs,
-                                         any_full=self._any_full[l], all_full=all_full,
-                                         full_q=self._full_q[l], window=self.windows[l]))
-        out["plans"] = plans
-        out["due_layers"] = due_layers
-        out["dseqs"] = dseqs
-        return out
-
-    def _due_topk(self, seqs, decoding, dec, topk_np) -> dict[int, np.ndarray]:
-        """Per decoding sequence (batch index): top-K rows [m, K] for its due OFFLOAD heads, in due_heads order."""
-        out = {}
-        if not self.has_offload:
-            return out
-        b = 0
-        for i, s in enumerate(seqs):
-            if not decoding[i]:
-                continue
-            layers, heads = s.rk.due_heads()
-            if len(layers):
-                out[i] = np.stack([topk_np[int(l)][b, int(h)] for l, h in zip(layers, heads)])
-            b += 1
-        return out
 
     # ------------------------------------------------------------------------------------ postprocess
     def _postprocess(self, seqs, nums, decoding, tokens, logprobs, topk_rows) -> list[Sequence]:
