@@ -1,0 +1,96 @@
+"""A worker's decode spans: while nobody arrives or finishes, its running requests' pure-decode iterations as one
+timeout (the same iteration times, counters and batch log as one event per iteration), cut short by an arrival.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left
+
+import simpy
+
+from tessera.sim.sequence import SeqState
+
+
+class DecodeSpans:
+    """Worker methods for decode spans (a mixin of Worker); they use its env, cost, pool, counters and batch log."""
+
+    def _span_length(self, seqs: list[SeqState]) -> int:
+        """Iterations until the first request finishes or the pool cannot give the next KV block."""
+        max_steps = min(seq.max_output_tokens - seq.num_generated for seq in seqs)
+        block = self.pool.block_size
+        free = self.pool.num_free_blocks
+        computed = [seq.num_computed_tokens for seq in seqs]
+        held = [seq.num_blocks for seq in seqs]
+
+        def blocks_needed(steps: int) -> int:
+            return sum(max(0, -(-(c + steps) // block) - h) for c, h in zip(computed, held))
+
+        if blocks_needed(max_steps) <= free:
+            return max_steps
+        lo, hi = 1, max_steps  # step 1 is already allocated by the scheduler
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if blocks_needed(mid) <= free:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _decode_span(self, seqs: list[SeqState]):
+        env = self.env
+        steps = self._span_length(seqs)
+        shape = self._shape
+        shape.prefill_tokens = 0
+        shape.prefill_attn_pairs = 0.0
+        shape.extra_hbm_bytes = 0.0
+        shape.decode_seqs = batch_size = len(seqs)
+        kv_first = sum(seq.num_computed_tokens for seq in seqs) + batch_size  # KV tokens the first step reads
+        kv_tokens = kv_first - batch_size
+        start = env.now
+        ends: list[float] = []
+        t = start
+        iteration_time = self.cost.iteration_time
+        for _ in range(steps):
+            kv_tokens += batch_size
+            shape.decode_kv_tokens = kv_tokens
+            t += iteration_time(shape)
+            ends.append(t)
+        self._in_span = True
+        try:
+            yield env.timeout(ends[-1] - start)
+            self._in_span = False
+            done = steps
+        except simpy.Interrupt:
+            # An arrival: finish the iteration in progress (the first one ending at or after now).
+            done = bisect_left(ends, env.now) + 1
+            if ends[done - 1] > env.now:
+                yield env.timeout(ends[done - 1] - env.now)
+        busy = self._account_span(start, ends, done, batch_size, kv_first)
+        for seq in seqs:
+            seq.execution_s += busy
+        self._apply_decode_steps(seqs, done)
+
+    def _account_span(self, start: float, ends, done: int, batch_size: int, kv_first: float) -> float:
+        """Counters and batch log of the first `done` iterations of a decode span; returns their busy time."""
+        busy = ends[done - 1] - start
+        self.busy_s += busy
+        self.num_iterations += done
+        self.totals.add_decode_span(done, batch_size, done * kv_first + batch_size * done * (done - 1) / 2)
+        if self.batch_log is not None:
+            self.batch_log.add_decode_span(start, ends[:done], batch_size, kv_first)
+        return busy
+
+    def _apply_decode_steps(self, seqs: list[SeqState], steps: int) -> None:
+        pool = self.pool
+        finished = False
+        for seq in seqs:
+            if not pool.allocate(seq, steps):  # guaranteed by _span_length
+                raise AssertionError(f"KV allocation failed inside a decode span for {seq}")
+            seq.num_computed_tokens += steps
+            seq.num_generated += steps
+            if seq.num_generated >= seq.max_output_tokens:
+                seq.num_tokens += steps - 1
+                finished = True
+            else:
+                seq.num_tokens += steps
+        if finished:
+            self._retire_finished()
