@@ -37,7 +37,8 @@ def records_frame(workload, result: dict, label: str) -> pd.DataFrame:
                          "start_s": seq.first_scheduled_s + offset, "first_token_s": seq.first_token_s + offset,
                          "finish_s": seq.finish_s + offset, "prompt_tokens": r.prompt_tokens,
                          "output_tokens": r.output_tokens, "preemptions": seq.num_preemptions,
-                         "bytes_moved": 0.0, "answer": answer, "correct": correct, "status": seq.status,
+                         "bytes_moved": stage.kv_bytes.get(r.request_id, 0.0), "answer": answer, "correct": correct,
+                         "status": seq.status,
                          "run_label": label})
     return pd.DataFrame(rows).astype(REQUEST_COLUMNS)
 

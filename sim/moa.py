@@ -49,14 +49,21 @@ class StageRun:
     gpu_busy_s: dict[int, float] = field(default_factory=dict)
     expert_busy_s: dict[str, float] = field(default_factory=dict)  # GPU time of all of an expert's replicas
     kv_totals: dict[str, float] = field(default_factory=dict)  # KV-policy counters summed over replicas
+    kv_bytes: dict[int, float] = field(default_factory=dict)  # per request: host<->device KV bytes (H2D + D2H)
 
     def add_kv_stats(self, workers) -> None:
+        links = set()  # co-resident replicas share their GPU's host link: its byte counters count once
         for worker in workers:
             if worker.kv is None:
                 continue
+            shared = worker.kv.link is not None and id(worker.kv.link) in links
+            if worker.kv.link is not None:
+                links.add(id(worker.kv.link))
             for key, value in worker.kv.run_stats().items():
-                if key in KV_TOTAL_KEYS:
+                if key in KV_TOTAL_KEYS and not (shared and key.endswith("_bytes")):
                     self.kv_totals[key] = self.kv_totals.get(key, 0.0) + float(value)
+            for request_id, st in worker.kv.request_stats().items():
+                self.kv_bytes[request_id] = self.kv_bytes.get(request_id, 0.0) + st["h2d_bytes"] + st["d2h_bytes"]
 
     @property
     def end_s(self) -> float:
