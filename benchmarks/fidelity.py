@@ -37,25 +37,28 @@ def load_profile(name: str, **overrides) -> EngineProfile:
     return EngineProfile.from_dict({**conf, **overrides})
 
 
-def simulate(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memory=MemoryConfig()):
-    """Client-side times (the profile's frontend_s included), as experiments/backends/sim.py reports them."""
+def run_one_worker(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memory=MemoryConfig()):
+    """One worker with the profile's costs serving `requests`, each reaching the engine frontend_s after it was sent."""
     spec = WorkerSpec(worker_id=0, gpu=gpu, model=model, tp=tp)
     cost = with_engine_profile(lambda **p: make_cost_model("roofline", model, gpu, tp, **p), profile, {})
     cluster = Cluster([spec], lambda s: cost, scheduler, memory, make_router("round_robin"))
-    return as_client_sees(request_frame(cluster.run(through_frontend(requests, profile.frontend_s))),
+    return cluster.run(through_frontend(requests, profile.frontend_s))
+
+
+def simulate(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memory=MemoryConfig()):
+    """Client-side times (the profile's frontend_s included), as experiments/backends/sim.py reports them."""
+    return as_client_sees(request_frame(run_one_worker(requests, model, gpu, tp, profile, scheduler, memory)),
                           profile.frontend_s)
 
 
 def static_batch(model, gpu, tp: int, profile: EngineProfile, batch: int, prompt: int, output: int
                  ) -> tuple[float, int]:
     """TensorRT-LLM's static batching: `batch` equal requests at t = 0, one context step for all of them (the token
-    budget holds the whole batch), then decodes. Returns the batch's latency (s) and the engine iterations."""
-    spec = WorkerSpec(worker_id=0, gpu=gpu, model=model, tp=tp)
-    cost = with_engine_profile(lambda **p: make_cost_model("roofline", model, gpu, tp, **p), profile, {})
+    budget holds the whole batch), then decodes. Returns the batch's latency from its send (s; the profile's
+    frontend_s included) and the engine iterations."""
     scheduler = SchedulerConfig(family="vllm_v0", watermark=0.0, max_num_seqs=max(256, batch),
                                 max_num_batched_tokens=max(8192, batch * prompt))
-    run = Cluster([spec], lambda s: cost, scheduler, MemoryConfig(), make_router("round_robin")).run(
-        [Request(i, 0.0, prompt, output) for i in range(batch)])
+    run = run_one_worker([Request(i, 0.0, prompt, output) for i in range(batch)], model, gpu, tp, profile, scheduler)
     return float(request_frame(run)["finish_s"].max()), run.workers[0].num_iterations
 
 
