@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from tessera.cost.calibration import Calibration
-from tessera.interface import BatchShape
+import pandas as pd
+
+from tessera.cost.calibration import Calibration, step_shape
 from tessera.memory import MemoryConfig
 from tessera.placement.plan import PlacementPlan
 from tessera.placement.problem import MoAPlacementProblem
@@ -42,17 +43,15 @@ def sim_context(calibs: dict[str, Calibration], models: dict[str, ModelSpec], lo
                          load_tp_s=dict(load_s), models=renamed, kv_bytes=dict(kv_bytes), serial_loads=True)
 
 
-def step_time_fn(calibs: dict[str, Calibration], models: dict[str, ModelSpec]) -> Callable[[dict], float]:
-    """A recorded engine step (StepRecorder row with its `expert`) -> the expert's calibrated time for that batch
+def step_time_fn(calibs: dict[str, Calibration], models: dict[str, ModelSpec]) -> Callable[[list[dict]], list[float]]:
+    """Recorded engine steps (StepRecorder rows with their `expert`) -> each expert's calibrated time for that batch
     shape: the step-level half of the simulator's prediction, checked on the stages' own steps (never fitted)."""
     costs = {expert: calibs[spec.name].cost_model(spec) for expert, spec in models.items()}
 
-    def step_time(row: dict) -> float:
-        return costs[row["expert"]].iteration_time(BatchShape(
-            prefill_tokens=int(row["prefill_tokens"]), prefill_attn_pairs=float(row["prefill_attn_pairs"]),
-            decode_seqs=int(row["decode_seqs"]), decode_kv_tokens=float(row["decode_kv_tokens"])))
+    def step_times(rows: list[dict]) -> list[float]:
+        return [costs[r.expert].iteration_time(step_shape(r)) for r in pd.DataFrame(rows).itertuples()]
 
-    return step_time
+    return step_times
 
 
 def replay_requests(served: list[ServedRequest], stage: str, query_of: dict[int, int]) -> list[Request]:

@@ -34,7 +34,7 @@ class StageEnv:
     ctx_for: Callable  # kv_bytes per expert -> MoASimContext
     on_dispatched: Callable | None = None  # test hook: called once a stage's first phases are dispatched
     recorder: object = None  # StageProgram.recorder: every engine step of a stage timed (None: not recorded)
-    step_time: Callable | None = None  # a recorded step (dict) -> the calibration's time for its shape
+    step_time: Callable | None = None  # recorded steps (dicts) -> the calibration's time for each one's shape
 
 
 @dataclass
@@ -76,7 +76,8 @@ def run_stage(env: StageEnv, name: str, placer_params: dict, prompts: list[WorkP
     predicted = predict_stage(env.ctx_for(kv_bytes), problem, plan, replay_requests(measured.served, stage, query_of),
                               stage)
     load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")  # other jobs skew the timings
-    steps = [{**r, "fit_s": env.step_time(r)} for r in measured.steps] if env.step_time else []
+    steps = ([{**r, "fit_s": fit} for r, fit in zip(measured.steps, env.step_time(measured.steps))]
+             if env.step_time else [])
     return StageResult(plan, problem, solve_s, measured, predicted, wall, load_avg, steps)
 
 
