@@ -17,3 +17,21 @@ class RandomTopK:
 
     def select(self, decode_step, num_pages, layers, heads, prev, steps_since, k) -> np.ndarray:
         return np.stack([self.rng.permutation(num_pages)[:k] for _ in range(len(layers))]).astype(np.int32)
+
+
+def decode_totals(rk, steps: int, unit: int = 1, before_step=None) -> tuple[int, int, int, float]:
+    """(H2D bytes // unit, promoted pages, reloads, mean device pages) of a prefilled RequestKV decoding `steps`
+    tokens, its reloads landing at once; before_step(rk) runs before every step (e.g. to draw a rank ahead)."""
+    fetched = promoted = reloads = 0
+    device = []
+    for _ in range(steps):
+        if before_step is not None:
+            before_step(rk)
+        s = rk.on_decode_step()
+        fetched += s.h2d_bytes // unit
+        promoted += s.num_promoted_pages
+        if s.is_reloading:
+            reloads += 1
+            rk.on_reload_done()
+        device.append(rk.device_pages)
+    return fetched, promoted, reloads, float(np.mean(device))

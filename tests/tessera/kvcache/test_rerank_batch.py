@@ -10,6 +10,7 @@ from tessera.kvcache.policies import make_policy
 from tessera.kvcache.rerank_batch import draw_ranks
 from tessera.models import model
 from tessera.sim.kv_manager import truth_head_model
+from tests.tessera.kvcache.helpers import decode_totals
 
 LLAMA = model("Llama-3.1-8B")
 HEADS = truth_head_model(LLAMA)
@@ -67,19 +68,12 @@ def decode(request_id: int, prompt: int, steps: int, ahead: bool) -> tuple[int, 
     rk.use_sampled_reranks()
     rk.on_prefill_done()
     rng = np.random.default_rng([request_id, 99])
-    fetched = promoted = reloads = 0
-    device = []
-    for _ in range(steps):
-        if ahead and (job := rk.next_rank_job()) is not None:
+
+    def draw_ahead(rk):
+        if (job := rk.next_rank_job()) is not None:
             rk.set_pending_rank(draw_ranks(rng, [job])[0])
-        s = rk.on_decode_step()
-        fetched += s.h2d_bytes
-        promoted += s.num_promoted_pages
-        if s.is_reloading:
-            reloads += 1
-            rk.on_reload_done()
-        device.append(rk.device_pages)
-    return fetched, promoted, reloads, float(np.mean(device))
+
+    return decode_totals(rk, steps, before_step=draw_ahead if ahead else None)
 
 
 def test_ranks_drawn_ahead_agree_with_ranks_drawn_at_their_step():

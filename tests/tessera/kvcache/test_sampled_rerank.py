@@ -7,6 +7,7 @@ from tessera.kvcache.head_plan import HeadMode
 from tessera.kvcache.policies import make_policy
 from tessera.models import model
 from tessera.sim.kv_manager import truth_head_model
+from tests.tessera.kvcache.helpers import decode_totals
 
 LLAMA = model("Llama-3.1-8B")
 HEADS = truth_head_model(LLAMA)
@@ -18,17 +19,7 @@ def decode(policy, request_id: int, prompt: int, steps: int, sampled: bool) -> t
     if sampled:
         rk.use_sampled_reranks()
     rk.on_prefill_done()
-    fetched = promoted = reloads = 0
-    device = []
-    for _ in range(steps):
-        s = rk.on_decode_step()
-        fetched += s.h2d_bytes // LLAMA.head_dim  # any fixed unit
-        promoted += s.num_promoted_pages
-        if s.is_reloading:
-            reloads += 1
-            rk.on_reload_done()
-        device.append(rk.device_pages)
-    return fetched, promoted, reloads, float(np.mean(device))
+    return decode_totals(rk, steps, unit=LLAMA.head_dim)  # any fixed unit
 
 
 def per_request(policy, sampled: bool, prompt: int, steps: int, n: int = 40, first_id: int = 0) -> np.ndarray:
