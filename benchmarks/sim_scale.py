@@ -5,9 +5,11 @@ router, full KV: build the workload, simulate, build the request/worker frames. 
 requests per CPU-second, microseconds per request and peak RSS per simulated request, one row per point, so the
 curve's linearity shows in the last columns. Target (issue 15): 1,000,000 requests on 1,024 workers in <= 60 s.
 Run: .venv/bin/python benchmarks/sim_scale.py [--workers 1 8 64 128] [--full] [--per-worker 1000] [--plain]
+[--one-env]
 (--full adds the 1,024-worker point: about a million requests; run it once, the machine is shared.)
---plain: without the decode cohort (sim/decode_cohort.py), every step through the scheduler; the digest column
-(request and worker frames) must read the same as without it.
+--plain: without the decode cohort (sim/decode_cohort.py), every step through the scheduler; --one-env: every
+worker in one SimPy environment (round-robin routing couples nothing, so by default each worker runs alone in its
+own: sim/cluster.py _run_independent). Either way the digest column (request and worker frames) must read the same.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ def digest(*frames) -> str:
     return h.hexdigest()[:10]
 
 
-def point(workers: int, per_worker: int, rate_per_worker: float, seed: int, cohort: bool = True) -> dict:
+def point(workers: int, per_worker: int, rate_per_worker: float, seed: int, cohort: bool = True,
+          independent: bool = True) -> dict:
     """One measurement in this process: phases in CPU seconds, peak RSS in bytes."""
     cpu0 = time.process_time()
     from tessera.cost import make_cost_model
@@ -53,7 +56,7 @@ def point(workers: int, per_worker: int, rate_per_worker: float, seed: int, coho
     cost = make_cost_model("profiled", llama, h100, 1)
     specs = [WorkerSpec(worker_id=i, gpu=h100, model=llama, tp=1) for i in range(workers)]
     cluster = Cluster(specs, lambda s: cost, SchedulerConfig(), MemoryConfig(), make_router("round_robin"),
-                      decode_cohort=cohort)
+                      decode_cohort=cohort, independent_workers=independent)
     run = cluster.run(requests)
     cpu_sim = time.process_time()
     frame, workers_frame = request_frame(run), worker_frame(run)
@@ -74,22 +77,26 @@ def main() -> None:
     parser.add_argument("--rate-per-worker", type=float, default=4.0, help="Poisson arrivals per second per worker")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plain", action="store_true", help="without the decode cohort (the reference path)")
+    parser.add_argument("--one-env", action="store_true",
+                        help="every worker in one SimPy environment (the reference for independent workers)")
     parser.add_argument("--point", type=int, default=None, help=argparse.SUPPRESS)  # run one point, print JSON
     args = parser.parse_args()
     if args.point is not None:
-        print(json.dumps(point(args.point, args.per_worker, args.rate_per_worker, args.seed, not args.plain)))
+        print(json.dumps(point(args.point, args.per_worker, args.rate_per_worker, args.seed, not args.plain,
+                               not args.one_env)))
         return
     workers = args.workers + ([1024] if args.full and 1024 not in args.workers else [])
     print(f"ShareGPT lengths, Poisson {args.rate_per_worker:g} req/s per worker, {args.per_worker} requests per "
           "worker, Llama-2-7B on H100 x workers, round-robin, full KV (CPU seconds, one fresh process per point)"
-          + (", without the decode cohort" if args.plain else ""))
+          + (", without the decode cohort" if args.plain else "")
+          + (", every worker in one SimPy environment" if args.one_env else ""))
     print(f"{'workers':>8} {'requests':>9} {'iters':>9} {'import':>7} {'load':>6} {'sim':>7} {'frames':>7} "
           f"{'total':>7} {'req/cpu-s':>10} {'us/req':>7} {'RSS MiB':>8} {'B/req':>7} {'digest':>10}")
     base_rss = None
     for w in workers:
         out = subprocess.run([sys.executable, __file__, "--point", str(w), "--per-worker", str(args.per_worker),
                               "--rate-per-worker", str(args.rate_per_worker), "--seed", str(args.seed)]
-                             + (["--plain"] if args.plain else []),
+                             + (["--plain"] if args.plain else []) + (["--one-env"] if args.one_env else []),
                              check=True, capture_output=True, text=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         work = r["load_s"] + r["simulate_s"] + r["frames_s"]

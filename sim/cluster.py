@@ -24,6 +24,7 @@ from tessera.sim.kv_manager import KVManager, KVSetup, truth_head_model
 from tessera.sim.link import Link
 from tessera.sim.router import Router
 from tessera.sim.sequence import SeqState
+from tessera.sim.timeouts import timeout_at
 from tessera.sim.worker import Worker
 
 
@@ -40,15 +41,17 @@ class Cluster:
     def __init__(self, worker_specs: Sequence[WorkerSpec], cost_for: Callable[[WorkerSpec], CostModel],
                  scheduler_config: SchedulerConfig, memory: MemoryConfig, router: Router,
                  host_link: LinkSpec | None = None, progress: bool = False, fast_forward: bool = True,
-                 kv: KVSetup | None = None, decode_cohort: bool = True) -> None:
+                 kv: KVSetup | None = None, decode_cohort: bool = True, independent_workers: bool = True) -> None:
         """kv: the KV policy every worker runs (None: plain full KV in token blocks, the fast path).
         fast_forward=False: one event per iteration; decode_cohort=False: no lazy decode counters (sim/worker.py);
-        both give the same results (the references the fast paths are tested against)."""
+        independent_workers=False: every worker in one SimPy environment even when nothing couples them (run());
+        all give the same results (the references the fast paths are tested against)."""
         if not worker_specs:
             raise ValueError("cluster has no workers: set cluster.num_workers >= 1")
         self.env = simpy.Environment()
         self.router = router
         self.progress = progress
+        self.independent_workers = independent_workers
         self.memory = memory
         self.block_size = scheduler_config.block_size
         self.gpus: dict[int, GPU] = {}
@@ -157,17 +160,19 @@ class Cluster:
                              f"serves only {served}; fix the workload's model names or the cluster's models")
         return found
 
+    def _route(self, seq: SeqState, worker_id: int | None) -> Worker:
+        if worker_id is None:
+            return self.router.pick(seq, self._candidates(seq.request))
+        worker = self.worker(worker_id)
+        model = seq.request.model
+        if model is not None and worker.spec.model.name != model:
+            raise ValueError(f"request {seq.request_id} for {model!r} assigned to worker {worker_id}, "
+                             f"which serves {worker.spec.model.name!r}")
+        return worker
+
     def _dispatch(self, seq: SeqState, worker_id: int | None) -> None:
         seq.arrival_s = self.env.now
-        if worker_id is None:
-            worker = self.router.pick(seq, self._candidates(seq.request))
-        else:
-            worker = self.worker(worker_id)
-            model = seq.request.model
-            if model is not None and worker.spec.model.name != model:
-                raise ValueError(f"request {seq.request_id} for {model!r} assigned to worker {worker_id}, "
-                                 f"which serves {worker.spec.model.name!r}")
-        worker.add(seq)
+        self._route(seq, worker_id).add(seq)
 
     def submit(self, request: Request, worker_id: int | None = None) -> SeqState:
         """Add a request now (from a callback or process during run); routed unless worker_id is given."""
@@ -190,10 +195,40 @@ class Cluster:
     def _arrivals(self, seqs: list[SeqState], assignment: Mapping[int, int]):
         env = self.env
         for seq in seqs:
-            delay = seq.request.arrival_s - env.now
-            if delay > 0:
-                yield env.timeout(delay)
+            if seq.request.arrival_s > env.now:
+                yield timeout_at(env, seq.request.arrival_s)
             self._dispatch(seq, assignment.get(seq.request_id))
+
+    def _independent(self, on_finish) -> bool:
+        """Whether the workers can be simulated one after another, each in its own SimPy environment, with the
+        same results: nothing couples them (routing fixed in advance, no GPU or host link shared, no KV policy's
+        copies, no callback submitting requests). One small event queue per worker instead of one with every
+        worker's events: the same events, fewer heap levels and a working set that stays in the CPU caches."""
+        return (self.independent_workers and len(self.workers) > 1 and on_finish is None and getattr(self.router, "static", False)
+                and all(w.kv is None and w.compute_lanes is None for w in self.workers))
+
+    def _run_independent(self, seqs: list[SeqState], assignment: Mapping[int, int]) -> None:
+        """Route every request now (a static router picks by arrival order only), then run each worker alone."""
+        mine: dict[int, list[SeqState]] = {w.worker_id: [] for w in self.workers}
+        for seq in seqs:
+            mine[self._route(seq, assignment.get(seq.request_id)).worker_id].append(seq)
+        for worker in self.workers:
+            env = worker.move_to_new_env()
+            env.process(self._worker_arrivals(env, worker, mine[worker.worker_id]))
+            env.run()
+            stuck = [q for q in mine[worker.worker_id]
+                     if q.status != "finished" and not q.status.startswith("rejected")]
+            if stuck:
+                raise RuntimeError(f"simulation stalled with {len(stuck)} unfinished requests on worker "
+                                   f"{worker.worker_id}, e.g. {stuck[:3]}")
+
+    @staticmethod
+    def _worker_arrivals(env: simpy.Environment, worker: Worker, seqs: list[SeqState]):
+        for seq in seqs:
+            if seq.request.arrival_s > env.now:
+                yield timeout_at(env, seq.request.arrival_s)
+            seq.arrival_s = env.now
+            worker.add(seq)
 
     def run(self, requests: Sequence[Request], assignment: Mapping[int, int] | None = None,
             on_finish: Callable[[SeqState, "Cluster"], None] | None = None) -> ClusterRun:
@@ -209,7 +244,9 @@ class Cluster:
         self._user_on_finish = on_finish
         self._bar = tqdm(total=len(seqs), desc="simulating", unit="req", disable=not self.progress,
                          mininterval=0.5)
-        if seqs:
+        if seqs and self._independent(on_finish):
+            self._run_independent(seqs, assignment or {})
+        elif seqs:
             self.env.process(self._arrivals(seqs, assignment or {}))
             try:
                 self.env.run(until=self._all_done)

@@ -12,6 +12,7 @@ from tessera.sim.worker import Worker
 
 class Router(Protocol):
     name: str
+    static: bool  # True: pick() depends only on the order of requests and their candidates, not on worker state
 
     def pick(self, seq: SeqState, candidates: Sequence[Worker]) -> Worker: ...
 
@@ -20,6 +21,7 @@ class RoundRobinRouter:
     """Cycle through the candidate workers, one counter per candidate set."""
 
     name = "round_robin"
+    static = True  # picks by arrival order alone, never by worker state (Cluster may route every request upfront)
 
     def __init__(self) -> None:
         self._next: dict[tuple[int, ...], int] = {}
@@ -40,6 +42,7 @@ class LeastOutstandingTokensRouter:
     """The worker with the fewest prompt + output tokens of assigned, unfinished requests (ties: lowest id)."""
 
     name = "least_outstanding_tokens"
+    static = False
 
     def pick(self, seq: SeqState, candidates: Sequence[Worker]) -> Worker:
         return min(candidates, key=lambda w: (w.outstanding_tokens, w.worker_id))

@@ -93,6 +93,15 @@ class Worker(CohortSteps, DecodeSpans):
             self._stall_schedulers: dict[int, BatchScheduler] = {}
         self.process = env.process(self._run() if kv is None else self._run_kv())
 
+    def move_to_new_env(self) -> simpy.Environment:
+        """Run in a SimPy environment of its own (Cluster._run_independent), before any event: a fresh process
+        there; the one made in the cluster's environment never starts."""
+        if self.num_iterations or self.waiting or self.running or self._wakeup is not None:
+            raise RuntimeError(f"worker {self.worker_id} has already run; it cannot move to another environment")
+        self.env = simpy.Environment()
+        self.process = self.env.process(self._run() if self.kv is None else self._run_kv())
+        return self.env
+
     # ------------------------------------------------------------------------------------ admission
     def add(self, seq: SeqState) -> None:
         """Hand a request to this worker (called by the router at its arrival time)."""

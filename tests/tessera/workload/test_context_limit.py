@@ -41,3 +41,15 @@ def test_azure_code_on_llama2_7b_counts_the_long_prompts():
     requests = load_trace("azure_code")
     _, report = apply_context_limit(requests, 4096, "refuse")
     assert report.num_requests == 8819 and report.num_refused == report.num_over_limit > 1000
+
+
+def test_with_lengths_is_replace_on_every_field():
+    import dataclasses
+
+    from tessera.workload.context_limit import with_lengths
+
+    values = {"request_id": 7, "arrival_s": 1.25, "prompt_tokens": 900, "output_tokens": 300, "model": "m",
+              "query_id": 3, "stage": "expert"}
+    assert set(values) == {f.name for f in dataclasses.fields(Request)}, "a new Request field: add it to with_lengths"
+    request = Request(**values)
+    assert with_lengths(request, 10, 20) == dataclasses.replace(request, prompt_tokens=10, output_tokens=20)
