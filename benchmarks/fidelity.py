@@ -140,6 +140,37 @@ def lambda_rows(profile: EngineProfile, splits=("fitted", "held_out")) -> list[d
     return out
 
 
+def splitwise_table() -> pd.DataFrame:
+    """The Splitwise artifact's points, each the median of its 5 repeats."""
+    table = pd.read_csv(data_path("validation", "splitwise_perf_model", "measurements.csv"))
+    keys = ["model", "gpu", "tp", "batch_size", "prompt_tokens", "output_tokens", "split", "prompt_time_split"]
+    return table.groupby(keys, as_index=False)[["prompt_time_ms", "token_time_ms", "e2e_time_ms"]].median()
+
+
+def splitwise_rows(profile: EngineProfile) -> list[dict]:
+    """Splitwise's per-phase times (Llama-2-70B TP 2/4/8 and BLOOM-176B TP 8 on DGX-A100 / DGX-H100): a batch of
+    equal requests at t = 0, its prompt phase (TTFT of the batch) and its mean decode iteration (TPOT). A run that
+    stopped before the asked output length (its e2e time says so) is simulated for the tokens it generated."""
+    out = []
+    for row in splitwise_table().itertuples():
+        batch, prompt = int(row.batch_size), int(row.prompt_tokens)
+        generated = min(int(row.output_tokens),
+                        1 + round((row.e2e_time_ms - row.prompt_time_ms) / row.token_time_ms))
+        scheduler = SchedulerConfig(family="vllm_v0", watermark=0.0, max_num_seqs=max(256, batch),
+                                    max_num_batched_tokens=max(4096, batch * prompt))
+        frame = simulate([Request(i, 0.0, prompt, generated) for i in range(batch)], model_spec(row.model),
+                         gpu_spec(row.gpu), int(row.tp), profile, scheduler)
+        tpot = ((frame["finish_s"] - frame["first_token_s"]) / (generated - 1)).median() * 1e3
+        metrics = [("tpot", row.split, row.token_time_ms, tpot),
+                   ("ttft", row.prompt_time_split, row.prompt_time_ms, frame["first_token_s"].max() * 1e3)]
+        for metric, split, measured, predicted in metrics:
+            if split != "excluded":
+                out.append({"source": "splitwise_perf_model", "split": split, "model": row.model, "gpu": row.gpu,
+                            "tp": int(row.tp), "metric": metric, "measured": float(measured),
+                            "predicted": float(predicted)})
+    return out
+
+
 # ------------------------------------------------------------------------------------------------- report
 def error_table(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     err = (rows["predicted"] - rows["measured"]) / rows["measured"] * 100
@@ -150,13 +181,14 @@ def error_table(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 def run_all(quick: bool) -> pd.DataFrame:
     frames = []
-    for label, nemo_profile, flexi_profile, lambda_profile in (
+    for label, nemo_profile, flexi_profile, lambda_profile, splitwise_profile in (
             ("engine profile", load_profile("trtllm"), load_profile("vllm_v1_cudagraph", attention_backend="triton"),
-             load_profile("vllm_v0_multistep")),
+             load_profile("vllm_v0_multistep"), load_profile("vllm_v0_eager")),
             ("tessera_default", load_profile("tessera_default"), load_profile("tessera_default"),
-             load_profile("tessera_default"))):
+             load_profile("tessera_default"), load_profile("tessera_default"))):
         rows = (bench_rows(nemo_profile) + nemo_rows(nemo_profile)
-                + flexicache_rows(flexi_profile, 100 if quick else None) + lambda_rows(lambda_profile))
+                + flexicache_rows(flexi_profile, 100 if quick else None) + lambda_rows(lambda_profile)
+                + splitwise_rows(splitwise_profile))
         frames.append(pd.DataFrame(rows).assign(profile=label))
     return pd.concat(frames, ignore_index=True)
 

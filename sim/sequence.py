@@ -28,7 +28,7 @@ class SeqState:
         self.num_blocks = 0  # KV blocks held in the worker's pool
         self.num_preemptions = 0
         self.worker_id = -1
-        self.arrival_s = request.arrival_s  # on the simulation clock (set again at arrival; may differ by 1 ulp)
+        self.arrival_s = request.arrival_s  # on the simulation clock (set again at arrival, to the same time)
         self.first_scheduled_s = math.nan
         self.first_token_s = math.nan
         self.finish_s = math.nan

@@ -4,12 +4,13 @@ import pytest
 
 from dataclasses import replace
 
-from benchmarks.fidelity import bench_table, lambda_rows, load_profile, static_batch
+from benchmarks.fidelity import bench_table, lambda_rows, load_profile, splitwise_rows, splitwise_table, static_batch
 from tessera.hardware import gpu
 from tessera.models import model
 from tessera.paths import data_path
 
-SOURCES = ("nemo_trtllm_llama2", "flexicache_vllm_v1", "lambda_vllm_sharegpt", "llm_inference_bench_trtllm")
+SOURCES = ("nemo_trtllm_llama2", "flexicache_vllm_v1", "lambda_vllm_sharegpt", "llm_inference_bench_trtllm",
+           "splitwise_perf_model")
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -74,3 +75,26 @@ def test_lambda_source_simulates_only_the_requested_split():
     assert rows and {r["split"] for r in rows} == {"fitted"}
     assert {r["metric"] for r in rows} == {"tpot", "ttft", "throughput"}
     assert all(r["predicted"] > 0 for r in rows)
+
+
+def test_splitwise_rows_are_consistent_and_held_out():
+    # 5 repeats of each point (15 of the point all three sweeps share: batch 1, prompt 512, output 128); where a
+    # short run cannot have stopped early or queued (128 tokens out, batch <= 16), e2e = prompt + 127 iterations
+    raw = pd.read_csv(data_path("validation", "splitwise_perf_model", "measurements.csv"))
+    assert set(raw["split"]) == {"held_out"} and raw["source_line"].is_unique
+    assert set(raw.loc[raw["prompt_time_split"] == "excluded", "batch_size"]) == {64}
+    table = splitwise_table()
+    shared = (table["batch_size"] == 1) & (table["prompt_tokens"] == 512) & (table["output_tokens"] == 128)
+    assert len(raw) == 5 * len(table) + 10 * shared.sum() and shared.sum() == 8  # one per (model, GPU, TP)
+    short = table[(table["output_tokens"] == 128) & (table["batch_size"] <= 16)]
+    implied = short["prompt_time_ms"] + (short["output_tokens"] - 1) * short["token_time_ms"]
+    assert ((implied - short["e2e_time_ms"]).abs() / short["e2e_time_ms"]).max() < 0.02
+
+
+def test_splitwise_rows_simulate_both_phases_of_every_point():
+    rows = splitwise_rows(load_profile("vllm_v0_eager"))
+    table = splitwise_table()
+    tpot = [r for r in rows if r["metric"] == "tpot"]
+    ttft = [r for r in rows if r["metric"] == "ttft"]
+    assert len(tpot) == len(table) and len(ttft) == (table["prompt_time_split"] != "excluded").sum()
+    assert all(r["predicted"] > 0 and r["split"] == "held_out" for r in rows)
