@@ -204,7 +204,8 @@ class Cluster:
         same results: nothing couples them (routing fixed in advance, no GPU or host link shared, no KV policy's
         copies, no callback submitting requests). One small event queue per worker instead of one with every
         worker's events: the same events, fewer heap levels and a working set that stays in the CPU caches."""
-        return (self.independent_workers and len(self.workers) > 1 and on_finish is None and getattr(self.router, "static", False)
+        return (self.independent_workers and len(self.workers) > 1 and on_finish is None
+                and getattr(self.router, "static", False)
                 and all(w.kv is None and w.compute_lanes is None for w in self.workers))
 
     def _run_independent(self, seqs: list[SeqState], assignment: Mapping[int, int]) -> None:
