@@ -108,7 +108,9 @@ class CohortSteps:
         shape.decode_seqs = batch_size = cohort.size
         kv_first = cohort.computed_sum + batch_size  # KV tokens the first step reads
         start = env.now
-        times = SpanTimes(self.cost.iteration_time, shape, start, batch_size, kv_first, steps)
+        terms = getattr(self.cost, "decode_step_terms", None)
+        times = SpanTimes(self.cost.iteration_time, shape, start, batch_size, kv_first, steps,
+                          terms(batch_size) if terms is not None else None)
         times.extend(self.span_chunk)
         ends = times.ends
         self._in_span = True

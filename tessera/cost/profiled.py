@@ -92,5 +92,12 @@ class ProfiledCostModel:
         return t + self._rest_time(pf, batch.prefill_attn_pairs, ds, batch.decode_kv_tokens,
                                    batch.extra_hbm_bytes)
 
+    def decode_step_terms(self, ds: int) -> tuple[float, float, float, float, float, float]:
+        """RooflineCostModel.decode_step_terms with the profiled layers (and all-reduces) as the head."""
+        head = self._layers_cache.get(ds)
+        if head is None:
+            head = self.layers_time(ds)
+        return (head,) + self._roofline._rest_terms(ds)
+
     def transfer_time(self, num_bytes: float, link: LinkSpec) -> float:
         return self._roofline.transfer_time(num_bytes, link)

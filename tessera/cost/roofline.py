@@ -169,6 +169,28 @@ class RooflineCostModel:
         memory = self._lm_weight_s + sampled * self._lm_token_s
         return t + (compute if compute > memory else memory)
 
+    def _rest_terms(self, ds: int) -> tuple[float, float, float, float, float]:
+        """_rest_time of a pure-decode step of ds sequences as (t0, c_flop, c_kv, seq_bytes_s, lm): for kv KV tokens
+        it is (t0 + max(kv * c_flop, kv * c_kv + seq_bytes_s)) + lm, the same float operations in the same order."""
+        t0 = self._overhead_s + 0.0 * self._byte_s
+        if self._seq_overhead_s:
+            t0 += ds * self._seq_overhead_s
+        compute = ds * self._lm_flop_s
+        memory = self._lm_weight_s + ds * self._lm_token_s
+        return t0, self._dec_flop_s, self._dec_kv_s, ds * self._dec_seq_s, compute if compute > memory else memory
+
+    def decode_step_terms(self, ds: int) -> tuple[float, float, float, float, float, float]:
+        """A pure-decode step of ds >= 1 sequences reading kv KV tokens takes
+        head + ((t0 + max(kv * c_flop, kv * c_kv + seq_bytes_s)) + lm) -- exactly iteration_time's float result;
+        returns (head, t0, c_flop, c_kv, seq_bytes_s, lm) so a decode span sums its steps without a call per step."""
+        n = ds
+        compute = n * self._lin_flop_s
+        memory = (self.weight_read_time(n) if self._expert_weight_s else self._lin_weight_s) + n * self._lin_act_s
+        head = (compute if compute > memory else memory) + n * self._elementwise_s
+        if self.tp > 1:
+            head += self.all_reduce_time(n)
+        return (head,) + self._rest_terms(ds)
+
     def iteration_time(self, batch: BatchShape) -> float:
         pf = batch.prefill_tokens
         ds = batch.decode_seqs

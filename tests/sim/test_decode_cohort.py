@@ -158,3 +158,33 @@ def test_a_reserved_timeout_keeps_its_place_among_simultaneous_events():
     late(1.0).callbacks.append(lambda e: order.append("reserved"))  # ... scheduled second, at the same time
     env.run()
     assert order == ["reserved", "plain"] and env.now == 1.0
+
+
+def test_cohort_spans_with_a_real_cost_model_match_the_plain_steps():
+    """The profiled cost model gives its decode_step_terms to the cohort's spans (LinearCost above has none): the
+    same records as the plain path, which calls iteration_time for every step."""
+    from tessera.cost import make_cost_model
+    from tessera.hardware import gpu
+    from tessera.models import model
+    from tessera.types import WorkerSpec
+    from tessera.workload import build_workload
+
+    llama, h100 = model("Llama-2-7B"), gpu("H100-SXM-80GB")
+    cost = make_cost_model("profiled", llama, h100, 1)
+    assert hasattr(cost, "decode_step_terms")
+    requests = build_workload({"kind": "synthetic", "num_requests": 400, "seed": 3,
+                               "lengths": {"kind": "uniform", "prompt_tokens": [20, 1500], "output_tokens": [5, 400]},
+                               "arrival": {"kind": "poisson", "rate": 40.0}})
+
+    def run(cohort):
+        specs = [WorkerSpec(worker_id=i, gpu=h100, model=llama, tp=1) for i in range(2)]
+        cluster = Cluster(specs, lambda s: cost, SchedulerConfig(), MemoryConfig(), make_router("round_robin"),
+                          decode_cohort=cohort)
+        enable_batch_log(cluster)
+        result = cluster.run(requests)
+        return (request_frame(result), worker_frame(result), kv_usage_frame(result), batch_frame(result)), cluster
+
+    lazy, cluster = run(True)
+    plain, _ = run(False)
+    assert_same(lazy, plain)
+    assert all(w._cohort is not None for w in cluster.workers)
