@@ -8,6 +8,7 @@ from bisect import bisect_left
 import simpy
 
 from tessera.sim.sequence import SeqState
+from tessera.sim.span_times import SpanTimes
 
 
 class DecodeSpans:
@@ -44,16 +45,12 @@ class DecodeSpans:
         shape.extra_hbm_bytes = 0.0
         shape.decode_seqs = batch_size = len(seqs)
         kv_first = sum(seq.num_computed_tokens for seq in seqs) + batch_size  # KV tokens the first step reads
-        kv_tokens = kv_first - batch_size
         start = env.now
-        ends: list[float] = []
-        t = start
-        iteration_time = self.cost.iteration_time
-        for _ in range(steps):
-            kv_tokens += batch_size
-            shape.decode_kv_tokens = kv_tokens
-            t += iteration_time(shape)
-            ends.append(t)
+        terms = getattr(self.cost, "decode_step_terms", None)
+        times = SpanTimes(self.cost.iteration_time, shape, start, batch_size, kv_first, steps,
+                          terms(batch_size) if terms is not None else None)
+        times.extend(steps)
+        ends = times.ends
         self._in_span = True
         try:
             yield env.timeout(ends[-1] - start)

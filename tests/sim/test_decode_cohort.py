@@ -160,9 +160,9 @@ def test_a_reserved_timeout_keeps_its_place_among_simultaneous_events():
     assert order == ["reserved", "plain"] and env.now == 1.0
 
 
-def test_cohort_spans_with_a_real_cost_model_match_the_plain_steps():
-    """The profiled cost model gives its decode_step_terms to the cohort's spans (LinearCost above has none): the
-    same records as the plain path, which calls iteration_time for every step."""
+def test_spans_with_a_real_cost_model_match_one_event_per_iteration():
+    """The profiled cost model gives its decode_step_terms to the spans, the cohort's and the plain ones (LinearCost
+    above has none): the same records as one event per iteration, which calls iteration_time at every step."""
     from tessera.cost import make_cost_model
     from tessera.hardware import gpu
     from tessera.models import model
@@ -176,15 +176,24 @@ def test_cohort_spans_with_a_real_cost_model_match_the_plain_steps():
                                "lengths": {"kind": "uniform", "prompt_tokens": [20, 1500], "output_tokens": [5, 400]},
                                "arrival": {"kind": "poisson", "rate": 40.0}})
 
-    def run(cohort):
+    def run(cohort, fast_forward=True):
         specs = [WorkerSpec(worker_id=i, gpu=h100, model=llama, tp=1) for i in range(2)]
         cluster = Cluster(specs, lambda s: cost, SchedulerConfig(), MemoryConfig(), make_router("round_robin"),
-                          decode_cohort=cohort)
+                          decode_cohort=cohort, fast_forward=fast_forward)
         enable_batch_log(cluster)
         result = cluster.run(requests)
         return (request_frame(result), worker_frame(result), kv_usage_frame(result), batch_frame(result)), cluster
 
     lazy, cluster = run(True)
-    plain, _ = run(False)
-    assert_same(lazy, plain)
+    spans, _ = run(False)
+    per_iteration, reference = run(False, fast_forward=False)
+    assert_same(lazy, spans)
     assert all(w._cohort is not None for w in cluster.workers)
+    assert reference.workers[0].num_iterations == cluster.workers[0].num_iterations > 0
+    # every step's end time is the same float; only sums taken per span (execution_s, busy_s, step durations as
+    # differences of end times) and the KV-usage samples (one per event) differ from one event per iteration
+    requests_a, requests_b = spans[0], per_iteration[0]
+    for col in ("arrival_s", "start_s", "first_token_s", "finish_s"):
+        pd.testing.assert_series_equal(requests_a[col], requests_b[col], check_exact=True)
+    pd.testing.assert_series_equal(spans[3]["t_s"], per_iteration[3]["t_s"], check_exact=True)
+    pd.testing.assert_series_equal(requests_a["execution_s"], requests_b["execution_s"], rtol=1e-12)
