@@ -51,14 +51,20 @@ def simulate(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memo
                           profile.frontend_s)
 
 
+def whole_batch_prefill(batch: int, prompt: int) -> SchedulerConfig:
+    """vLLM v0's prefill-first scheduler with room for `batch` prompts of `prompt` tokens in one step (a fixed batch
+    sent at once: one prefill step, then decodes)."""
+    return SchedulerConfig(family="vllm_v0", watermark=0.0, max_num_seqs=max(256, batch),
+                           max_num_batched_tokens=max(8192, batch * prompt))
+
+
 def static_batch(model, gpu, tp: int, profile: EngineProfile, batch: int, prompt: int, output: int
                  ) -> tuple[float, int]:
     """TensorRT-LLM's static batching: `batch` equal requests at t = 0, one context step for all of them (the token
     budget holds the whole batch), then decodes. Returns the batch's latency from its send (s; the profile's
     frontend_s included) and the engine iterations."""
-    scheduler = SchedulerConfig(family="vllm_v0", watermark=0.0, max_num_seqs=max(256, batch),
-                                max_num_batched_tokens=max(8192, batch * prompt))
-    run = run_one_worker([Request(i, 0.0, prompt, output) for i in range(batch)], model, gpu, tp, profile, scheduler)
+    run = run_one_worker([Request(i, 0.0, prompt, output) for i in range(batch)], model, gpu, tp, profile,
+                         whole_batch_prefill(batch, prompt))
     return float(request_frame(run)["finish_s"].max()), run.workers[0].num_iterations
 
 
@@ -156,10 +162,8 @@ def splitwise_rows(profile: EngineProfile) -> list[dict]:
         batch, prompt = int(row.batch_size), int(row.prompt_tokens)
         generated = min(int(row.output_tokens),
                         1 + round((row.e2e_time_ms - row.prompt_time_ms) / row.token_time_ms))
-        scheduler = SchedulerConfig(family="vllm_v0", watermark=0.0, max_num_seqs=max(256, batch),
-                                    max_num_batched_tokens=max(4096, batch * prompt))
         frame = simulate([Request(i, 0.0, prompt, generated) for i in range(batch)], model_spec(row.model),
-                         gpu_spec(row.gpu), int(row.tp), profile, scheduler)
+                         gpu_spec(row.gpu), int(row.tp), profile, whole_batch_prefill(batch, prompt))
         tpot = ((frame["finish_s"] - frame["first_token_s"]) / (generated - 1)).median() * 1e3
         metrics = [("tpot", row.split, row.token_time_ms, tpot),
                    ("ttft", row.prompt_time_split, row.prompt_time_ms, frame["first_token_s"].max() * 1e3)]

@@ -192,12 +192,14 @@ class Cluster:
         if self._finished == self._expected and not self._all_done.triggered:
             self._all_done.succeed()
 
-    def _arrivals(self, seqs: list[SeqState], assignment: Mapping[int, int]):
-        env = self.env
+    @staticmethod
+    def _arrivals(env: simpy.Environment, seqs: list[SeqState], deliver: Callable[[SeqState], None]):
+        """Each request reaches `deliver` at its trace time exactly, its arrival_s set on env's clock."""
         for seq in seqs:
             if seq.request.arrival_s > env.now:
                 yield timeout_at(env, seq.request.arrival_s)
-            self._dispatch(seq, assignment.get(seq.request_id))
+            seq.arrival_s = env.now
+            deliver(seq)
 
     def _independent(self, on_finish) -> bool:
         """Whether the workers can be simulated one after another, each in its own SimPy environment, with the
@@ -215,21 +217,13 @@ class Cluster:
             mine[self._route(seq, assignment.get(seq.request_id)).worker_id].append(seq)
         for worker in self.workers:
             env = worker.move_to_new_env()
-            env.process(self._worker_arrivals(env, worker, mine[worker.worker_id]))
+            env.process(self._arrivals(env, mine[worker.worker_id], worker.add))
             env.run()
             stuck = [q for q in mine[worker.worker_id]
                      if q.status != "finished" and not q.status.startswith("rejected")]
             if stuck:
                 raise RuntimeError(f"simulation stalled with {len(stuck)} unfinished requests on worker "
                                    f"{worker.worker_id}, e.g. {stuck[:3]}")
-
-    @staticmethod
-    def _worker_arrivals(env: simpy.Environment, worker: Worker, seqs: list[SeqState]):
-        for seq in seqs:
-            if seq.request.arrival_s > env.now:
-                yield timeout_at(env, seq.request.arrival_s)
-            seq.arrival_s = env.now
-            worker.add(seq)
 
     def run(self, requests: Sequence[Request], assignment: Mapping[int, int] | None = None,
             on_finish: Callable[[SeqState, "Cluster"], None] | None = None) -> ClusterRun:
@@ -245,10 +239,12 @@ class Cluster:
         self._user_on_finish = on_finish
         self._bar = tqdm(total=len(seqs), desc="simulating", unit="req", disable=not self.progress,
                          mininterval=0.5)
+        assignment = assignment or {}
         if seqs and self._independent(on_finish):
-            self._run_independent(seqs, assignment or {})
+            self._run_independent(seqs, assignment)
         elif seqs:
-            self.env.process(self._arrivals(seqs, assignment or {}))
+            self.env.process(self._arrivals(self.env, seqs,
+                                            lambda seq: self._route(seq, assignment.get(seq.request_id)).add(seq)))
             try:
                 self.env.run(until=self._all_done)
             except RuntimeError as err:  # SimPy: no events left before every request finished

@@ -10,7 +10,8 @@ import simpy
 
 from tessera.interface import BatchShape, ScheduledBatch
 from tessera.sim.sequence import SeqState
-from tessera.sim.span_times import SpanTimes, reserved_timeout
+from tessera.sim.span_times import span_times
+from tessera.sim.timeouts import reserved_timeout
 
 
 class CohortSteps:
@@ -108,9 +109,7 @@ class CohortSteps:
         shape.decode_seqs = batch_size = cohort.size
         kv_first = cohort.computed_sum + batch_size  # KV tokens the first step reads
         start = env.now
-        terms = getattr(self.cost, "decode_step_terms", None)
-        times = SpanTimes(self.cost.iteration_time, shape, start, batch_size, kv_first, steps,
-                          terms(batch_size) if terms is not None else None)
+        times = span_times(self.cost, shape, start, batch_size, kv_first, steps)
         times.extend(self.span_chunk)
         ends = times.ends
         self._in_span = True

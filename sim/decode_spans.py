@@ -8,7 +8,7 @@ from bisect import bisect_left
 import simpy
 
 from tessera.sim.sequence import SeqState
-from tessera.sim.span_times import SpanTimes
+from tessera.sim.span_times import span_times
 
 
 class DecodeSpans:
@@ -46,9 +46,7 @@ class DecodeSpans:
         shape.decode_seqs = batch_size = len(seqs)
         kv_first = sum(seq.num_computed_tokens for seq in seqs) + batch_size  # KV tokens the first step reads
         start = env.now
-        terms = getattr(self.cost, "decode_step_terms", None)
-        times = SpanTimes(self.cost.iteration_time, shape, start, batch_size, kv_first, steps,
-                          terms(batch_size) if terms is not None else None)
+        times = span_times(self.cost, shape, start, batch_size, kv_first, steps)
         times.extend(steps)
         ends = times.ends
         self._in_span = True

@@ -1,17 +1,13 @@
-"""A decode span's iteration end times, computed only as far as the simulation gets, and the timeout that ends it.
+"""A decode span's iteration end times, computed only as far as the simulation gets.
 
-An arrival often cuts a span short; the times past the cut were never needed. reserved_timeout keeps the span's
-end event in the place of SimPy's event order it would have had if created when the span started (SimPy 4.1.2).
+An arrival often cuts a span short; the times past the cut were never needed (sim/timeouts.py reserved_timeout
+keeps the span's end event in its place of SimPy's event order).
 """
 from __future__ import annotations
 
-from heapq import heappush
 from typing import Callable
 
-import simpy
-from simpy.events import NORMAL
-
-from tessera.interface import BatchShape
+from tessera.interface import BatchShape, CostModel
 
 
 class SpanTimes:
@@ -65,19 +61,10 @@ class SpanTimes:
             self.extend(1)
 
 
-def reserved_timeout(env: simpy.Environment) -> Callable[[float], simpy.Event]:
-    """Take the next place in the event order now; the returned function schedules the timeout that
-    env.timeout(delay) would have been if created now (same time, same place among simultaneous events)."""
-    start, eid = env.now, next(env._eid)
 
-    def timeout(delay: float) -> simpy.Event:
-        event = simpy.Event(env)
-        event._ok = True
-        event._value = None
-        at = start + delay
-        if at < env.now:
-            raise ValueError(f"reserved timeout at {at} is in the past (now {env.now})")
-        heappush(env._queue, (at, NORMAL, eid, event))
-        return event
-
-    return timeout
+def span_times(cost: CostModel, shape: BatchShape, start: float, batch_size: int, kv_first: int,
+               steps: int) -> SpanTimes:
+    """SpanTimes for a cost model: from its decode_step_terms when it has them, else one iteration_time per step."""
+    terms = getattr(cost, "decode_step_terms", None)
+    return SpanTimes(cost.iteration_time, shape, start, batch_size, kv_first, steps,
+                     terms(batch_size) if terms is not None else None)

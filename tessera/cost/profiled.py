@@ -94,10 +94,7 @@ class ProfiledCostModel:
 
     def decode_step_terms(self, ds: int) -> tuple[float, float, float, float, float, float]:
         """RooflineCostModel.decode_step_terms with the profiled layers (and all-reduces) as the head."""
-        head = self._layers_cache.get(ds)
-        if head is None:
-            head = self.layers_time(ds)
-        return (head,) + self._roofline._rest_terms(ds)
+        return (self.layers_time(ds),) + self._roofline._rest_terms(ds)
 
     def transfer_time(self, num_bytes: float, link: LinkSpec) -> float:
         return self._roofline.transfer_time(num_bytes, link)

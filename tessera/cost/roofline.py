@@ -183,12 +183,9 @@ class RooflineCostModel:
         """A pure-decode step of ds >= 1 sequences reading kv KV tokens takes
         head + ((t0 + max(kv * c_flop, kv * c_kv + seq_bytes_s)) + lm) -- exactly iteration_time's float result;
         returns (head, t0, c_flop, c_kv, seq_bytes_s, lm) so a decode span sums its steps without a call per step."""
-        n = ds
-        compute = n * self._lin_flop_s
-        memory = (self.weight_read_time(n) if self._expert_weight_s else self._lin_weight_s) + n * self._lin_act_s
-        head = (compute if compute > memory else memory) + n * self._elementwise_s
+        head = self.linear_time(ds)
         if self.tp > 1:
-            head += self.all_reduce_time(n)
+            head += self.all_reduce_time(ds)
         return (head,) + self._rest_terms(ds)
 
     def iteration_time(self, batch: BatchShape) -> float:
