@@ -9,9 +9,7 @@ from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router, request_frame
 from tessera.types import Request
 from tests.sim.fakes import LinearCost, worker_specs
-
-requests_strategy = st.lists(
-    st.tuples(st.floats(0, 0.5), st.integers(1, 400), st.integers(1, 120)), min_size=1, max_size=40)
+from tests.sim.helpers import requests_strategy
 
 
 def build(reqs, *, workers=2, max_seqs=6, budget=128, chunked=True, fast_forward=True, router="round_robin"):

@@ -5,17 +5,13 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tessera.memory import MemoryConfig
 from tessera.scheduling import SchedulerConfig
-from tessera.sim import Cluster, kv_usage_frame, make_router, request_frame, worker_frame
-from tessera.sim.batch_log import enable_batch_log
+from tessera.sim import Cluster, make_router
 from tessera.sim.block_pool import BlockPool
 from tessera.sim.decode_cohort import DecodeCohort
-from tessera.sim.records import batch_frame
 from tessera.sim.sequence import SeqState
 from tessera.types import Request
 from tests.sim.fakes import LinearCost, worker_specs
-
-requests_strategy = st.lists(
-    st.tuples(st.floats(0, 0.5), st.integers(1, 400), st.integers(1, 120)), min_size=1, max_size=40)
+from tests.sim.helpers import assert_same, recorded_run, requests_strategy
 
 
 def frames(reqs, decode_cohort, *, workers=2, max_seqs=6, budget=128, chunked=True, router="round_robin",
@@ -23,20 +19,13 @@ def frames(reqs, decode_cohort, *, workers=2, max_seqs=6, budget=128, chunked=Tr
     cluster = Cluster(worker_specs(workers), lambda s: LinearCost(),
                       SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=budget, chunked_prefill=chunked),
                       MemoryConfig(0.5, 0.0), make_router(router), decode_cohort=decode_cohort)
-    enable_batch_log(cluster)
     for worker in cluster.workers:
         if max_log is not None and worker._cohort is not None:
             worker._cohort.max_log = max_log
         if span_chunk is not None:
             worker.span_chunk = span_chunk
     requests = [Request(i, t, p, o) for i, (t, p, o) in enumerate(sorted(reqs))]
-    run = cluster.run(requests, on_finish=on_finish)
-    return (request_frame(run), worker_frame(run), kv_usage_frame(run), batch_frame(run)), cluster
-
-
-def assert_same(a, b):
-    for x, y in zip(a, b):
-        pd.testing.assert_frame_equal(x, y, check_exact=True)
+    return recorded_run(cluster, requests, on_finish)[0], cluster
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -150,7 +139,7 @@ def test_span_times_extend_as_one_sum_and_cover_the_iteration_in_progress():
 def test_a_reserved_timeout_keeps_its_place_among_simultaneous_events():
     import simpy
 
-    from tessera.sim.span_times import reserved_timeout
+    from tessera.sim.timeouts import reserved_timeout
 
     env, order = simpy.Environment(), []
     late = reserved_timeout(env)  # taken first ...
@@ -180,9 +169,7 @@ def test_spans_with_a_real_cost_model_match_one_event_per_iteration():
         specs = [WorkerSpec(worker_id=i, gpu=h100, model=llama, tp=1) for i in range(2)]
         cluster = Cluster(specs, lambda s: cost, SchedulerConfig(), MemoryConfig(), make_router("round_robin"),
                           decode_cohort=cohort, fast_forward=fast_forward)
-        enable_batch_log(cluster)
-        result = cluster.run(requests)
-        return (request_frame(result), worker_frame(result), kv_usage_frame(result), batch_frame(result)), cluster
+        return recorded_run(cluster, requests)[0], cluster
 
     lazy, cluster = run(True)
     spans, _ = run(False)

@@ -2,21 +2,16 @@
 environment for all, and never when something does couple them (a state-based router, callbacks, shared GPUs)."""
 import dataclasses
 
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tessera.memory import MemoryConfig
 from tessera.scheduling import SchedulerConfig
-from tessera.sim import Cluster, kv_usage_frame, make_router, request_frame, worker_frame
-from tessera.sim.batch_log import enable_batch_log
+from tessera.sim import Cluster, make_router
 from tessera.sim.kv_manager import KVSetup
-from tessera.sim.records import batch_frame
 from tessera.types import Request, WorkerSpec
 from tests.sim.fakes import TINY_GPU, TINY_MODEL, LinearCost, worker_specs
-
-requests_strategy = st.lists(
-    st.tuples(st.floats(0, 0.5), st.integers(1, 400), st.integers(1, 120)), min_size=1, max_size=40)
+from tests.sim.helpers import assert_same, recorded_run, requests_strategy
 
 
 def run(reqs, independent, *, workers=3, fast_forward=True, max_seqs=6, router="round_robin", on_finish=None):
@@ -24,16 +19,9 @@ def run(reqs, independent, *, workers=3, fast_forward=True, max_seqs=6, router="
                       SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=128),
                       MemoryConfig(0.5, 0.0), make_router(router), fast_forward=fast_forward,
                       independent_workers=independent)
-    enable_batch_log(cluster)
     requests = [Request(i, t, p, o) for i, (t, p, o) in enumerate(sorted(reqs))]
-    result = cluster.run(requests, on_finish=on_finish)
-    frames = (request_frame(result), worker_frame(result), kv_usage_frame(result), batch_frame(result))
+    frames, result = recorded_run(cluster, requests, on_finish)
     return frames, result, cluster
-
-
-def assert_same(a, b):
-    for x, y in zip(a, b):
-        pd.testing.assert_frame_equal(x, y, check_exact=True)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
