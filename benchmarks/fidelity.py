@@ -2,9 +2,10 @@
 
 Per source, split (fitted / held-out), metric and TP degree: median absolute % error and signed mean % error,
 for the matching engine profile and for the plain simulator (tessera_default). `--fit` / `--fit-vllm` redo the
-grid searches that fixed the trtllm / vllm_v0_multistep profiles' two constants, on the fitted rows only.
+grid searches that fixed the trtllm / vllm_v0_multistep profiles' two constants, on the fitted rows only;
+`--fit-control` redoes vllm_v0_eager's control-plane constant on vLLM PR #2221's before / after run.
 
-    .venv/bin/python benchmarks/fidelity.py [--fit | --fit-vllm] [--quick]
+    .venv/bin/python benchmarks/fidelity.py [--fit | --fit-vllm | --fit-control] [--quick]
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from omegaconf import OmegaConf
 
 from tessera.cost import make_cost_model
 from tessera.cost.engine_cost import with_engine_profile
-from tessera.cost.engine_profile import EngineProfile
+from tessera.cost.engine_profile import EngineProfile, expand_sizes
 from tessera.hardware import gpu as gpu_spec
 from tessera.memory import MemoryConfig
 from tessera.models import model as model_spec
@@ -243,10 +244,53 @@ def fit_vllm_multistep() -> None:
           f"(range {gaps.min():.1f}-{gaps.max():.1f} ms)")
 
 
+def pr2221_fixed_run(profile: EngineProfile) -> float:
+    """vLLM PR #2221's fixed benchmark (data/validation/vllm_pr2221): 512 prompts of 1031 tokens generating 317, all
+    sent at t = 0, Llama-2-70B on 8 x A100-40GB, vLLM v0's scheduler with its then defaults (256 sequences, 4096
+    tokens a step). Returns the simulated elapsed time (s)."""
+    row = pd.read_csv(data_path("validation", "vllm_pr2221", "measurements.csv")).query("split == 'fitted'").iloc[0]
+    requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(int(row.num_prompts))]
+    scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256, max_num_batched_tokens=4096)
+    frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler)
+    return float(frame["finish_s"].max())
+
+
+def fit_control() -> None:
+    """vllm_v0_eager's two constants from PR #2221's fixed run (data/validation/vllm_pr2221), each exact in one step
+    because the steps do not depend on their durations (every request arrives at t = 0), so the run's time is linear
+    in either constant:
+    - cpu_per_seq_s: the engine after the PR (v0.2.7: CUDA graphs for decode batches up to 256, no Ray control
+      cost) must take the measured time;
+    - control_per_token_s: the engine before it must take the measured before - after difference longer."""
+    row = pd.read_csv(data_path("validation", "vllm_pr2221", "measurements.csv")).query("split == 'fitted'").iloc[0]
+    after_s, before_s = row.num_prompts / row.after_req_per_s, row.num_prompts / row.before_req_per_s
+    probe = 1e-6
+    after = replace(load_profile("vllm_v0_eager"), cuda_graphs=True, graph_sizes=tuple(expand_sizes(V027_GRAPHS)),
+                    cpu_per_seq_s=0.0, control_per_token_s=0.0)
+    t0 = pr2221_fixed_run(after)
+    per_seq = (after_s - t0) / ((pr2221_fixed_run(replace(after, cpu_per_seq_s=probe)) - t0) / probe)
+    after = replace(after, cpu_per_seq_s=per_seq)
+    t_after = pr2221_fixed_run(after)
+    probe = 1e-8
+    control = (before_s - after_s) / ((pr2221_fixed_run(replace(after, control_per_token_s=probe)) - t_after) / probe)
+    t_before = pr2221_fixed_run(replace(after, control_per_token_s=control))
+    print(f"PR #2221 fixed run (measured: after {after_s:.1f} s, before {before_s:.1f} s):")
+    print(f"  cpu_per_seq_s = {per_seq:.4g} s (the engine after the PR simulates {t_after:.1f} s; without it "
+          f"{t0:.1f} s)")
+    print(f"  control_per_token_s = {control:.4g} s per token per worker (the engine before the PR simulates "
+          f"{t_before:.1f} s)")
+
+
+# vLLM v0.2.7 (vllm/worker/model_runner.py _BATCH_SIZES_TO_CAPTURE): [1, 2, 4] + [8 * i for i in range(1, 33)]
+V027_GRAPHS = [1, 2, 4, {"start": 8, "stop": 256, "step": 8}]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit", action="store_true", help="redo the trtllm profile's grid search and stop")
     parser.add_argument("--fit-vllm", action="store_true", help="redo the vllm_v0_multistep grid search and stop")
+    parser.add_argument("--fit-control", action="store_true",
+                        help="redo vllm_v0_eager's control_per_token_s fit on vLLM PR #2221 and stop")
     parser.add_argument("--quick", action="store_true", help="100 instead of 500 requests for the online source")
     args = parser.parse_args()
     if args.fit:
@@ -254,6 +298,9 @@ def main() -> None:
         return
     if args.fit_vllm:
         fit_vllm_multistep()
+        return
+    if args.fit_control:
+        fit_control()
         return
     start = time.perf_counter()
     rows = run_all(args.quick)

@@ -1,7 +1,7 @@
 """EngineCostModel: a roofline or profiled cost model plus an engine profile's fixed costs (tessera/cost/engine_profile.py).
 
-Adds per-iteration CPU time, eager launch gaps or the CUDA-graph decode path (padded batch), all-reduce
-latency floors, and the attention backend's prefill efficiency in place of the roofline's generic one.
+Adds per-iteration CPU time, eager launch gaps and the host-bound eager floor or the CUDA-graph decode path (padded
+batch), all-reduce latency floors, and the attention backend's prefill efficiency in place of the roofline's generic one.
 """
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class EngineCostModel:
         self._sizes = profile.graph_sizes
         self._graph_max = profile.graph_sizes[-1] if profile.graph_sizes else 0
         self._launch_s = profile.launch_per_layer_s * self._layers
+        self._host_s = profile.host_launch_per_layer_s * self._layers
+        self._control_s = profile.control_per_token_s * (self.tp if self.tp > 1 else 0)  # per token, all workers
         frac = profile.prefill_flops_fraction(base.gpu.name)
         # Prefill attention compute at the backend's efficiency: scale the roofline's compute coefficient.
         self._pf_scale = 1.0 if frac is None else roofline.efficiency.flops_fraction / frac
@@ -42,7 +44,8 @@ class EngineCostModel:
         return max(compute * self._pf_scale, memory) - max(compute, memory)
 
     def gpu_time(self, batch: BatchShape) -> float:
-        """The iteration's GPU time: base + attention backend + launch gaps or graph padding + all-reduce floors."""
+        """The iteration's GPU time: base + attention backend + launch gaps or graph padding + all-reduce floors;
+        an eager step takes at least the host's launch time (kernels cannot run before they are issued)."""
         pf, ds = batch.prefill_tokens, batch.decode_seqs
         n = pf + ds
         t = self._base_time(batch)
@@ -63,13 +66,19 @@ class EngineCostModel:
             per_call = self._roofline.all_reduce_time(n) / calls
             if per_call < p.allreduce_floor_s:
                 t += calls * (p.allreduce_floor_s - per_call)
+        if not graphed and t < self._host_s:
+            return self._host_s
         return t
 
     def cpu_time(self, batch: BatchShape) -> float:
-        """The engine's CPU time for the iteration (scheduling, input preparation, sampling, outputs)."""
+        """The engine's CPU time for the iteration (scheduling, input preparation, sampling, outputs, and shipping
+        the sequences to the TP workers)."""
         p = self.profile
         seqs = batch.decode_seqs + (1 if batch.prefill_tokens else 0)
-        return p.cpu_fixed_s + p.cpu_per_seq_s * seqs + p.cpu_per_token_s * batch.num_tokens
+        t = p.cpu_fixed_s + p.cpu_per_seq_s * seqs + p.cpu_per_token_s * batch.num_tokens
+        if self._control_s:
+            t += self._control_s * (batch.prefill_tokens + batch.decode_kv_tokens)
+        return t
 
     def iteration_time(self, batch: BatchShape) -> float:
         if batch.prefill_tokens + batch.decode_seqs <= 0:

@@ -36,9 +36,17 @@ class EngineProfile:
 
     cpu_fixed_s, cpu_per_seq_s, cpu_per_token_s: CPU time of one iteration (scheduling, input preparation,
         sampling, output processing) = fixed + per sequence in the batch + per scheduled token.
+    control_per_token_s: per TP worker (TP > 1) and per token of every sequence in the step (its prompt, and for
+        a decoding sequence its whole context): the driver shipping the step's sequence metadata to each worker
+        (vLLM before PR #2221: one Ray call per worker with the pickled token lists). CPU time of the step.
     cpu_overlapped: the CPU work of step i+1 runs while the GPU runs step i (SGLang's overlap scheduler):
         an iteration then takes max(GPU, CPU) instead of their sum.
-    launch_per_layer_s: kernel-launch gaps per decoder layer when a step runs eagerly.
+    launch_per_layer_s: kernel-launch gaps per decoder layer when a step runs eagerly (GPU idle between kernels,
+        added to the kernel time).
+    host_launch_per_layer_s: the host's time to issue one decoder layer's kernels when a step runs eagerly
+        (Python module code and launches). Launches are asynchronous, so the host hides behind the GPU until it
+        is the slower side: an eager step's GPU time is max(kernel time, layers x this). This is the per-step
+        floor that does not fall with TP (every rank launches every layer's kernels).
     cuda_graphs: decode steps replay captured graphs: no launch gaps, the batch padded up to the next size in
         graph_sizes (larger batches run eagerly); graph_mixed: prefill/mixed steps of at most max(graph_sizes)
         tokens are graphed too (vLLM v1's piecewise graphs), else they run eagerly.
@@ -56,8 +64,10 @@ class EngineProfile:
     cpu_fixed_s: float = 1e-3
     cpu_per_seq_s: float = 0.0
     cpu_per_token_s: float = 0.0
+    control_per_token_s: float = 0.0
     cpu_overlapped: bool = False
     launch_per_layer_s: float = 0.0
+    host_launch_per_layer_s: float = 0.0
     cuda_graphs: bool = False
     graph_mixed: bool = False
     graph_sizes: tuple[int, ...] = ()
@@ -67,8 +77,8 @@ class EngineProfile:
     frontend_s: float = 0.0
 
     def __post_init__(self) -> None:
-        for f in ("cpu_fixed_s", "cpu_per_seq_s", "cpu_per_token_s", "launch_per_layer_s", "allreduce_floor_s",
-                  "frontend_s"):
+        for f in ("cpu_fixed_s", "cpu_per_seq_s", "cpu_per_token_s", "control_per_token_s", "launch_per_layer_s",
+                  "host_launch_per_layer_s", "allreduce_floor_s", "frontend_s"):
             value = getattr(self, f)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
                     or not 0.0 <= value < 1.0:

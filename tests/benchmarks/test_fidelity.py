@@ -4,13 +4,15 @@ import pytest
 
 from dataclasses import replace
 
-from benchmarks.fidelity import bench_table, lambda_rows, load_profile, splitwise_rows, splitwise_table, static_batch
+from benchmarks.fidelity import (V027_GRAPHS, bench_table, lambda_rows, load_profile, pr2221_fixed_run, splitwise_rows,
+                                 splitwise_table, static_batch)
+from tessera.cost.engine_profile import expand_sizes
 from tessera.hardware import gpu
 from tessera.models import model
 from tessera.paths import data_path
 
 SOURCES = ("nemo_trtllm_llama2", "flexicache_vllm_v1", "lambda_vllm_sharegpt", "llm_inference_bench_trtllm",
-           "splitwise_perf_model")
+           "splitwise_perf_model", "vllm_pr2221")
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -98,3 +100,20 @@ def test_splitwise_rows_simulate_both_phases_of_every_point():
     ttft = [r for r in rows if r["metric"] == "ttft"]
     assert len(tpot) == len(table) and len(ttft) == (table["prompt_time_split"] != "excluded").sum()
     assert all(r["predicted"] > 0 and r["split"] == "held_out" for r in rows)
+
+
+def test_vllm_v0_eager_reproduces_the_pr2221_run_it_was_fitted_to():
+    # its two fitted constants, put back: the engine after the PR (CUDA graphs, no Ray control cost) takes the
+    # measured 512 / 3.48 s, the engine before it (Ray control cost) 512 / 2.48 s; a retyped constant breaks this
+    eager = load_profile("vllm_v0_eager")
+    after = replace(eager, cuda_graphs=True, graph_sizes=tuple(expand_sizes(V027_GRAPHS)), control_per_token_s=0.0)
+    assert pr2221_fixed_run(after) == pytest.approx(512 / 3.48, rel=1e-3)
+    assert pr2221_fixed_run(replace(after, control_per_token_s=eager.control_per_token_s)) == pytest.approx(
+        512 / 2.48, rel=1e-3)
+
+
+def test_the_pr2221_source_is_fitted_and_splitwise_stays_held_out():
+    pr = pd.read_csv(data_path("validation", "vllm_pr2221", "measurements.csv"))
+    assert set(pr["split"]) == {"fitted", "excluded"} and set(pr["model"]) == {"Llama-2-70B"}
+    splitwise = pd.read_csv(data_path("validation", "splitwise_perf_model", "measurements.csv"))
+    assert set(splitwise["split"]) == {"held_out"}

@@ -53,6 +53,14 @@ def test_cpu_time_is_fixed_plus_per_sequence_plus_per_token():
     assert model.iteration_time(decode(8)) == pytest.approx(gpu + 1e-3 + 8e-4 + 8e-6)
 
 
+def test_the_control_plane_costs_every_sequence_token_once_per_tp_worker():
+    profile = EngineProfile(name="c", cpu_fixed_s=0.0, control_per_token_s=1e-8)
+    shape = BatchShape(prefill_tokens=300, prefill_attn_pairs=300 * 301 / 2, decode_seqs=4, decode_kv_tokens=4000)
+    for tp in (2, 4, 8):
+        assert cost(profile, "Llama-2-70B", tp=tp).cpu_time(shape) == pytest.approx(tp * 4300 * 1e-8)
+    assert cost(profile).cpu_time(shape) == 0.0  # TP 1: no workers to ship to
+
+
 def test_eager_steps_pay_launch_gaps_per_layer_and_graphed_decode_does_not():
     eager = cost(EngineProfile(name="e", launch_per_layer_s=5e-5))
     graphs = cost(EngineProfile(name="g", launch_per_layer_s=5e-5, cuda_graphs=True, graph_sizes=(1, 2, 4, 8)))
@@ -60,6 +68,25 @@ def test_eager_steps_pay_launch_gaps_per_layer_and_graphed_decode_does_not():
     assert eager.iteration_time(decode(8)) - graphs.iteration_time(decode(8)) == pytest.approx(32 * 5e-5)
     prefill = BatchShape(prefill_tokens=4, prefill_attn_pairs=10)  # not a decode: eager even with graphs
     assert graphs.gpu_time(prefill) == pytest.approx(base.gpu_time(prefill) + 32 * 5e-5)
+
+
+def test_eager_steps_take_at_least_the_hosts_launch_time_and_graphed_ones_do_not():
+    host = EngineProfile(name="h", cpu_fixed_s=0.0, host_launch_per_layer_s=3e-4, cuda_graphs=True, graph_sizes=(1, 2))
+    plain = EngineProfile(name="p", cpu_fixed_s=0.0, cuda_graphs=True, graph_sizes=(1, 2))
+    for tp in (4, 8):  # 70B: the kernels of a small decode step take less than 80 layers x 0.3 ms at TP 4 and 8
+        floored, kernels = cost(host, "Llama-2-70B", tp=tp), cost(plain, "Llama-2-70B", tp=tp)
+        assert kernels.gpu_time(decode(4)) < 80 * 3e-4
+        assert floored.gpu_time(decode(4)) == pytest.approx(80 * 3e-4)  # the same at both TP degrees
+        assert floored.gpu_time(decode(2)) == kernels.gpu_time(decode(2))  # graphed: no host launches
+        big = BatchShape(prefill_tokens=8192, prefill_attn_pairs=8192 * 8193 / 2)  # compute-bound: host hidden
+        assert kernels.gpu_time(big) > 80 * 3e-4 and floored.gpu_time(big) == kernels.gpu_time(big)
+
+
+def test_vllm_v0_eager_reproduces_its_source_step():
+    # PR #1440: Llama-2-7B, batch 1, 1.2 s eager over 100 tokens = 12.0 ms a step (host 10.6 ms + CPU 1.4 ms)
+    for gpu in ("A100-SXM-80GB", "H100-SXM-80GB"):
+        step = cost(load("vllm_v0_eager"), gpu=gpu).iteration_time(decode(1, kv=50))
+        assert step == pytest.approx(12.0e-3)
 
 
 def test_graphed_decode_is_priced_at_the_padded_batch_size():
