@@ -176,6 +176,30 @@ def splitwise_rows(profile: EngineProfile) -> list[dict]:
     return out
 
 
+def late_2023_graphs(profile: EngineProfile) -> EngineProfile:
+    """The late-2023 engine (vllm_v0_eager) as of Dec 2023: CUDA graphs for decode batches up to 256 (v0.2.6-0.2.7).
+    Profiles without eager host costs (tessera_default) are returned unchanged."""
+    if profile.host_launch_per_layer_s == 0 and profile.control_per_token_s == 0:
+        return profile
+    return replace(profile, cuda_graphs=True, graph_sizes=tuple(expand_sizes(V027_GRAPHS)))
+
+
+def pr2192_rows(profile: EngineProfile) -> list[dict]:
+    """vLLM PR #2192's benchmark_latency batch (data/validation/vllm_pr2192): `batch` prompts sent at once, the
+    latency of the whole generate call; simulated with the profile's Dec-2023 variant (late_2023_graphs)."""
+    out = []
+    table = pd.read_csv(data_path("validation", "vllm_pr2192", "measurements.csv"))
+    for row in table[table["split"] != "excluded"].itertuples():
+        requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(int(row.batch_size))]
+        scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256, max_num_batched_tokens=4096)
+        frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), late_2023_graphs(profile),
+                         scheduler)
+        out.append({"source": "vllm_pr2192", "split": row.split, "model": row.model, "gpu": row.gpu,
+                    "tp": int(row.tp), "metric": "e2e", "measured": float(row.latency_s),
+                    "predicted": float(frame["finish_s"].max())})
+    return out
+
+
 # ------------------------------------------------------------------------------------------------- report
 def error_table(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     err = (rows["predicted"] - rows["measured"]) / rows["measured"] * 100
@@ -193,7 +217,7 @@ def run_all(quick: bool) -> pd.DataFrame:
              load_profile("tessera_default"), load_profile("tessera_default"))):
         rows = (bench_rows(nemo_profile) + nemo_rows(nemo_profile)
                 + flexicache_rows(flexi_profile, 100 if quick else None) + lambda_rows(lambda_profile)
-                + splitwise_rows(splitwise_profile))
+                + splitwise_rows(splitwise_profile) + pr2192_rows(splitwise_profile))
         frames.append(pd.DataFrame(rows).assign(profile=label))
     return pd.concat(frames, ignore_index=True)
 
@@ -265,8 +289,7 @@ def fit_control() -> None:
     row = pd.read_csv(data_path("validation", "vllm_pr2221", "measurements.csv")).query("split == 'fitted'").iloc[0]
     after_s, before_s = row.num_prompts / row.after_req_per_s, row.num_prompts / row.before_req_per_s
     probe = 1e-6
-    after = replace(load_profile("vllm_v0_eager"), cuda_graphs=True, graph_sizes=tuple(expand_sizes(V027_GRAPHS)),
-                    cpu_per_seq_s=0.0, control_per_token_s=0.0)
+    after = replace(late_2023_graphs(load_profile("vllm_v0_eager")), cpu_per_seq_s=0.0, control_per_token_s=0.0)
     t0 = pr2221_fixed_run(after)
     per_seq = (after_s - t0) / ((pr2221_fixed_run(replace(after, cpu_per_seq_s=probe)) - t0) / probe)
     after = replace(after, cpu_per_seq_s=per_seq)

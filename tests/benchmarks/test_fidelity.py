@@ -4,15 +4,14 @@ import pytest
 
 from dataclasses import replace
 
-from benchmarks.fidelity import (V027_GRAPHS, bench_table, lambda_rows, load_profile, pr2221_fixed_run, splitwise_rows,
-                                 splitwise_table, static_batch)
-from tessera.cost.engine_profile import expand_sizes
+from benchmarks.fidelity import (bench_table, lambda_rows, late_2023_graphs, load_profile, pr2192_rows,
+                                 pr2221_fixed_run, splitwise_rows, splitwise_table, static_batch)
 from tessera.hardware import gpu
 from tessera.models import model
 from tessera.paths import data_path
 
 SOURCES = ("nemo_trtllm_llama2", "flexicache_vllm_v1", "lambda_vllm_sharegpt", "llm_inference_bench_trtllm",
-           "splitwise_perf_model", "vllm_pr2221")
+           "splitwise_perf_model", "vllm_pr2221", "vllm_pr2192")
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -106,7 +105,7 @@ def test_vllm_v0_eager_reproduces_the_pr2221_run_it_was_fitted_to():
     # its two fitted constants, put back: the engine after the PR (CUDA graphs, no Ray control cost) takes the
     # measured 512 / 3.48 s, the engine before it (Ray control cost) 512 / 2.48 s; a retyped constant breaks this
     eager = load_profile("vllm_v0_eager")
-    after = replace(eager, cuda_graphs=True, graph_sizes=tuple(expand_sizes(V027_GRAPHS)), control_per_token_s=0.0)
+    after = replace(late_2023_graphs(eager), control_per_token_s=0.0)
     assert pr2221_fixed_run(after) == pytest.approx(512 / 3.48, rel=1e-3)
     assert pr2221_fixed_run(replace(after, control_per_token_s=eager.control_per_token_s)) == pytest.approx(
         512 / 2.48, rel=1e-3)
@@ -117,3 +116,13 @@ def test_the_pr2221_source_is_fitted_and_splitwise_stays_held_out():
     assert set(pr["split"]) == {"fitted", "excluded"} and set(pr["model"]) == {"Llama-2-70B"}
     splitwise = pd.read_csv(data_path("validation", "splitwise_perf_model", "measurements.csv"))
     assert set(splitwise["split"]) == {"held_out"}
+
+
+def test_the_pr2192_batch_is_held_out_and_simulated_with_the_dec_2023_engine():
+    eager = load_profile("vllm_v0_eager")
+    late = late_2023_graphs(eager)
+    assert late.cuda_graphs and 256 in late.graph_sizes and late.control_per_token_s == eager.control_per_token_s
+    assert late_2023_graphs(load_profile("tessera_default")) == load_profile("tessera_default")
+    rows = pr2192_rows(eager)
+    assert [(r["split"], r["metric"], r["measured"]) for r in rows] == [("held_out", "e2e", 16.37)]
+    assert rows[0]["predicted"] > 0
