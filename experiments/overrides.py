@@ -26,6 +26,7 @@ FAST_FORWARD = ("the FlexiCache experiments always simulate with fast-forward on
 MOSAIC_POOL = "backend.runtime.workers, threads_per_worker and ray_address configure experiment=mosaic's Ray workers"
 POOL_KEYS = {f"backend.runtime.{k}": MOSAIC_POOL for k in ("workers", "threads_per_worker", "ray_address")}
 SIM_MOSAIC_PARAM = "a setting of the simulated MoA workload; backend=runtime runs params.runtime.*"
+MULTI_STEP_KV = "multi-step groups are modelled with full KV only; the FlexiCache runs schedule every step"
 IGNORED: dict[tuple[str, str | None], dict[str, str]] = {
     ("serve_trace", "sim"): {"backend.runtime": RUNTIME_ONLY},
     ("serve_trace", "runtime"): {
@@ -37,6 +38,7 @@ IGNORED: dict[tuple[str, str | None], dict[str, str]] = {
         "backend.cost": "the runtime measures; it has no cost model",
         "backend.fast_forward": "a simulator setting",
         "engine.scheduler": "the runtime runs the vLLM v1 FCFS scheduler (tessera/scheduling/fcfs.py)",
+        "engine.num_scheduler_steps": "the runtime runs the vLLM v1 FCFS scheduler (a scheduler call every step)",
         **POOL_KEYS,
     },
     ("flexicache_memory", None): {
@@ -45,11 +47,14 @@ IGNORED: dict[tuple[str, str | None], dict[str, str]] = {
         "engine": "memory per request is analytic", "workload": "memory per request is analytic",
         "backend": "memory per request is analytic", "seed": "memory per request is analytic (no sampling)"},
     ("flexicache_throughput", None): {"model": "the models are params.models", "backend.fast_forward": FAST_FORWARD,
+        "engine.num_scheduler_steps": MULTI_STEP_KV,
                                       "workload": SIM_FIXED_WORKLOAD, "backend.runtime": RUNTIME_ONLY},
     ("flexicache_online", None): {"model": "the models are params.models", "backend.fast_forward": FAST_FORWARD,
+        "engine.num_scheduler_steps": MULTI_STEP_KV,
                                   "workload": SIM_FIXED_WORKLOAD, "backend.runtime": RUNTIME_ONLY},
     ("flexicache_sensitivity", None): {
         "model": "the model is params.model", "workload": SIM_FIXED_WORKLOAD,
+        "engine.num_scheduler_steps": MULTI_STEP_KV,
         "kvpolicy.topk_pages": "K is params.topk_pages", "kvpolicy.rerank_interval": "R is swept by "
         "params.rerank_intervals", "kvpolicy.unstable_fraction": "swept by params.unstable_fractions",
         "kvpolicy.unstable_heads": "the most unstable heads at each params.unstable_fractions entry",
@@ -69,7 +74,8 @@ IGNORED: dict[tuple[str, str | None], dict[str, str]] = {
         "cluster.tp": "the placement decides each replica's TP", "cluster.router": "the placement assigns prompts",
         "cluster.pp": "the placement runs every replica on one stage",
         "cluster.pp_microbatches": "the placement runs every replica on one stage",
-        "engine.scheduler": "the MoA stages run the vLLM v1 FCFS scheduler"},
+        "engine.scheduler": "the MoA stages run the vLLM v1 FCFS scheduler",
+        "engine.num_scheduler_steps": "the MoA stages run the vLLM v1 FCFS scheduler"},
     ("mosaic", "sim"): {
         "backend.cost": "the placer and simulator use params.cost_model", "backend.runtime": RUNTIME_ONLY,
         "backend.fast_forward": "the MoA stages are simulated event by event",
@@ -88,7 +94,8 @@ IGNORED: dict[tuple[str, str | None], dict[str, str]] = {
         "kvpolicy": "the MoA workers' engines run full KV (a KV policy on the Ray workers is not built)",
         **{f"engine.{k}": "the workers' engines read engine.max_num_seqs and max_num_batched_tokens only; their "
            "memory is params.runtime.worker_memory_gib" for k in ("block_size", "chunked_prefill", "watermark",
-                                                                 "gpu_memory_utilization", "activation_reserve_gib")}},
+                                                                 "gpu_memory_utilization", "activation_reserve_gib",
+                                                                 "num_scheduler_steps")}},
     ("capacity_search", None): {
         "workload.arrival": "the search sets the Poisson arrival rate (params.rate_lo, params.rate_hi)",
         "workload.num_requests": "each probe runs params.num_requests requests", "backend.runtime": RUNTIME_ONLY},

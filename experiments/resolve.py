@@ -145,13 +145,17 @@ def resolve(cfg: DictConfig) -> RunSpec:
         scheduler = SchedulerConfig(block_size=e.block_size, max_num_seqs=e.max_num_seqs,
                                     max_num_batched_tokens=e.max_num_batched_tokens,
                                     chunked_prefill=e.chunked_prefill, watermark=e.watermark,
-                                    family=e.get("scheduler", "vllm_v1"))
+                                    family=e.get("scheduler", "vllm_v1"),
+                                    num_scheduler_steps=e.get("num_scheduler_steps", 1))
         memory = MemoryConfig(gpu_memory_utilization=e.gpu_memory_utilization,
                               activation_reserve_gib=e.activation_reserve_gib)
     except ValueError as err:
         raise ConfigError(str(err).replace("scheduler.family", "engine.scheduler").replace("scheduler.", "engine.")
                           .replace("memory.", "engine.")) from None
     scheduler = effective_config(scheduler)  # v0 and Orca never chunk, Sarathi always does
+    _check("engine.num_scheduler_steps", scheduler.num_scheduler_steps == 1 or not cfg.get("kvpolicy")
+           or cfg.kvpolicy.get("name", "full") == "full", scheduler.num_scheduler_steps,
+           "1 with a KV policy (multi-step groups are modelled with full KV only)")
     if not cfg.workload:
         raise ConfigError("workload is empty: pick one with workload=<name> (see conf/workload/)")
     workers = tuple(WorkerSpec(worker_id=i, gpu=gpu, model=model, tp=cfg.cluster.tp, pp=pp, pp_microbatches=micro,

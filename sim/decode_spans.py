@@ -55,10 +55,15 @@ class DecodeSpans:
             self._in_span = False
             done = steps
         except simpy.Interrupt:
-            # An arrival: finish the iteration in progress (the first one ending at or after now).
+            # An arrival: finish the iteration in progress (the first one ending at or after now), and under
+            # multi-step scheduling the rest of its group (the scheduler runs only between groups).
             done = bisect_left(ends, env.now) + 1
+            if self._multi_step:
+                done = min(steps, done + self.scheduler.steps_left_in_group(done - 1))
             if ends[done - 1] > env.now:
                 yield env.timeout(ends[done - 1] - env.now)
+        if self._multi_step:
+            self.scheduler.advance(done - 1)
         busy = self._account_span(start, ends, done, batch_size, kv_first)
         for seq in seqs:
             seq.execution_s += busy

@@ -67,6 +67,12 @@ class Worker(CohortSteps, DecodeSpans):
         # the token budget and the head's block need stay fixed while free blocks only shrink (FCFSScheduler.admit).
         # So a span may run with requests waiting; other families (e.g. vLLM v0's prefill priority) may not.
         self._span_while_waiting = type(scheduler) is FCFSScheduler
+        # vLLM 0.5-0.6 multi-step groups (scheduling/vllm_v0.py): a decode span interrupted by an arrival runs on to
+        # its group's end, and tells the scheduler how many steps it ran
+        self._multi_step = getattr(scheduler, "group_steps", 1) > 1
+        if self._multi_step and kv is not None:
+            raise ValueError(f"engine.num_scheduler_steps={scheduler.group_steps} is not modelled with a KV policy "
+                             f"(kvpolicy={kv.plan.policy}): use engine.num_scheduler_steps=1")
         self.compute_lanes = compute_lanes  # GPUs shared with other replicas: hold them for each iteration
         self.waiting: deque[SeqState] = deque()
         self.running: list[SeqState] = []

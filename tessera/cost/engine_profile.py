@@ -58,6 +58,8 @@ class EngineProfile:
     frontend_s: what a client sees besides the engine's steps (HTTP, tokenisation, the first output chunk's
         delivery), charged as a delay before the engine sees each request (tessera/workload/frontend.py):
         TTFT and E2E grow by it, TPOT does not. Not an iteration cost: the cost model never reads it.
+    frontend_serial: the frontend serves one request at a time (vLLM's API server: one event loop tokenises and
+        hands requests to the engine), so requests sent together reach the engine frontend_s apart.
     """
 
     name: str
@@ -75,6 +77,7 @@ class EngineProfile:
     attention_backend: str = "roofline"
     hbm_fraction: float | None = None
     frontend_s: float = 0.0
+    frontend_serial: bool = False
 
     def __post_init__(self) -> None:
         for f in ("cpu_fixed_s", "cpu_per_seq_s", "cpu_per_token_s", "control_per_token_s", "launch_per_layer_s",
@@ -87,7 +90,7 @@ class EngineProfile:
         if h is not None and (isinstance(h, bool) or not isinstance(h, numbers.Real) or not 0.0 < h <= 1.0):
             raise ValueError(f"engine_profile.hbm_fraction={h!r} is invalid: use null (the cost model's) or a "
                              "fraction of the datasheet bandwidth in (0, 1]")
-        for f in ("cpu_overlapped", "cuda_graphs", "graph_mixed"):
+        for f in ("cpu_overlapped", "cuda_graphs", "graph_mixed", "frontend_serial"):
             if not isinstance(getattr(self, f), bool):
                 raise ValueError(f"engine_profile.{f}={getattr(self, f)!r} is invalid: use true or false")
         if self.attention_backend not in ATTENTION_BACKENDS:
@@ -97,6 +100,9 @@ class EngineProfile:
         if self.cuda_graphs and (not sizes or list(sizes) != sorted(set(sizes)) or sizes[0] < 1):
             raise ValueError(f"engine_profile.graph_sizes={list(sizes)!r} is invalid with cuda_graphs=true: use "
                              "increasing whole batch sizes >= 1, e.g. [1, 2, 4, 8, 16]")
+        if self.frontend_serial and self.frontend_s == 0.0:
+            raise ValueError("engine_profile.frontend_serial=true has no effect with frontend_s=0: set "
+                             "engine_profile.frontend_s (seconds per request) or drop frontend_serial")
 
     @classmethod
     def from_dict(cls, conf: dict) -> "EngineProfile":
@@ -124,10 +130,12 @@ class EngineProfile:
 
     @property
     def is_neutral(self) -> bool:
-        """True when every cost field (all but frontend_s) is at its default (tessera_default): the cost model runs unwrapped, with
-        its own overhead_s (1 ms, the same as cpu_fixed_s here), so results are those of the plain simulator."""
+        """True when every cost field (all but the frontend's) is at its default (tessera_default): the cost model
+        runs unwrapped, with its own overhead_s (1 ms, the same as cpu_fixed_s here), so results are those of the
+        plain simulator."""
         neutral = EngineProfile(name=self.name)
-        return all(getattr(self, f.name) == getattr(neutral, f.name) for f in fields(self) if f.name != "frontend_s")
+        return all(getattr(self, f.name) == getattr(neutral, f.name) for f in fields(self)
+                   if f.name not in ("frontend_s", "frontend_serial"))
 
 
 def expand_sizes(spec) -> list[int]:

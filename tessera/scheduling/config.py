@@ -27,6 +27,9 @@ class SchedulerConfig:
     chunked_prefill: bool = True
     watermark: float = 0.01  # fraction of KV blocks kept free when admitting new requests (vLLM)
     family: str = "vllm_v1"  # which scheduler generation picks the batches (SCHEDULER_FAMILIES)
+    # vLLM 0.5-0.6's multi-step scheduling (--num-scheduler-steps): a decode batch runs this many steps before the
+    # scheduler runs again (vllm_v0 family only; 1 = a scheduler call every step)
+    num_scheduler_steps: int = 1
 
     def __post_init__(self) -> None:
         watermark = self.watermark
@@ -38,6 +41,9 @@ class SchedulerConfig:
             ("watermark", isinstance(watermark, numbers.Real) and not isinstance(watermark, bool)
              and math.isfinite(watermark) and 0.0 <= watermark < 1.0, "a fraction in [0, 1)"),
             ("family", self.family in SCHEDULER_FAMILIES, f"one of {', '.join(SCHEDULER_FAMILIES)}"),
+            ("num_scheduler_steps", _whole(self.num_scheduler_steps), "a whole number >= 1 (1: no multi-step)"),
+            ("num_scheduler_steps", self.num_scheduler_steps == 1 or self.family == "vllm_v0",
+             "1 with this family: multi-step groups are modelled for family vllm_v0 (vLLM 0.5-0.6) only"),
         ]
         for name, ok, allowed in checks:
             if not ok:

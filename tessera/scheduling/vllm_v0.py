@@ -19,19 +19,52 @@ class VLLMV0Scheduler:
 
     Prefill tokens are summed without padding, as since vLLM v0.2.x (flattened prefill; Vidur's vLLM
     scheduler still counts batch x longest prompt).
+
+    With num_scheduler_steps = N > 1 (vLLM 0.5-0.6's multi-step scheduling: LLMEngine.step runs the scheduler only
+    when the previous multi-step batch has no steps left), a decode batch starts a group of N steps in which
+    nobody is admitted; prefill steps run alone (vLLM's lookahead slots are 0 for prompts). A request finishing
+    inside a group leaves it (vLLM keeps computing its slot to the group's end: not charged here), and KV blocks
+    are allocated step by step (vLLM reserves the group's lookahead slots up front).
     """
 
     name = "vllm_v0"
 
     def __init__(self, config: SchedulerConfig) -> None:
         self.config = replace(config, chunked_prefill=False, family=self.name)
+        self.group_steps = self.config.num_scheduler_steps
+        self.group_left = 0  # decode steps left in the running multi-step group after the last scheduled one
 
     def schedule(self, waiting, running: list, pool: KVBlockPool) -> ScheduledBatch:
         batch = ScheduledBatch()
-        if waiting:
-            self._prefills(waiting, running, pool, batch)
-            if batch.seqs:
-                return batch
+        in_group = self.group_left > 0 and bool(running)
+        if in_group:
+            self.group_left -= 1
+        else:
+            self.group_left = 0
+            if waiting:
+                self._prefills(waiting, running, pool, batch)
+                if batch.seqs:
+                    return batch
+        self._decodes(waiting, running, pool, batch)
+        if batch.seqs:
+            if not in_group:
+                self.group_left = self.group_steps - 1  # this decode batch starts a group
+        elif in_group:  # every member was preempted: the group is over, the scheduler runs
+            self.group_left = 0
+            if waiting:
+                self._prefills(waiting, running, pool, batch)
+        return batch
+
+    def advance(self, steps: int) -> None:
+        """`steps` more decode steps of the batch last scheduled ran without a scheduler call (a decode span)."""
+        if self.group_steps > 1:
+            self.group_left = (self.group_left - steps) % self.group_steps
+
+    def steps_left_in_group(self, steps: int) -> int:
+        """Decode steps the running group still has after `steps` more steps of the batch last scheduled."""
+        return (self.group_left - steps) % self.group_steps if self.group_steps > 1 else 0
+
+    def _decodes(self, waiting, running: list, pool: KVBlockPool, batch: ScheduledBatch) -> None:
         i = 0
         while i < len(running):
             seq = running[i]
@@ -39,7 +72,6 @@ class VLLMV0Scheduler:
             if allocate_or_preempt(seq, num_new, running, waiting, pool, batch):
                 schedule(batch, seq, num_new)
                 i += 1
-        return batch
 
     def _prefills(self, waiting, running: list, pool: KVBlockPool, batch: ScheduledBatch) -> None:
         config = self.config

@@ -1,8 +1,11 @@
 """The serving frontend between a client and the engine: requests reach the engine `frontend_s` after they were
-sent, and results are reported as the client sees them (arrival = when the client sent the request).
+sent (one at a time with `serial`), and results are reported as the client sees them (arrival = when the client
+sent the request).
 
 A real server's TTFT includes HTTP, tokenisation and the delivery of the first output chunk, which no engine
-step contains; an engine profile's `frontend_s` charges them as one delay per request (TPOT is unchanged).
+step contains; an engine profile's `frontend_s` charges them per request (TPOT is unchanged). With
+`frontend_serial` the frontend serves one request at a time (vLLM's API server tokenises and hands requests to
+the engine from one event loop), so a burst sent at once reaches the engine spread out by frontend_s each.
 """
 from __future__ import annotations
 
@@ -14,19 +17,29 @@ import pandas as pd
 from tessera.types import Request
 
 
-def through_frontend(requests: Sequence[Request], frontend_s: float) -> list[Request]:
-    """The requests as the engine receives them: every arrival `frontend_s` later."""
+def through_frontend(requests: Sequence[Request], frontend_s: float, serial: bool = False) -> list[Request]:
+    """The requests as the engine receives them: every arrival `frontend_s` later, or with `serial` each request
+    handled after the one sent before it (ties in send order: request list order), frontend_s each."""
     if frontend_s == 0.0:
         return list(requests)
-    return [replace(r, arrival_s=r.arrival_s + frontend_s) for r in requests]
+    if not serial:
+        return [replace(r, arrival_s=r.arrival_s + frontend_s) for r in requests]
+    out = list(requests)
+    free_at = float("-inf")
+    for i in sorted(range(len(out)), key=lambda i: out[i].arrival_s):
+        free_at = max(out[i].arrival_s, free_at) + frontend_s
+        out[i] = replace(out[i], arrival_s=free_at)
+    return out
 
 
-def as_client_sees(frame: pd.DataFrame, frontend_s: float) -> pd.DataFrame:
-    """A request frame of engine-side times with arrival_s moved back to the client's send time, so TTFT and
-    E2E include the frontend. Engine-side columns (start, first token, finish, the breakdown) stay as they are:
-    finish - arrival - execution - preemption - scheduling delay is then frontend_s."""
-    if frontend_s == 0.0:
+def as_client_sees(frame: pd.DataFrame, sent: Sequence[Request]) -> pd.DataFrame:
+    """A request frame of engine-side times with arrival_s set back to each request's client send time (from
+    `sent`, the requests as the client sent them), so TTFT and E2E include the frontend. Engine-side columns
+    (start, first token, finish, the breakdown) stay as they are: finish - arrival - execution - preemption -
+    scheduling delay is then the request's time in the frontend."""
+    send = {r.request_id: r.arrival_s for r in sent}
+    if all(send[i] == a for i, a in zip(frame["request_id"], frame["arrival_s"])):
         return frame
     out = frame.copy()
-    out["arrival_s"] = out["arrival_s"] - frontend_s
+    out["arrival_s"] = out["request_id"].map(send).astype(float)
     return out

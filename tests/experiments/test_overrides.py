@@ -15,6 +15,7 @@ from tests.experiments.conftest import CONF, run_cli
 
 EXPERIMENTS = {
     "serve_trace/sim": [],
+    "serve_trace/sim_vllm_v0": ["engine.scheduler=vllm_v0"],
     "serve_trace/runtime": ["backend=runtime", "model=tessera_tiny_byte"],
     "long_context/sim": ["experiment=long_context"],
     "flexicache_memory": ["experiment=flexicache_memory"],
@@ -25,7 +26,7 @@ EXPERIMENTS = {
     "mosaic": ["experiment=mosaic"],
     "runtime_accuracy": ["experiment=runtime_accuracy"],
 }
-CHANGES = ["engine.max_num_seqs=7", "engine.max_num_batched_tokens=4096", "engine.chunked_prefill=false",
+CHANGES = ["engine.num_scheduler_steps=4", "engine.max_num_seqs=7", "engine.max_num_batched_tokens=4096", "engine.chunked_prefill=false",
            "engine.watermark=0.05", "engine.gpu_memory_utilization=0.8", "engine.activation_reserve_gib=3.0",
            "engine.block_size=32", "kvpolicy=quest", "kvpolicy=flexicache", "+kvpolicy.topk_pages=8",
            "+kvpolicy.rerank_interval=4", "+kvpolicy.unstable_fraction=0.5", "+kvpolicy.host_kv_gib=10",
@@ -71,6 +72,9 @@ def test_every_override_changes_what_runs_or_is_refused(experiment):
     (["backend=runtime", "model=llama2_70b"], "catalog entry without weights"),
     (["experiment=flexicache_sensitivity", "kvpolicy.rerank_interval=4"], "R is swept by params.rerank_intervals"),
     (["+engine.max_num_seq=8"], "engine.max_num_seq is not a key of engine"),
+    (["engine.num_scheduler_steps=8"], "engine.num_scheduler_steps=8 is invalid: use 1 with this family"),
+    (["engine.scheduler=vllm_v0", "engine.num_scheduler_steps=8", "kvpolicy=flexicache"],
+     "engine.num_scheduler_steps=8 is invalid: use 1 with a KV policy"),
     (["experiment=flexicache_memory", "backend=runtime"], "runs in the simulator only"),
     (["experiment=mosaic", "backend=runtime", "backend.runtime.num_threads=2"], "workers do not read it"),
     (["experiment=mosaic", "+params.runtime.bogus=3"], "params.runtime configures backend=runtime only"),

@@ -1,8 +1,11 @@
-"""through_frontend: each request reaches the engine frontend_s later, nothing else about it changes."""
+"""through_frontend: each request reaches the engine frontend_s later (one after another when serial), nothing else
+about it changes; as_client_sees reports the client's send times."""
+import pandas as pd
 import pytest
 
+from tessera.cost.engine_profile import EngineProfile
 from tessera.types import Request
-from tessera.workload.frontend import through_frontend
+from tessera.workload.frontend import as_client_sees, through_frontend
 
 REQUESTS = [Request(i, 0.05 * i, 200 + 37 * i, 20 + 3 * i) for i in range(12)]
 
@@ -13,3 +16,24 @@ def test_the_engine_sees_every_request_later_and_nothing_else_changes():
     assert [(r.prompt_tokens, r.output_tokens) for r in shifted] == [(r.prompt_tokens, r.output_tokens)
                                                                      for r in REQUESTS]
     assert through_frontend(REQUESTS, 0.0) == REQUESTS
+
+
+def test_a_serial_frontend_spreads_a_burst_and_queues_behind_busy_periods():
+    burst = [Request(i, 0.0, 100, 10) for i in range(4)] + [Request(4, 1.0, 100, 10), Request(5, 0.001, 100, 10)]
+    seen = through_frontend(burst, 0.01, serial=True)
+    # the burst (and request 5, sent while the frontend is busy) in send order, 10 ms each; request 4 finds it idle
+    assert [r.arrival_s for r in seen] == pytest.approx([0.01, 0.02, 0.03, 0.04, 1.01, 0.05])
+    assert [r.request_id for r in seen] == [r.request_id for r in burst]
+
+
+def test_the_client_sees_its_own_send_times():
+    frame = pd.DataFrame({"request_id": [0, 1, 2], "arrival_s": [0.01, 0.02, 0.03], "finish_s": [1.0, 1.1, 1.2]})
+    sent = [Request(i, 0.0, 10, 5) for i in range(3)]
+    client = as_client_sees(frame, sent)
+    assert client["arrival_s"].tolist() == [0.0, 0.0, 0.0] and client["finish_s"].tolist() == [1.0, 1.1, 1.2]
+    assert as_client_sees(client, sent) is client  # nothing to move
+
+
+def test_a_serial_frontend_without_a_delay_is_refused():
+    with pytest.raises(ValueError, match="engine_profile.frontend_serial=true has no effect with frontend_s=0"):
+        EngineProfile(name="x", frontend_serial=True)
