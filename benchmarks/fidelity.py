@@ -110,7 +110,8 @@ def flexicache_rows(profile: EngineProfile, num_requests: int | None = None) -> 
                            "arrival": {"kind": "poisson", "rate": float(row.rate_per_s)},
                            "lengths": {"kind": "uniform", "prompt_tokens": [int(row.prompt_min), int(row.prompt_max)],
                                        "output_tokens": [int(row.output_min), int(row.output_max)]}})
-    scheduler = SchedulerConfig(max_num_seqs=int(row.max_num_seqs), max_num_batched_tokens=int(row.max_num_batched_tokens))
+    scheduler = SchedulerConfig(max_num_seqs=int(row.max_num_seqs),
+                                max_num_batched_tokens=int(row.max_num_batched_tokens))
     frame = simulate(reqs, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler,
                      MemoryConfig(gpu_memory_utilization=float(row.gpu_memory_utilization)))
     tpot_ms = summarize(frame)["tpot_s"]["mean"] * 1e3
@@ -182,12 +183,19 @@ def splitwise_rows(profile: EngineProfile) -> list[dict]:
     return out
 
 
+# The decode graph sizes vLLM captured from v0.2.6 on (vllm/worker/model_runner.py _BATCH_SIZES_TO_CAPTURE, the same
+# list through v0.6 and conf/engine_profile/vllm_v0_multistep.yaml): [1, 2, 4] + [8 * i for i in range(1, 33)]
+V0_GRAPH_SIZES = tuple(expand_sizes([1, 2, 4, {"start": 8, "stop": 256, "step": 8}]))
+# vllm-project/vllm PR #1440: Llama-2-7B, batch 1, 1.2 s eager for 100 tokens (conf/engine_profile/vllm_v0_eager.yaml)
+PR1440_EAGER_STEP_S, PR1440_LAYERS = 1.2 / 100, 32
+
+
 def late_2023_graphs(profile: EngineProfile) -> EngineProfile:
     """The late-2023 engine (vllm_v0_eager) as of Dec 2023: CUDA graphs for decode batches up to 256 (v0.2.6-0.2.7).
     Profiles without eager host costs (tessera_default) are returned unchanged."""
     if profile.host_launch_per_layer_s == 0 and profile.control_per_token_s == 0:
         return profile
-    return replace(profile, cuda_graphs=True, graph_sizes=tuple(expand_sizes(V027_GRAPHS)))
+    return replace(profile, cuda_graphs=True, graph_sizes=V0_GRAPH_SIZES)
 
 
 def pr2192_rows(profile: EngineProfile) -> list[dict]:
@@ -282,11 +290,16 @@ def fit_vllm_multistep() -> None:
     print(f"not adopted: the best serial frontend, {serial[1]:.2f} ms per request, mean |TTFT error| {serial[0]:.1f}%")
 
 
+def pr2221_row():
+    """The fitted row of data/validation/vllm_pr2221 (the fixed run)."""
+    return pd.read_csv(data_path("validation", "vllm_pr2221", "measurements.csv")).query("split == 'fitted'").iloc[0]
+
+
 def pr2221_fixed_run(profile: EngineProfile) -> float:
     """vLLM PR #2221's fixed benchmark (data/validation/vllm_pr2221): 512 prompts of 1031 tokens generating 317, all
     sent at t = 0, Llama-2-70B on 8 x A100-40GB, vLLM v0's scheduler with its then defaults (256 sequences, 4096
     tokens a step). Returns the simulated elapsed time (s)."""
-    row = pd.read_csv(data_path("validation", "vllm_pr2221", "measurements.csv")).query("split == 'fitted'").iloc[0]
+    row = pr2221_row()
     requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(int(row.num_prompts))]
     scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256, max_num_batched_tokens=4096)
     frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler)
@@ -299,8 +312,9 @@ def fit_control() -> None:
     in either constant:
     - cpu_per_seq_s: the engine after the PR (v0.2.7: CUDA graphs for decode batches up to 256, no Ray control
       cost) must take the measured time;
-    - control_per_token_s: the engine before it must take the measured before - after difference longer."""
-    row = pd.read_csv(data_path("validation", "vllm_pr2221", "measurements.csv")).query("split == 'fitted'").iloc[0]
+    - control_per_token_s: the engine before it must take the measured before - after difference longer.
+    Then host_launch_per_layer_s follows from PR #1440's eager step less the step's CPU time."""
+    row = pr2221_row()
     after_s, before_s = row.num_prompts / row.after_req_per_s, row.num_prompts / row.before_req_per_s
     probe = 1e-6
     after = replace(late_2023_graphs(load_profile("vllm_v0_eager")), cpu_per_seq_s=0.0, control_per_token_s=0.0)
@@ -316,10 +330,10 @@ def fit_control() -> None:
           f"{t0:.1f} s)")
     print(f"  control_per_token_s = {control:.4g} s per token per worker (the engine before the PR simulates "
           f"{t_before:.1f} s)")
+    host = (PR1440_EAGER_STEP_S - after.cpu_fixed_s - per_seq) / PR1440_LAYERS
+    print(f"  host_launch_per_layer_s = {host:.6g} s (PR #1440: ({PR1440_EAGER_STEP_S * 1e3:.1f} ms - "
+          f"{after.cpu_fixed_s * 1e3:.1f} ms - {per_seq * 1e3:.3f} ms) / {PR1440_LAYERS} layers)")
 
-
-# vLLM v0.2.7 (vllm/worker/model_runner.py _BATCH_SIZES_TO_CAPTURE): [1, 2, 4] + [8 * i for i in range(1, 33)]
-V027_GRAPHS = [1, 2, 4, {"start": 8, "stop": 256, "step": 8}]
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ class EngineConf:
     gpu_memory_utilization: float = 0.9
     activation_reserve_gib: float = 2.0
     scheduler: str = "vllm_v1"  # vllm_v1 | vllm_v0 | sarathi | orca (tessera/scheduling/families.py)
-    num_scheduler_steps: int = 1  # vLLM 0.5-0.6 multi-step groups (scheduler=vllm_v0 only; tessera/scheduling/vllm_v0.py)
+    num_scheduler_steps: int = 1  # vLLM 0.5-0.6 multi-step groups (vllm_v0 only; tessera/scheduling/vllm_v0.py)
 
 
 @dataclass

@@ -47,11 +47,11 @@ IGNORED: dict[tuple[str, str | None], dict[str, str]] = {
         "engine": "memory per request is analytic", "workload": "memory per request is analytic",
         "backend": "memory per request is analytic", "seed": "memory per request is analytic (no sampling)"},
     ("flexicache_throughput", None): {"model": "the models are params.models", "backend.fast_forward": FAST_FORWARD,
-        "engine.num_scheduler_steps": MULTI_STEP_KV,
-                                      "workload": SIM_FIXED_WORKLOAD, "backend.runtime": RUNTIME_ONLY},
+                                      "workload": SIM_FIXED_WORKLOAD, "backend.runtime": RUNTIME_ONLY,
+                                      "engine.num_scheduler_steps": MULTI_STEP_KV},
     ("flexicache_online", None): {"model": "the models are params.models", "backend.fast_forward": FAST_FORWARD,
-        "engine.num_scheduler_steps": MULTI_STEP_KV,
-                                  "workload": SIM_FIXED_WORKLOAD, "backend.runtime": RUNTIME_ONLY},
+                                  "workload": SIM_FIXED_WORKLOAD, "backend.runtime": RUNTIME_ONLY,
+                                  "engine.num_scheduler_steps": MULTI_STEP_KV},
     ("flexicache_sensitivity", None): {
         "model": "the model is params.model", "workload": SIM_FIXED_WORKLOAD,
         "engine.num_scheduler_steps": MULTI_STEP_KV,
@@ -94,8 +94,7 @@ IGNORED: dict[tuple[str, str | None], dict[str, str]] = {
         "kvpolicy": "the MoA workers' engines run full KV (a KV policy on the Ray workers is not built)",
         **{f"engine.{k}": "the workers' engines read engine.max_num_seqs and max_num_batched_tokens only; their "
            "memory is params.runtime.worker_memory_gib" for k in ("block_size", "chunked_prefill", "watermark",
-                                                                 "gpu_memory_utilization", "activation_reserve_gib",
-                                                                 "num_scheduler_steps")}},
+                                                                 "gpu_memory_utilization", "activation_reserve_gib")}},
     ("capacity_search", None): {
         "workload.arrival": "the search sets the Poisson arrival rate (params.rate_lo, params.rate_hi)",
         "workload.num_requests": "each probe runs params.num_requests requests", "backend.runtime": RUNTIME_ONLY},
@@ -106,7 +105,8 @@ IGNORED: dict[tuple[str, str | None], dict[str, str]] = {
         "backend.cost": "the runtime measures; it has no cost model", "backend.fast_forward": "a simulator setting",
         **POOL_KEYS},
 }
-BATCH_RECORDS = "only experiment=serve_trace on the simulator writes per-iteration records (batches.parquet, trace.json)"
+BATCH_RECORDS = ("only experiment=serve_trace on the simulator writes per-iteration records (batches.parquet, "
+                 "trace.json)")
 BATCH_RECORDS_RUNS = {("serve_trace", "sim")}
 SIM_ONLY = {"flexicache_memory", "flexicache_throughput", "flexicache_online", "flexicache_sensitivity",
             "flexicache_rerank_cost", "capacity_search"}

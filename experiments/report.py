@@ -37,7 +37,7 @@ def log_axis_plain_labels(ax, values: np.ndarray) -> None:
     positive = values[values > 0]
     decades = np.log10(positive.max() / positive.min()) if positive.size else 0.0
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if decades > 2.5 else (1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
     ax.xaxis.set_minor_locator(NullLocator())
 
 

@@ -161,12 +161,18 @@ def resolve(cfg: DictConfig) -> RunSpec:
     workers = tuple(WorkerSpec(worker_id=i, gpu=gpu, model=model, tp=cfg.cluster.tp, pp=pp, pp_microbatches=micro,
                                kv_bytes_per_gpu=None if kv_gib is None else kv_gib * 2**30)
                     for i in range(cfg.cluster.num_workers))
+    profile = resolve_engine_profile(cfg.get("engine_profile"), gpu)
+    kv = resolve_kv(cfg.get("kvpolicy"), model)
+    _check("engine_profile.control_per_token_s", not (profile and profile.control_per_token_s and kv),
+           profile.control_per_token_s if profile else None,
+           "0 with a KV policy (it counts a decoding sequence's context as the KV tokens read, which a sparse "
+           "policy shrinks)")
     return RunSpec(model=model, gpu=gpu, workers=workers, scheduler=scheduler, memory=memory,
                    router=cfg.cluster.router, cost_kind=cost_kind, cost_params=cost_params,
                    workload=OmegaConf.to_container(cfg.workload, resolve=True),
-                   kv=resolve_kv(cfg.get("kvpolicy"), model),
+                   kv=kv,
                    model_path=repo_path(cfg.model.path) if cfg.model.get("path") else None,
-                   engine_profile=resolve_engine_profile(cfg.get("engine_profile"), gpu))
+                   engine_profile=profile)
 
 
 def resolve_engine_profile(conf, gpu: GPUSpec) -> EngineProfile | None:

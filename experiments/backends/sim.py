@@ -87,8 +87,12 @@ def run_sim(spec: RunSpec, requests: Sequence[Request], *, fast_forward: bool = 
     if batch_log:
         enable_batch_log(cluster)
     profile = spec.engine_profile
-    run = cluster.run(through_frontend(requests, profile.frontend_s, profile.frontend_serial) if profile else requests)
-    frame = as_client_sees(request_frame(run), requests)
+    if profile is None or profile.frontend_s == 0.0:
+        run = cluster.run(requests)
+        frame = request_frame(run)
+    else:
+        run = cluster.run(through_frontend(requests, profile.frontend_s, profile.frontend_serial))
+        frame = as_client_sees(request_frame(run), requests)
     totals, per_request = kv_results(run, frame)
     return BackendResult(requests=frame, kv_usage=kv_usage_frame(run), workers=worker_frame(run), kv=totals,
                          kv_requests=per_request, batches=batch_frame(run) if batch_log else None,

@@ -1,7 +1,7 @@
-"""EngineCostModel: a roofline or profiled cost model plus an engine profile's fixed costs (tessera/cost/engine_profile.py).
+"""EngineCostModel: a roofline or profiled cost model plus an engine profile's fixed costs (engine_profile.py).
 
 Adds per-iteration CPU time, eager launch gaps and the host-bound eager floor or the CUDA-graph decode path (padded
-batch), all-reduce latency floors, and the attention backend's prefill efficiency in place of the roofline's generic one.
+batch), all-reduce latency floors, and the attention backend's prefill efficiency in place of the roofline's.
 """
 from __future__ import annotations
 

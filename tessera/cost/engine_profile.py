@@ -38,7 +38,9 @@ class EngineProfile:
         sampling, output processing) = fixed + per sequence in the batch + per scheduled token.
     control_per_token_s: per TP worker (TP > 1) and per token of every sequence in the step (its prompt, and for
         a decoding sequence its whole context): the driver shipping the step's sequence metadata to each worker
-        (vLLM before PR #2221: one Ray call per worker with the pickled token lists). CPU time of the step.
+        (vLLM before PR #2221: one Ray call per worker with the pickled token lists). CPU time of the step. Counted
+        from the step's BatchShape: a chunked prefill counts its chunk, a decoding sequence the KV tokens it reads
+        (its context under full KV; refused with a KV policy), pipeline stages their own TP workers.
     cpu_overlapped: the CPU work of step i+1 runs while the GPU runs step i (SGLang's overlap scheduler):
         an iteration then takes max(GPU, CPU) instead of their sum.
     launch_per_layer_s: kernel-launch gaps per decoder layer when a step runs eagerly (GPU idle between kernels,
@@ -111,7 +113,8 @@ class EngineProfile:
         allowed = {f.name for f in fields(cls)}
         unknown = sorted(set(conf) - allowed)
         if unknown:
-            raise ValueError(f"engine_profile.{unknown[0]} is not a profile field (fields: {', '.join(sorted(allowed))})")
+            raise ValueError(f"engine_profile.{unknown[0]} is not a profile field "
+                             f"(fields: {', '.join(sorted(allowed))})")
         if "name" not in conf:
             raise ValueError("engine_profile.name is missing: pick a profile with engine_profile=<name>")
         if "graph_sizes" in conf:

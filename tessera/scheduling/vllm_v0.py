@@ -1,6 +1,5 @@
-"""vLLM v0's default scheduler (v0.1-v0.6, chunked prefill off): prefill-first, prefills and decodes never share a batch.
-
-The policy behind most vLLM numbers published in 2023-24 (vllm/core/scheduler.py `_schedule_default`).
+"""vLLM v0's default scheduler (v0.1-v0.6, chunked prefill off): prefill-first, prefills and decodes never share a
+batch, with v0.5-0.6's multi-step groups. The policy behind most vLLM numbers of 2023-24 (`_schedule_default`).
 """
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """The serving frontend between a client and the engine: requests reach the engine `frontend_s` after they were
-sent (one at a time with `serial`), and results are reported as the client sees them (arrival = when the client
-sent the request).
+sent (one at a time when serial), and results are reported as the client sees them (arrival = send time).
 
 A real server's TTFT includes HTTP, tokenisation and the delivery of the first output chunk, which no engine
 step contains; an engine profile's `frontend_s` charges them per request (TPOT is unchanged). With
@@ -34,12 +33,17 @@ def through_frontend(requests: Sequence[Request], frontend_s: float, serial: boo
 
 def as_client_sees(frame: pd.DataFrame, sent: Sequence[Request]) -> pd.DataFrame:
     """A request frame of engine-side times with arrival_s set back to each request's client send time (from
-    `sent`, the requests as the client sent them), so TTFT and E2E include the frontend. Engine-side columns
-    (start, first token, finish, the breakdown) stay as they are: finish - arrival - execution - preemption -
-    scheduling delay is then the request's time in the frontend."""
+    `sent`, the requests as the client sent them, one per request id), so TTFT and E2E include the frontend.
+    Engine-side columns (start, first token, finish, the breakdown) stay as they are: finish - arrival -
+    execution - preemption - scheduling delay is then the request's time in the frontend."""
     send = {r.request_id: r.arrival_s for r in sent}
-    if all(send[i] == a for i, a in zip(frame["request_id"], frame["arrival_s"])):
-        return frame
+    if len(send) != len(sent):
+        raise ValueError("request_id repeats among the sent requests: a frontend needs one send time per id; "
+                         "give every request its own request_id")
+    missing = set(frame["request_id"]) - set(send)
+    if missing:
+        raise ValueError(f"request_id {sorted(missing)[0]} of the results was never sent: pass the requests the "
+                         "run was given")
     out = frame.copy()
     out["arrival_s"] = out["request_id"].map(send).astype(float)
     return out

@@ -26,7 +26,8 @@ EXPERIMENTS = {
     "mosaic": ["experiment=mosaic"],
     "runtime_accuracy": ["experiment=runtime_accuracy"],
 }
-CHANGES = ["engine.num_scheduler_steps=4", "engine.max_num_seqs=7", "engine.max_num_batched_tokens=4096", "engine.chunked_prefill=false",
+CHANGES = ["engine.num_scheduler_steps=4", "engine.max_num_seqs=7", "engine.max_num_batched_tokens=4096",
+           "engine.chunked_prefill=false",
            "engine.watermark=0.05", "engine.gpu_memory_utilization=0.8", "engine.activation_reserve_gib=3.0",
            "engine.block_size=32", "kvpolicy=quest", "kvpolicy=flexicache", "+kvpolicy.topk_pages=8",
            "+kvpolicy.rerank_interval=4", "+kvpolicy.unstable_fraction=0.5", "+kvpolicy.host_kv_gib=10",
@@ -75,6 +76,8 @@ def test_every_override_changes_what_runs_or_is_refused(experiment):
     (["engine.num_scheduler_steps=8"], "engine.num_scheduler_steps=8 is invalid: use 1 with this family"),
     (["engine.scheduler=vllm_v0", "engine.num_scheduler_steps=8", "kvpolicy=flexicache"],
      "engine.num_scheduler_steps=8 is invalid: use 1 with a KV policy"),
+    (["engine_profile=vllm_v0_eager", "kvpolicy=flexicache"],
+     "engine_profile.control_per_token_s=3.843e-08 is invalid: use 0 with a KV policy"),
     (["experiment=flexicache_memory", "backend=runtime"], "runs in the simulator only"),
     (["experiment=mosaic", "backend=runtime", "backend.runtime.num_threads=2"], "workers do not read it"),
     (["experiment=mosaic", "+params.runtime.bogus=3"], "params.runtime configures backend=runtime only"),

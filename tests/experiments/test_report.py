@@ -20,7 +20,9 @@ def test_a_narrow_range_gets_1_2_5_steps_and_a_wide_one_decades():
     assert ticks == [10.0, 20.0, 50.0, 100.0] and labels == ["10", "20", "50", "100"]
     assert ax.xaxis.get_minorticklocs().size == 0
     ticks, labels, _ = labelled_ticks(np.array([7.0, 90.0, 2e3, 2.3e4]))  # E2E-like: 3.5 decades
-    assert ticks == [10.0, 100.0, 1000.0, 10000.0] and labels == ["10", "100", "1000", "10000"]
+    assert ticks == [10.0, 100.0, 1000.0, 10000.0] and labels == ["10", "100", "1,000", "10,000"]
+    _, labels, _ = labelled_ticks(np.array([0.2, 0.9]))  # sub-unit values keep their decimals
+    assert labels == ["0.2", "0.5"]
 
 
 def test_the_figure_is_written_from_a_run_frame(tmp_path):

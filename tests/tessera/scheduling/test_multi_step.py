@@ -3,6 +3,7 @@ before the scheduler runs again, so a request arriving meanwhile waits for the g
 iteration agree exactly."""
 from collections import deque
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,8 +14,6 @@ from tessera.sim import Cluster, make_router, request_frame
 from tessera.sim.block_pool import BlockPool
 from tessera.types import Request
 from tests.sim.fakes import LinearCost, worker_specs
-import pandas as pd
-
 from tests.sim.helpers import recorded_run, requests_strategy
 from tests.tessera.scheduling.test_families import decoding, seq
 
@@ -70,9 +69,9 @@ def assert_close(a, b, sums):
 @given(reqs=requests_strategy, steps=st.integers(2, 12), max_seqs=st.integers(1, 8))
 def test_decode_spans_keep_the_groups_exactly(reqs, steps, max_seqs):
     """Arrivals mid-span run the span on to its group's end; finishes and full pools end spans mid-group. Every
-    count and every iteration's shape agree exactly, every time (and MFU, MBU) to rtol 1e-9 (a span sums its step times in another
-    order: last-bit differences with this test cost model, as for vLLM v0 spans without groups); KV usage is
-    sampled at scheduler calls, so it is not compared."""
+    count and every iteration's shape agree exactly, every time (and MFU, MBU) to rtol 1e-9 (a span sums its step
+    times in another order: last-bit differences with this test cost model, as for vLLM v0 spans without groups);
+    KV usage is sampled at scheduler calls, so it is not compared."""
     spans, steps_one = run(reqs, steps, True, max_seqs), run(reqs, steps, False, max_seqs)
     for a, b in zip(spans[:2] + spans[3:], steps_one[:2] + steps_one[3:]):
         assert_close(a, b, list(a.select_dtypes("float").columns))
@@ -86,7 +85,12 @@ def test_an_arrival_waits_for_the_groups_end():
                           SchedulerConfig(family="vllm_v0", num_scheduler_steps=steps),
                           MemoryConfig(0.5, 0.0), make_router("round_robin"))
         (requests, _, _, batches), _ = recorded_run(cluster, reqs)
-        starts[steps] = start = requests.loc[1, "start_s"]
-        decodes_before = int(((batches["t_s"] < start) & (batches["decode_seqs"] > 0)).sum())
-        assert decodes_before % steps == 0 and start >= 0.052  # its prefill runs between two groups
+        start = starts[steps] = requests.loc[1, "start_s"]
+        decodes = batches[batches["decode_seqs"] > 0]
+        starts[steps, "decodes before"] = int((decodes["t_s"] < start).sum())
+        starts[steps, "decode in progress at arrival"] = int((decodes["t_s"] < 0.052).sum())
+    # without groups its prefill follows the decode in progress when it arrived; with groups of 8 the group's end
+    assert starts[1, "decodes before"] == starts[1, "decode in progress at arrival"]
+    arrived_in = starts[8, "decode in progress at arrival"]
+    assert starts[8, "decodes before"] == -(-arrived_in // 8) * 8 > arrived_in
     assert starts[8] > starts[1]

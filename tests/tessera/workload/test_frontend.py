@@ -31,7 +31,10 @@ def test_the_client_sees_its_own_send_times():
     sent = [Request(i, 0.0, 10, 5) for i in range(3)]
     client = as_client_sees(frame, sent)
     assert client["arrival_s"].tolist() == [0.0, 0.0, 0.0] and client["finish_s"].tolist() == [1.0, 1.1, 1.2]
-    assert as_client_sees(client, sent) is client  # nothing to move
+    with pytest.raises(ValueError, match="request_id repeats among the sent requests"):
+        as_client_sees(frame, sent + [Request(0, 1.0, 10, 5)])
+    with pytest.raises(ValueError, match="request_id 2 of the results was never sent"):
+        as_client_sees(frame, sent[:2])
 
 
 def test_a_serial_frontend_without_a_delay_is_refused():
