@@ -360,6 +360,9 @@ def main() -> None:
     print(error_table(rows, ["profile", "source", "split", "metric"]).to_string())
     print("\nPer source and TP degree:")
     print(error_table(rows, ["profile", "source", "split", "metric", "tp"]).to_string())
+    held_out = rows[(rows["split"] == "held_out") & (rows["profile"] == "engine profile")]
+    print("\nHeld-out rows of the engine profiles per model, GPU and TP degree:")
+    print(error_table(held_out, ["source", "metric", "model", "gpu", "tp"]).to_string())
     print("\nOverall:")
     print(error_table(rows, ["profile", "split", "metric"]).to_string())
     print(f"\n{len(rows) // 2} measurements per profile, {time.perf_counter() - start:.0f} s")
