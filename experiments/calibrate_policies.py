@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from tessera.results.schema import add_latency_columns
-from tessera.sim.kv_manager import KVSetup
+from tessera.sim.kv_setup import KVSetup
 
 
 def policy_stage(policies: list[str], repeats: int, run_one, sim_one, latency_stats, comparison_table,

@@ -20,7 +20,7 @@ from tessera.scheduling import SchedulerConfig, effective_config
 from tessera.types import GPUSpec, ModelSpec, WorkerSpec
 from tessera.experiments.config import ConfigError
 from tessera.paths import repo_path
-from tessera.sim.kv_manager import KVSetup
+from tessera.sim.kv_setup import KVSetup
 from tessera.sim.router import ROUTERS
 
 BACKENDS = ("sim", "runtime")

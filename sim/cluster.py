@@ -20,7 +20,8 @@ from tessera.scheduling import SchedulerConfig, make_scheduler
 from tessera.types import LinkSpec, Request, WorkerSpec
 from tessera.sim.admission import check_requests
 from tessera.sim.gpu import GPU
-from tessera.sim.kv_manager import KVManager, KVSetup, truth_head_model
+from tessera.sim.kv_manager import KVManager
+from tessera.sim.kv_setup import KVSetup, truth_head_model
 from tessera.sim.link import Link
 from tessera.sim.router import Router
 from tessera.sim.sequence import SeqState

@@ -30,106 +30,28 @@ shards = min(tp, KV heads): with more GPUs than KV heads each head is replicated
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from itertools import count
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
 
 from tessera.interface import BatchShape, ScheduledBatch
-from tessera.kvcache.head_lists import shipped_unstable_heads
-from tessera.kvcache.head_model import HeadModel, default_params, model_seed
+from tessera.kvcache.head_model import HeadModel
 from tessera.kvcache.head_plan import HeadMode, HeadPlan
-from tessera.kvcache.policies import POLICIES, make_policy
 from tessera.kvcache.policies.base import PlannedPolicy
 from tessera.kvcache.rerank_batch import draw_ranks
 from tessera.kvcache.request_kv import RequestKV
 from tessera.kvcache.summary import StepSummary
-from tessera.types import ModelSpec
 from tessera.sim.admission import KV_FIX
 from tessera.sim.kv_pool import HeadPagePool
+from tessera.sim.kv_setup import KVSimConfig
 from tessera.sim.link import Link
 
 if TYPE_CHECKING:
     from tessera.sim.worker import Worker
 
 GIB = 2**30
-RERANK_MODES = ("pages", "sampled")
-
-
-@dataclass(frozen=True, slots=True)
-class KVSimConfig:
-    """Simulator-side settings of a KV policy (beside the policy's own parameters)."""
-
-    host_kv_gib: float = 180.0  # pinned host KV pool (the paper's H100-NVL testbed)
-    avg_num_tokens_per_req: int = 20_000  # MinMax region sizing only (authors' default)
-    minmax_region: bool = True  # reserve the MinMax region out of the GPU KV budget
-    # Sparse decode (per-head page lists) reaches this fraction of the dense kernel's bytes/s: the
-    # paper's kernel is 4x faster than dense at 9.7x fewer bytes (batch 40, 10k tokens, K = 1,024:
-    # 0.41), Quest's 7.03x at 16x fewer (32k, budget 2,048: 0.44). 1.0 = bytes only.
-    sparse_kernel_efficiency: float = 0.42
-    # How a rerank's page moves are drawn from the head model: "pages" materialises each head's top-K page ids
-    # (HeadBehaviour.select); "sampled" draws only the counts the simulator uses (promoted, fetched, freed)
-    # from the same distribution (tessera/kvcache/sampled_rerank.py), each batch's next reranks drawn ahead in
-    # one vectorised draw (tessera/kvcache/rerank_batch.py): ~7x cheaper per rerank, 0.28 vs 2.0 ms of CPU
-    # (Llama-3.1-8B, 10k-30k-token prompts, K = 64 pages, sim_speed.py --kvpolicy flexicache; 2026-12-06, loaded VM).
-    rerank_mode: str = "pages"
-
-    def __post_init__(self) -> None:
-        checks = [("rerank_mode", self.rerank_mode in RERANK_MODES, f"one of {', '.join(RERANK_MODES)}"),
-                  ("host_kv_gib", self.host_kv_gib > 0, "a positive size in GiB, e.g. 180"),
-                  ("avg_num_tokens_per_req", self.avg_num_tokens_per_req >= 1, "a token count >= 1, e.g. 20000"),
-                  ("sparse_kernel_efficiency", 0 < self.sparse_kernel_efficiency <= 1,
-                   "a fraction in (0, 1], e.g. 0.42 (1.0 charges sparse decode by bytes only)")]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"kvpolicy.{name}={getattr(self, name)!r} is invalid: use {allowed}")
-
-
-SIM_KEYS = frozenset(KVSimConfig.__dataclass_fields__)
-
-
-@dataclass(frozen=True)
-class KVSetup:
-    """A run's KV policy: the policy name, its parameters (tessera/kvcache/config.py) and sim settings."""
-
-    name: str = "full"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    sim: KVSimConfig = KVSimConfig()
-
-    @classmethod
-    def from_conf(cls, conf: Mapping[str, Any]) -> "KVSetup":
-        """{name: flexicache, topk_pages: 64, host_kv_gib: 180, ...} -> KVSetup (policy keys checked later)."""
-        conf = dict(conf)
-        name = conf.pop("name", "full")
-        if name not in POLICIES:
-            raise ValueError(f"kvpolicy.name={name!r} is unknown: use one of {', '.join(POLICIES)}")
-        sim = KVSimConfig(**{k: conf.pop(k) for k in list(conf) if k in SIM_KEYS})
-        return cls(name, conf, sim)
-
-    def policy_for(self, model: ModelSpec) -> PlannedPolicy:
-        params = dict(self.params)
-        if isinstance(params.get("unstable_heads"), list):
-            params["unstable_heads"] = tuple(tuple(p) for p in params["unstable_heads"])
-        if self.name == "flexicache" and "unstable_source" not in params and "unstable_heads" not in params:
-            params["unstable_source"] = "shipped" if _has_shipped_list(model) else "synthetic"
-        return make_policy(self.name, model, **params)
-
-
-def _has_shipped_list(model: ModelSpec) -> bool:
-    try:
-        shipped_unstable_heads(model.name)
-    except KeyError:
-        return False
-    return True
-
-
-def truth_head_model(model: ModelSpec) -> HeadModel:
-    """The model's simulated head behaviour: the fitted population, with the paper's profiled unstable
-    heads as its unstable class where they ship (Llama-3.1-8B), a seeded random 25% otherwise."""
-    unstable = shipped_unstable_heads(model.name) if _has_shipped_list(model) else None
-    return HeadModel(default_params(), model.num_layers, model.num_kv_heads, unstable, seed=model_seed(model.name))
 
 
 def minmax_share(plan: HeadPlan, avg_tokens: int) -> float:

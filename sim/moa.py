@@ -19,7 +19,7 @@ from tessera.scheduling import SchedulerConfig
 from tessera.types import GPUSpec, LinkSpec, ModelSpec, Request, WorkerSpec
 from tessera.workload.moa import expert_info
 from tessera.sim.cluster import Cluster
-from tessera.sim.kv_manager import KVSetup
+from tessera.sim.kv_setup import KVSetup
 from tessera.sim.router import make_router
 from tessera.sim.sequence import SeqState
 

@@ -19,7 +19,7 @@ from tessera.experiments.backends.sim import BackendResult
 from tessera.experiments.config import ConfigError
 from tessera.experiments.resolve import RunSpec
 from tessera.runtime.errors import CheckpointError
-from tessera.sim.kv_manager import KVSetup
+from tessera.sim.kv_setup import KVSetup
 from tessera.types import Request
 
 DEFAULTS: dict[str, Any] = {"device": "auto", "dtype": None,

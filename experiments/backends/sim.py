@@ -17,7 +17,7 @@ from tessera.experiments.resolve import RunSpec
 from tessera.hardware import host_link, peer_link
 from tessera.sim import Cluster, kv_usage_frame, make_router, request_frame, worker_frame
 from tessera.sim.batch_log import enable_batch_log
-from tessera.sim.kv_manager import KVSetup
+from tessera.sim.kv_setup import KVSetup
 from tessera.sim.records import batch_frame, transfer_frame
 from tessera.types import Request, WorkerSpec
 from tessera.workload.frontend import as_client_sees, through_frontend

@@ -18,7 +18,7 @@ from tessera.experiments.backends.sim import run_sim  # noqa: E402
 from tessera.experiments.config import ConfigError  # noqa: E402
 from tessera.experiments.resolve import RunSpec, resolve  # noqa: E402
 from tessera.results import empty_frame, save_run, summarize  # noqa: E402
-from tessera.sim.kv_manager import SIM_KEYS, KVSetup  # noqa: E402
+from tessera.sim.kv_setup import SIM_KEYS, KVSetup  # noqa: E402
 from tessera.types import Request  # noqa: E402
 from tessera.workload import build_workload  # noqa: E402
 

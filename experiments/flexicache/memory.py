@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from tessera.experiments.flexicache.common import finish, params, show_table
 from tessera.kvcache.memory_model import gpu_kv_memory_table
 from tessera.models import model as model_spec
-from tessera.sim.kv_manager import KVSetup, truth_head_model
+from tessera.sim.kv_setup import KVSetup, truth_head_model
 
 
 def measured_device_bytes(model_name: str, policy: str, topk_tokens: int, seq_len: int) -> int:

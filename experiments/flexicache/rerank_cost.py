@@ -30,7 +30,7 @@ from tessera.cost import make_cost_model
 from tessera.experiments.flexicache.common import finish, params, show_table, spec_for
 from tessera.interface import BatchShape
 from tessera.kvcache.head_plan import HeadMode
-from tessera.sim.kv_manager import KVSetup, truth_head_model
+from tessera.sim.kv_setup import KVSetup, truth_head_model
 
 SCORE_BYTES = 8  # fp32 score written by the scoring kernel and read by top-K
 ID_BYTES = 8  # int32 id written and read

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from tessera.experiments.flexicache.common import (finish, kv_setup, params, ran, show_table, simulate, spec_for,
                                                    workload)
-from tessera.sim.kv_manager import truth_head_model
+from tessera.sim.kv_setup import truth_head_model
 
 
 def most_unstable_heads(model, fraction: float) -> list[list[int]]:

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from tessera.memory import MemoryConfig
 from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router
-from tessera.sim.kv_manager import KVSetup
+from tessera.sim.kv_setup import KVSetup
 from tessera.types import Request, WorkerSpec
 from tests.sim.fakes import TINY_GPU, TINY_MODEL, LinearCost, worker_specs
 from tests.sim.helpers import assert_same, recorded_run, requests_strategy

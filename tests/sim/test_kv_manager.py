@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from tessera.memory import MemoryConfig
 from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router, request_frame
-from tessera.sim.kv_manager import KVSetup, KVSimConfig
+from tessera.sim.kv_setup import KVSetup, KVSimConfig
 from tessera.types import LinkSpec, Request
 from tests.sim.fakes import PCIE, LinearCost, worker_specs
 

@@ -79,7 +79,7 @@ def test_kv_policies_run_inside_co_resident_and_tensor_parallel_moa_replicas(set
     from dataclasses import replace
 
     from tessera.hardware import host_link
-    from tessera.sim.kv_manager import KVSetup
+    from tessera.sim.kv_setup import KVSetup
 
     workload, problem, ctx = setup
     plan = make_placer(placer).place(problem)

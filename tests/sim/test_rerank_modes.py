@@ -9,7 +9,7 @@ from tessera.memory import MemoryConfig
 from tessera.models import model
 from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router
-from tessera.sim.kv_manager import KVSetup, KVSimConfig
+from tessera.sim.kv_setup import KVSetup, KVSimConfig
 from tessera.types import Request, WorkerSpec
 
 LLAMA = model("Llama-3.1-8B")

@@ -151,7 +151,7 @@ def test_the_simulator_replays_a_recorded_trace(tiny, monkeypatch):
     from tessera.experiments.calibrate_runtime import run_spec
     from tessera.scheduling import SchedulerConfig
     from tessera.sim import cluster
-    from tessera.sim.kv_manager import KVSetup
+    from tessera.sim.kv_setup import KVSetup
     from tessera.types import GPUSpec, Request
 
     rec = record_topk(tiny, tokens(260, seed=3), prompt_len=200, k=4)
@@ -196,7 +196,7 @@ SMOLLM2_SHAPE = dict(num_layers=30, hidden_size=576, num_heads=9, num_kv_heads=3
 
 def test_smollm2s_profiled_list_is_found_by_both_names_and_used_by_both_backends():
     from tessera.runtime.engine import build_policy
-    from tessera.sim.kv_manager import KVSetup
+    from tessera.sim.kv_setup import KVSetup
     from tessera.types import ModelSpec
 
     shipped = load_unstable_heads(Path(head_lists.data_dir()) / "smollm2-head-stability" / "head_stability.tsv")

@@ -4,7 +4,7 @@ import pytest
 
 from tessera.kvcache.policies import make_policy
 from tessera.models import model
-from tessera.sim.kv_manager import truth_head_model
+from tessera.sim.kv_setup import truth_head_model
 
 LLAMA = model("Llama-3.1-8B")
 HEADS = truth_head_model(LLAMA)

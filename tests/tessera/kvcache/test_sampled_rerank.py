@@ -6,7 +6,7 @@ import pytest
 from tessera.kvcache.head_plan import HeadMode
 from tessera.kvcache.policies import make_policy
 from tessera.models import model
-from tessera.sim.kv_manager import truth_head_model
+from tessera.sim.kv_setup import truth_head_model
 from tests.tessera.kvcache.helpers import decode_totals
 
 LLAMA = model("Llama-3.1-8B")

@@ -13,7 +13,7 @@ from tessera.results.trace_check import trace_problems
 from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router
 from tessera.sim.batch_log import enable_batch_log
-from tessera.sim.kv_manager import KVSetup, KVSimConfig
+from tessera.sim.kv_setup import KVSetup, KVSimConfig
 from tessera.sim.records import batch_frame, transfer_frame
 from tessera.types import Request, WorkerSpec
 
