@@ -4,8 +4,8 @@ import pytest
 
 from dataclasses import replace
 
-from benchmarks.fidelity import (bench_table, lambda_rows, late_2023_graphs, load_profile, pr2192_rows,
-                                 pr2221_fixed_run, splitwise_rows, splitwise_table, static_batch)
+from benchmarks.fidelity_sources import (bench_table, lambda_rows, late_2023_graphs, load_profile, pr2192_rows,
+                                         pr2221_fixed_run, splitwise_rows, splitwise_table, static_batch)
 from tessera.hardware import gpu
 from tessera.models import model
 from tessera.paths import data_path

@@ -1,0 +1,220 @@
+"""The fidelity benchmark's sources: each measured configuration of data/validation/ simulated with a given engine
+profile, as rows of (source, split, model, gpu, tp, metric, measured, predicted); benchmarks/fidelity.py reports them.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from tessera.cost import make_cost_model
+from tessera.cost.engine_cost import with_engine_profile
+from tessera.cost.engine_profile import EngineProfile, expand_sizes
+from tessera.hardware import gpu as gpu_spec
+from tessera.memory import MemoryConfig
+from tessera.models import model as model_spec
+from tessera.paths import REPO_ROOT, data_path
+from tessera.results import summarize
+from tessera.scheduling import SchedulerConfig
+from tessera.sim import Cluster, make_router, request_frame
+from tessera.types import Request, WorkerSpec
+from tessera.workload import build_workload
+from tessera.workload.frontend import as_client_sees, through_frontend
+
+
+def load_profile(name: str, **overrides) -> EngineProfile:
+    conf = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "engine_profile" / f"{name}.yaml"))
+    return EngineProfile.from_dict({**conf, **overrides})
+
+
+def run_one_worker(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memory=MemoryConfig()):
+    """One worker with the profile's costs serving `requests`, each reaching the engine frontend_s after it was sent."""
+    spec = WorkerSpec(worker_id=0, gpu=gpu, model=model, tp=tp)
+    cost = with_engine_profile(lambda **p: make_cost_model("roofline", model, gpu, tp, **p), profile, {})
+    cluster = Cluster([spec], lambda s: cost, scheduler, memory, make_router("round_robin"))
+    return cluster.run(through_frontend(requests, profile.frontend_s, profile.frontend_serial))
+
+
+def simulate(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memory=MemoryConfig()):
+    """Client-side times (the profile's frontend_s included), as experiments/backends/sim.py reports them."""
+    return as_client_sees(request_frame(run_one_worker(requests, model, gpu, tp, profile, scheduler, memory)),
+                          requests)
+
+
+def whole_batch_prefill(batch: int, prompt: int) -> SchedulerConfig:
+    """vLLM v0's prefill-first scheduler with room for `batch` prompts of `prompt` tokens in one step (a fixed batch
+    sent at once: one prefill step, then decodes)."""
+    return SchedulerConfig(family="vllm_v0", watermark=0.0, max_num_seqs=max(256, batch),
+                           max_num_batched_tokens=max(8192, batch * prompt))
+
+
+def static_batch(model, gpu, tp: int, profile: EngineProfile, batch: int, prompt: int, output: int
+                 ) -> tuple[float, int]:
+    """TensorRT-LLM's static batching: `batch` equal requests at t = 0, one context step for all of them (the token
+    budget holds the whole batch), then decodes. Returns the batch's latency from its send (s; the profile's
+    frontend_s included) and the engine iterations."""
+    run = run_one_worker([Request(i, 0.0, prompt, output) for i in range(batch)], model, gpu, tp, profile,
+                         whole_batch_prefill(batch, prompt))
+    return float(request_frame(run)["finish_s"].max()), run.workers[0].num_iterations
+
+
+# ------------------------------------------------------------------------------------------------- sources
+def nemo_rows(profile: EngineProfile) -> list[dict]:
+    """NeMo/TensorRT-LLM fixed batches: B requests at t = 0, the batch's latency and sentences/s."""
+    table = pd.read_csv(data_path("validation", "nemo_trtllm_llama2", "measurements.csv"))
+    table = table[table["split"] != "excluded"]  # see its SOURCE.md: rows that cannot be what the page says
+    out = []
+    for row in table.itertuples():
+        e2e_s, _ = static_batch(model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, int(row.batch_size),
+                                int(row.prompt_tokens), int(row.output_tokens))
+        e2e_ms = e2e_s * 1e3
+        for metric, measured, predicted in (("e2e", row.e2e_ms, e2e_ms),
+                                            ("throughput", row.throughput_req_s, row.batch_size / e2e_ms * 1e3)):
+            out.append({"source": "nemo_trtllm_llama2", "split": row.split, "model": row.model, "gpu": row.gpu,
+                        "tp": int(row.tp), "metric": metric, "measured": float(measured), "predicted": predicted})
+    return out
+
+
+def bench_table(splits=("fitted",)) -> pd.DataFrame:
+    table = pd.read_csv(data_path("validation", "llm_inference_bench_trtllm", "measurements.csv"))
+    return table[table["split"].isin(splits)]
+
+
+def bench_rows(profile: EngineProfile, splits=("fitted",)) -> list[dict]:
+    """LLM-Inference-Bench (TensorRT-LLM 0.11, A100 and H100): static batches of L-token prompts generating L tokens,
+    the batch's latency. Rows whose KV cache cannot fit the GPU are excluded (see its SOURCE.md)."""
+    out = []
+    for row in bench_table(splits).itertuples():
+        e2e_s, _ = static_batch(model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, int(row.batch_size),
+                                int(row.prompt_tokens), int(row.output_tokens))
+        out.append({"source": "llm_inference_bench_trtllm", "split": row.split, "model": row.model, "gpu": row.gpu,
+                    "tp": int(row.tp), "metric": "e2e", "measured": float(row.e2e_s), "predicted": e2e_s})
+    return out
+
+
+def flexicache_rows(profile: EngineProfile, num_requests: int | None = None) -> list[dict]:
+    """Stock vLLM v1 (Triton attention) online serving on an H100 NVL: mean TPOT at 0.4 req/s."""
+    row = next(pd.read_csv(data_path("validation", "flexicache_vllm_v1", "measurements.csv")).itertuples())
+    reqs = build_workload({"kind": "synthetic", "num_requests": num_requests or int(row.num_requests), "seed": 0,
+                           "arrival": {"kind": "poisson", "rate": float(row.rate_per_s)},
+                           "lengths": {"kind": "uniform", "prompt_tokens": [int(row.prompt_min), int(row.prompt_max)],
+                                       "output_tokens": [int(row.output_min), int(row.output_max)]}})
+    scheduler = SchedulerConfig(max_num_seqs=int(row.max_num_seqs),
+                                max_num_batched_tokens=int(row.max_num_batched_tokens))
+    frame = simulate(reqs, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler,
+                     MemoryConfig(gpu_memory_utilization=float(row.gpu_memory_utilization)))
+    tpot_ms = summarize(frame)["tpot_s"]["mean"] * 1e3
+    return [{"source": "flexicache_vllm_v1", "split": row.split, "model": row.model, "gpu": row.gpu, "tp": int(row.tp),
+             "metric": "tpot", "measured": float(row.tpot_mean_ms), "predicted": tpot_ms}]
+
+
+# The Lambda runs' multi-step group: their inter-token latency is ~10x their TPOT, tokens reaching the client in
+# chunks of ~10 steps (data/validation/lambda_vllm_sharegpt/SOURCE.md: --num-scheduler-steps 10, inferred).
+LAMBDA_SCHEDULER_STEPS = 10
+
+
+def lambda_rows(profile: EngineProfile, splits=("fitted", "held_out")) -> list[dict]:
+    """vLLM 0.6 (multi-step) serving 10 or 80 ShareGPT prompts sent at once: median TTFT, median TPOT, output tok/s.
+
+    Each row replays its own measured prompt and output lengths (an empty output counts as one token: the
+    request was prefilled). TTFT and throughput of the Mixtral rows are left out: every one of them has a
+    ~1.7 s TTFT, 10-30x the dense models', which no step cost explains (see its SOURCE.md).
+    """
+    table = pd.read_csv(data_path("validation", "lambda_vllm_sharegpt", "measurements.csv"))
+    scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256, max_num_batched_tokens=2048,
+                                num_scheduler_steps=LAMBDA_SCHEDULER_STEPS)
+    memory = MemoryConfig(gpu_memory_utilization=0.95)
+    out = []
+    for row in table[table["split"].isin(splits)].itertuples():
+        prompts = [int(x) for x in row.input_lens.split()]
+        outputs = [max(1, int(x)) for x in row.output_lens.split()]
+        reqs = [Request(i, 0.0, p, o) for i, (p, o) in enumerate(zip(prompts, outputs))]
+        frame = simulate(reqs, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler, memory)
+        multi = frame[frame["output_tokens"] > 1]
+        tpot = (multi["finish_s"] - multi["first_token_s"]) / (multi["output_tokens"] - 1)
+        metrics = [("tpot", row.median_tpot_ms, float(tpot.median()) * 1e3)]
+        if row.model != "Mixtral-8x7B":
+            metrics += [("ttft", row.median_ttft_ms, float(frame["first_token_s"].median()) * 1e3),
+                        ("throughput", row.output_throughput_tok_s,
+                         sum(int(x) for x in row.output_lens.split()) / float(frame["finish_s"].max()))]
+        for metric, measured, predicted in metrics:
+            out.append({"source": "lambda_vllm_sharegpt", "split": row.split, "model": row.model, "gpu": row.gpu,
+                        "tp": int(row.tp), "metric": metric, "measured": float(measured), "predicted": predicted})
+    return out
+
+
+def splitwise_table() -> pd.DataFrame:
+    """The Splitwise artifact's points, each the median of its 5 repeats."""
+    table = pd.read_csv(data_path("validation", "splitwise_perf_model", "measurements.csv"))
+    keys = ["model", "gpu", "tp", "batch_size", "prompt_tokens", "output_tokens", "split", "prompt_time_split"]
+    return table.groupby(keys, as_index=False)[["prompt_time_ms", "token_time_ms", "e2e_time_ms"]].median()
+
+
+def splitwise_rows(profile: EngineProfile) -> list[dict]:
+    """Splitwise's per-phase times (Llama-2-70B TP 2/4/8 and BLOOM-176B TP 8 on DGX-A100 / DGX-H100): a batch of
+    equal requests at t = 0, its prompt phase (TTFT of the batch) and its mean decode iteration (TPOT). A run that
+    stopped before the asked output length (its e2e time says so) is simulated for the tokens it generated."""
+    out = []
+    for row in splitwise_table().itertuples():
+        batch, prompt = int(row.batch_size), int(row.prompt_tokens)
+        generated = min(int(row.output_tokens),
+                        1 + round((row.e2e_time_ms - row.prompt_time_ms) / row.token_time_ms))
+        frame = simulate([Request(i, 0.0, prompt, generated) for i in range(batch)], model_spec(row.model),
+                         gpu_spec(row.gpu), int(row.tp), profile, whole_batch_prefill(batch, prompt))
+        tpot = ((frame["finish_s"] - frame["first_token_s"]) / (generated - 1)).median() * 1e3
+        metrics = [("tpot", row.split, row.token_time_ms, tpot),
+                   ("ttft", row.prompt_time_split, row.prompt_time_ms, frame["first_token_s"].max() * 1e3)]
+        for metric, split, measured, predicted in metrics:
+            if split != "excluded":
+                out.append({"source": "splitwise_perf_model", "split": split, "model": row.model, "gpu": row.gpu,
+                            "tp": int(row.tp), "metric": metric, "measured": float(measured),
+                            "predicted": float(predicted)})
+    return out
+
+
+# The decode graph sizes vLLM captured from v0.2.6 on (vllm/worker/model_runner.py _BATCH_SIZES_TO_CAPTURE, the same
+# list through v0.6 and conf/engine_profile/vllm_v0_multistep.yaml): [1, 2, 4] + [8 * i for i in range(1, 33)]
+V0_GRAPH_SIZES = tuple(expand_sizes([1, 2, 4, {"start": 8, "stop": 256, "step": 8}]))
+# vllm-project/vllm PR #1440: Llama-2-7B, batch 1, 1.2 s eager for 100 tokens (conf/engine_profile/vllm_v0_eager.yaml)
+PR1440_EAGER_STEP_S, PR1440_LAYERS = 1.2 / 100, 32
+
+
+def late_2023_graphs(profile: EngineProfile) -> EngineProfile:
+    """The late-2023 engine (vllm_v0_eager) as of Dec 2023: CUDA graphs for decode batches up to 256 (v0.2.6-0.2.7).
+    Profiles without eager host costs (tessera_default) are returned unchanged."""
+    if profile.host_launch_per_layer_s == 0 and profile.control_per_token_s == 0:
+        return profile
+    return replace(profile, cuda_graphs=True, graph_sizes=V0_GRAPH_SIZES)
+
+
+def pr2192_rows(profile: EngineProfile) -> list[dict]:
+    """vLLM PR #2192's benchmark_latency batch (data/validation/vllm_pr2192): `batch` prompts sent at once, the
+    latency of the whole generate call; simulated with the profile's Dec-2023 variant (late_2023_graphs)."""
+    out = []
+    table = pd.read_csv(data_path("validation", "vllm_pr2192", "measurements.csv"))
+    for row in table[table["split"] != "excluded"].itertuples():
+        requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(int(row.batch_size))]
+        scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256, max_num_batched_tokens=4096)
+        frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), late_2023_graphs(profile),
+                         scheduler)
+        out.append({"source": "vllm_pr2192", "split": row.split, "model": row.model, "gpu": row.gpu,
+                    "tp": int(row.tp), "metric": "e2e", "measured": float(row.latency_s),
+                    "predicted": float(frame["finish_s"].max())})
+    return out
+
+
+def pr2221_row():
+    """The fitted row of data/validation/vllm_pr2221 (the fixed run)."""
+    return pd.read_csv(data_path("validation", "vllm_pr2221", "measurements.csv")).query("split == 'fitted'").iloc[0]
+
+
+def pr2221_fixed_run(profile: EngineProfile) -> float:
+    """vLLM PR #2221's fixed benchmark (data/validation/vllm_pr2221): 512 prompts of 1031 tokens generating 317, all
+    sent at t = 0, Llama-2-70B on 8 x A100-40GB, vLLM v0's scheduler with its then defaults (256 sequences, 4096
+    tokens a step). Returns the simulated elapsed time (s)."""
+    row = pr2221_row()
+    requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(int(row.num_prompts))]
+    scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256, max_num_batched_tokens=4096)
+    frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler)
+    return float(frame["finish_s"].max())
