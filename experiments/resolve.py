@@ -153,9 +153,6 @@ def resolve(cfg: DictConfig) -> RunSpec:
         raise ConfigError(str(err).replace("scheduler.family", "engine.scheduler").replace("scheduler.", "engine.")
                           .replace("memory.", "engine.")) from None
     scheduler = effective_config(scheduler)  # v0 and Orca never chunk, Sarathi always does
-    _check("engine.num_scheduler_steps", scheduler.num_scheduler_steps == 1 or not cfg.get("kvpolicy")
-           or cfg.kvpolicy.get("name", "full") == "full", scheduler.num_scheduler_steps,
-           "1 with a KV policy (multi-step groups are modelled with full KV only)")
     if not cfg.workload:
         raise ConfigError("workload is empty: pick one with workload=<name> (see conf/workload/)")
     workers = tuple(WorkerSpec(worker_id=i, gpu=gpu, model=model, tp=cfg.cluster.tp, pp=pp, pp_microbatches=micro,
@@ -163,6 +160,8 @@ def resolve(cfg: DictConfig) -> RunSpec:
                     for i in range(cfg.cluster.num_workers))
     profile = resolve_engine_profile(cfg.get("engine_profile"), gpu)
     kv = resolve_kv(cfg.get("kvpolicy"), model)
+    _check("engine.num_scheduler_steps", scheduler.num_scheduler_steps == 1 or kv is None,
+           scheduler.num_scheduler_steps, "1 with a KV policy (multi-step groups are modelled with full KV only)")
     _check("engine_profile.control_per_token_s", not (profile and profile.control_per_token_s and kv),
            profile.control_per_token_s if profile else None,
            "0 with a KV policy (it counts a decoding sequence's context as the KV tokens read, which a sparse "

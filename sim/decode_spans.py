@@ -9,6 +9,7 @@ import simpy
 
 from tessera.sim.sequence import SeqState
 from tessera.sim.span_times import span_times
+from tessera.sim.timeouts import timeout_at
 
 
 class DecodeSpans:
@@ -51,7 +52,7 @@ class DecodeSpans:
         ends = times.ends
         self._in_span = True
         try:
-            yield env.timeout(ends[-1] - start)
+            yield timeout_at(env, ends[-1])  # at the last step's end exactly, as one event per step would end
             self._in_span = False
             done = steps
         except simpy.Interrupt:
@@ -61,7 +62,7 @@ class DecodeSpans:
             if self._multi_step:
                 done = min(steps, done + self.scheduler.steps_left_in_group(done - 1))
             if ends[done - 1] > env.now:
-                yield env.timeout(ends[done - 1] - env.now)
+                yield timeout_at(env, ends[done - 1])
         if self._multi_step:
             self.scheduler.advance(done - 1)
         busy = self._account_span(start, ends, done, batch_size, kv_first)

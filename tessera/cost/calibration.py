@@ -117,8 +117,8 @@ def fit_calibration(steps: pd.DataFrame, ops: pd.DataFrame, model: ModelSpec, gp
     keep them moving slightly), the returned Calibration prices every step as the last solve did; its own error on
     the steps (fit["step_relative_error"]) is measured with the Calibration itself. (An earlier fit held the LM head
     and per-sequence bytes at the previous round's bandwidth while solving the decode-attention one; on a real CPU
-    profile it returned calibrations whose median step error was -27% to -47%.) A rate faster than the spec's peak (a or h < 1) raises the spec's peak to it, so every
-    efficiency stays a fraction in (0, 1].
+    profile it returned calibrations whose median step error was -27% to -47%.) A rate faster than the spec's peak
+    (a or h < 1) raises the spec's peak to it, so every efficiency stays a fraction in (0, 1].
     """
     missing = set(STEP_COLUMNS) - set(steps.columns)
     if missing:
