@@ -11,7 +11,7 @@ import simpy
 from tessera.interface import BatchShape, ScheduledBatch
 from tessera.sim.sequence import SeqState
 from tessera.sim.span_times import span_times
-from tessera.sim.timeouts import reserved_timeout
+from tessera.sim.timeouts import reserved_timeout, timeout_at
 
 
 class CohortSteps:
@@ -114,14 +114,15 @@ class CohortSteps:
         ends = times.ends
         self._in_span = True
         try:
+            # at the last step's end exactly (start + duration would round off the summed end times)
             if times.complete:
-                yield env.timeout(ends[-1] - start)
+                yield timeout_at(env, ends[-1])
             else:
                 end_of_span = reserved_timeout(env)  # the event one timeout at the start would have been
                 while not times.complete:
-                    yield env.timeout(ends[-1] - env.now)
+                    yield timeout_at(env, ends[-1])
                     times.extend(len(ends))
-                yield end_of_span(ends[-1] - start)
+                yield end_of_span(ends[-1])
             self._in_span = False
             done = steps
         except simpy.Interrupt:
@@ -129,7 +130,7 @@ class CohortSteps:
             times.cover(env.now)
             done = bisect_left(ends, env.now) + 1
             if ends[done - 1] > env.now:
-                yield env.timeout(ends[done - 1] - env.now)
+                yield timeout_at(env, ends[done - 1])
         busy = self._account_span(start, ends, done, batch_size, kv_first)
         cohort.log.append(busy)
         if done > 1:

@@ -3,7 +3,7 @@
 timeout_at: at an absolute time exactly; env.timeout(at - now) lands on now + (at - now), which rounds (1 ulp off
 `at`) when `now` is less than half of `at`, so a trace's arrival times would depend on what ran before.
 reserved_timeout: a timeout whose place among simultaneous events is taken now and its time fixed later (a decode
-span's end, computed only as far as the clock gets).
+span's end, computed only as far as the clock gets), at an absolute time too.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def timeout_at(env: simpy.Environment, at: float) -> simpy.Event:
 
 
 def reserved_timeout(env: simpy.Environment) -> Callable[[float], simpy.Event]:
-    """Take the next place in the event order now; the returned function schedules the timeout that
-    env.timeout(delay) would have been if created now (same time, same place among simultaneous events)."""
-    start, eid = env.now, next(env._eid)
-    return lambda delay: _triggered_at(env, start + delay, eid, "reserved timeout")
+    """Take the next place in the event order now; the returned function schedules, at absolute time `at`, the
+    timeout that env.timeout(at - now) would have been if created now (same place among simultaneous events)."""
+    eid = next(env._eid)
+    return lambda at: _triggered_at(env, at, eid, "reserved timeout")
