@@ -166,12 +166,15 @@ def _pick_columns(free: np.ndarray, count: np.ndarray, rng: np.random.Generator)
     Selection sampling (Knuth's algorithm S) over the few cells, all rows at once: scanning the cells in order, a
     free cell is taken with probability (cells still wanted) / (free cells left); rows taking nothing draw nothing."""
     out = np.zeros(free.shape, dtype=bool)
-    rows = np.flatnonzero(count)
+    num_free = free.sum(0)
+    every = (count > 0) & (count >= num_free)  # rows taking all their free cells: no choice to draw
+    out[:, every] = free[:, every]
+    rows = np.flatnonzero((count > 0) & ~every)
     if not len(rows):
         return out
     cells = np.ascontiguousarray(free[:, rows])  # one contiguous vector per cell
     want = count[rows].astype(np.float64)
-    left = cells.sum(0).astype(np.float64)
+    left = num_free[rows].astype(np.float64)
     u = rng.random(cells.shape)
     taken = np.empty_like(cells)
     for j in range(cells.shape[0]):

@@ -123,3 +123,24 @@ def test_first_rank_path_draws_like_the_frame_path():
             draws.append(np.concatenate([[s.far.sum()], s.near.sum(0)]))
         totals[path] = np.array(draws, dtype=float).mean(0)
     assert totals["first"] == pytest.approx(totals["frame"], rel=0.03, abs=2.0)
+
+
+def test_pick_columns_draws_uniform_subsets_of_the_free_cells():
+    # column r: count[r] of its free cells, each subset equally likely (marginals count/F, pairs c(c-1)/(F(F-1)));
+    # columns taking none, some, or all of their free cells
+    from tessera.kvcache.sampled_rerank import _pick_columns
+
+    rng = np.random.default_rng(0)
+    free = np.ones((6, 4), dtype=bool)
+    free[[0, 3], 1] = False  # column 1: 4 free cells
+    count = np.array([0, 2, 6, 3])
+    draws = 20_000
+    picks = np.stack([_pick_columns(free, count, rng) for _ in range(draws)])
+    assert (picks.sum(1) == count).all() and not (picks & ~free).any()
+    for col, (c, f) in enumerate(zip(count, free.sum(0))):
+        cells = np.flatnonzero(free[:, col])
+        marginal = picks[:, cells, col].mean(0)
+        assert marginal == pytest.approx(np.full(len(cells), c / f), abs=0.015)
+        if 0 < c < f:
+            both = (picks[:, cells[0], col] & picks[:, cells[-1], col]).mean()
+            assert both == pytest.approx(c * (c - 1) / (f * (f - 1)), abs=0.015)
