@@ -102,7 +102,8 @@ class StepRecorder:
 
     def _record_schedule(self, waiting, running, pool):
         batch = self._schedule(waiting, running, pool)
-        row = {"prefill_tokens": 0, "prefill_attn_pairs": 0.0, "decode_seqs": 0, "decode_kv_tokens": 0.0}
+        row = {"prefill_tokens": 0, "prefill_attn_pairs": 0.0, "decode_seqs": 0, "decode_kv_tokens": 0.0,
+               "prefill_seqs": 0}
         for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
             c = seq.num_computed_tokens
             if seq.rk.phase == "decoding":
@@ -110,6 +111,7 @@ class StepRecorder:
                 row["decode_kv_tokens"] += c + 1
             else:
                 row["prefill_tokens"] += n
+                row["prefill_seqs"] += 1
                 row["prefill_attn_pairs"] += n * c + n * (n + 1) / 2
         row["request_ids"] = " ".join(str(seq.request_id) for seq in batch.seqs)
         self._pending = row if batch.seqs else None

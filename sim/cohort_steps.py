@@ -103,7 +103,7 @@ class CohortSteps:
         env, cohort = self.env, self._cohort
         steps = self._cohort_span_length()
         shape = self._shape
-        shape.prefill_tokens = 0
+        shape.prefill_tokens = shape.prefill_seqs = 0
         shape.prefill_attn_pairs = 0.0
         shape.extra_hbm_bytes = 0.0
         shape.decode_seqs = batch_size = cohort.size

@@ -41,7 +41,7 @@ class DecodeSpans:
         env = self.env
         steps = self._span_length(seqs)
         shape = self._shape
-        shape.prefill_tokens = 0
+        shape.prefill_tokens = shape.prefill_seqs = 0
         shape.prefill_attn_pairs = 0.0
         shape.extra_hbm_bytes = 0.0
         shape.decode_seqs = batch_size = len(seqs)

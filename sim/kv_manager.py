@@ -225,7 +225,7 @@ class KVManager:
     # ------------------------------------------------------------------------------- per iteration
     def batch_shape(self, batch: ScheduledBatch, shape: BatchShape) -> BatchShape:
         """The iteration's cost counters; runs on_decode_step for every decoding request (before the step)."""
-        prefill_tokens = decode_seqs = 0
+        prefill_tokens = prefill_seqs = decode_seqs = 0
         prefill_pairs = decode_kv = extra = 0.0
         drawn = self.sim.rerank_mode != "sampled"
         surcharge, known = self._sparse_surcharge, self._states.get
@@ -245,8 +245,10 @@ class KVManager:
                 if computed == 0:
                     st.order = next(self._order)  # admitted now: FCFS appends it to `running`
                 prefill_tokens += n
+                prefill_seqs += 1
                 prefill_pairs += n * computed + n * (n + 1) / 2
         shape.prefill_tokens = prefill_tokens
+        shape.prefill_seqs = prefill_seqs
         shape.prefill_attn_pairs = prefill_pairs
         shape.decode_seqs = decode_seqs
         shape.decode_kv_tokens = decode_kv

@@ -336,7 +336,7 @@ class Worker(CohortSteps, DecodeSpans):
     def _batch_shape(self, batch: ScheduledBatch, decode_seqs: int = 0, decode_kv: int = 0) -> BatchShape:
         """The batch's shape; decode_seqs / decode_kv start from what the decode cohort already counts."""
         shape = self._shape
-        prefill_tokens = 0
+        prefill_tokens = prefill_seqs = 0
         prefill_pairs = 0.0
         for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
             computed = seq.num_computed_tokens
@@ -345,8 +345,10 @@ class Worker(CohortSteps, DecodeSpans):
                 decode_kv += computed + 1
             else:
                 prefill_tokens += n
+                prefill_seqs += 1
                 prefill_pairs += n * computed + n * (n + 1) / 2
         shape.prefill_tokens = prefill_tokens
+        shape.prefill_seqs = prefill_seqs
         shape.prefill_attn_pairs = prefill_pairs
         shape.decode_seqs = decode_seqs
         shape.decode_kv_tokens = decode_kv

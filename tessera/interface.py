@@ -23,6 +23,8 @@ class BatchShape:
     prefill_tokens: new prompt tokens computed this iteration (all chunks).
     prefill_attn_pairs: sum over those tokens of the context each attends to (query-key pairs).
     decode_seqs: sequences decoding one token.
+    prefill_seqs: sequences computing prompt tokens (a chunk or a whole prompt); 0 with prefill tokens counts as
+        one (shapes written by hand for a single prompt).
     decode_kv_tokens: sum over decoding sequences of the KV tokens each reads (per layer, per KV
         head on average: a sparse policy that reads 1k of 20k tokens counts 1k).
     extra_hbm_bytes: other device-memory traffic this iteration (e.g. page-score metadata).
@@ -33,10 +35,18 @@ class BatchShape:
     decode_seqs: int = 0
     decode_kv_tokens: float = 0.0
     extra_hbm_bytes: float = 0.0
+    prefill_seqs: int = 0
 
     @property
     def num_tokens(self) -> int:
         return self.prefill_tokens + self.decode_seqs
+
+    @property
+    def num_seqs(self) -> int:
+        """Sequences the engine prepares inputs for this iteration (per-sequence CPU costs count these)."""
+        if self.prefill_seqs:
+            return self.decode_seqs + self.prefill_seqs
+        return self.decode_seqs + (1 if self.prefill_tokens else 0)
 
 
 @runtime_checkable

@@ -8,16 +8,16 @@ efficiencies of the parts the ProfiledCostModel leaves to the roofline. How they
     t_step = L * ops(n) + overhead + c_seq * seqs + c_tok * n + [c_pair * pairs | prefill bytes] + c_kv * kv
              + the roofline's LM head and per-sequence Q/O bytes (at the current fit)
 
-(n = prefill + decode tokens, seqs = decode sequences + 1 if a prefill runs, pairs = prefill query-key
-pairs, kv = decode KV tokens read, ops(n) = the measured non-attention ops of one layer; each roofline
-term (prefill attention, decode attention, LM head) takes its branch, compute or memory, at the current fit,
-and is its datasheet-rate time x 1/flops_fraction or x 1/hbm_fraction, so those two are linear coefficients
-too), by non-negative least squares on relative error, the branches iterated. Then overhead_s = overhead; seq_overhead_s = c_seq (the Python engine's
-per-request work); the profile is ops(n) + c_tok * n / L (engine per-token work outside the layer ops,
-spread over the layers); flops_fraction = L*4*q_width / (peak * c_pair) (prefill attention's effective
-FLOP/s); hbm_fraction = L*2*kv_width*dtype / (bandwidth * c_kv) (decode attention's effective
-bandwidth: the "calibrated attention bandwidth"). Files: calibration.json (spec, efficiencies, fit) +
-layer_profile.csv.
+(n = prefill + decode tokens, seqs = decode sequences + prompts in the step (one if the table has no
+prefill_seqs), pairs = prefill query-key pairs, kv = decode KV tokens read, ops(n) = the measured non-attention
+ops of one layer; each roofline term (prefill attention, decode attention, LM head) takes its branch, compute or
+memory, at the current fit, and is its datasheet-rate time x 1/flops_fraction or x 1/hbm_fraction, so those two
+are linear coefficients too), by non-negative least squares on relative error, the branches iterated. Then
+overhead_s = overhead; seq_overhead_s = c_seq (the Python engine's per-request work); the profile is
+ops(n) + c_tok * n / L (engine per-token work outside the layer ops, spread over the layers); flops_fraction =
+L*4*q_width / (peak * c_pair) (prefill attention's effective FLOP/s); hbm_fraction = L*2*kv_width*dtype /
+(bandwidth * c_kv) (decode attention's effective bandwidth: the "calibrated attention bandwidth"). Files:
+calibration.json (spec, efficiencies, fit) + layer_profile.csv.
 """
 from __future__ import annotations
 
@@ -86,7 +86,8 @@ class Calibration:
 
 def step_shape(row) -> BatchShape:
     return BatchShape(prefill_tokens=int(row.prefill_tokens), prefill_attn_pairs=float(row.prefill_attn_pairs),
-                      decode_seqs=int(row.decode_seqs), decode_kv_tokens=float(row.decode_kv_tokens))
+                      decode_seqs=int(row.decode_seqs), decode_kv_tokens=float(row.decode_kv_tokens),
+                      prefill_seqs=int(getattr(row, "prefill_seqs", 0)))
 
 
 def nonneg_lstsq(X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -131,8 +132,11 @@ def fit_calibration(steps: pd.DataFrame, ops: pd.DataFrame, model: ModelSpec, gp
     pairs = steps["prefill_attn_pairs"].to_numpy(float)
     kv = steps["decode_kv_tokens"].to_numpy(float)
     n = pf + ds
-    seqs = ds + (pf > 0)
-    sampled = seqs  # the roofline samples every decode and one prefill per step
+    sampled = ds + (pf > 0)  # the roofline samples every decode and one prefill per step
+    # per-sequence CPU: every prompt of a step (BatchShape.num_seqs); tables without the column: one per step
+    seqs = sampled
+    if "prefill_seqs" in steps:
+        seqs = ds + np.maximum(steps["prefill_seqs"].fillna(0).to_numpy(float), pf > 0)
     t = steps[time_col].to_numpy(float)
     layers = L * np.array([ops_s(x) for x in n])
     # (compute, memory) unit times of each max() the roofline takes: prefill attention, decode attention, LM head

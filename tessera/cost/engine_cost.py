@@ -74,8 +74,7 @@ class EngineCostModel:
         """The engine's CPU time for the iteration (scheduling, input preparation, sampling, outputs, and shipping
         the sequences to the TP workers)."""
         p = self.profile
-        seqs = batch.decode_seqs + (1 if batch.prefill_tokens else 0)
-        t = p.cpu_fixed_s + p.cpu_per_seq_s * seqs + p.cpu_per_token_s * batch.num_tokens
+        t = p.cpu_fixed_s + p.cpu_per_seq_s * batch.num_seqs + p.cpu_per_token_s * batch.num_tokens
         if self._control_s:
             t += self._control_s * (batch.prefill_tokens + batch.decode_kv_tokens)
         return t

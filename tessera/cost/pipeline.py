@@ -79,7 +79,8 @@ class PipelineCostModel:
         if pf:  # the prefill counts as the first micro-batch's sequence: give it one decode fewer
             shares = sorted(shares)
         return [BatchShape(prefill_tokens=pf if i == 0 else 0, prefill_attn_pairs=batch.prefill_attn_pairs if i == 0
-                           else 0.0, decode_seqs=n, decode_kv_tokens=n * kv_per_seq, extra_hbm_bytes=extra)
+                           else 0.0, decode_seqs=n, decode_kv_tokens=n * kv_per_seq, extra_hbm_bytes=extra,
+                           prefill_seqs=batch.prefill_seqs if i == 0 else 0)
                 for i, n in enumerate(shares)]
 
     def iteration_time(self, batch: BatchShape) -> float:
@@ -103,7 +104,7 @@ def _cpu_split(stage: CostModel):
     eff = stage.efficiency
 
     def split(b: BatchShape) -> tuple[float, float]:
-        cpu = eff.overhead_s + eff.seq_overhead_s * (b.decode_seqs + (1 if b.prefill_tokens else 0))
+        cpu = eff.overhead_s + eff.seq_overhead_s * b.num_seqs
         return stage.iteration_time(b) - cpu, cpu
     return split
 

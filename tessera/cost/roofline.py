@@ -146,8 +146,10 @@ class RooflineCostModel:
         memory = self.weight_read_time(num_tokens) + num_tokens * self._lin_act_s
         return (compute if compute > memory else memory) + num_tokens * self._elementwise_s
 
-    def _rest_time(self, pf: int, pairs: float, ds: int, kv_tokens: float, extra: float) -> float:
-        """Attention, LM head, extra HBM traffic and overhead: the part shared with ProfiledCostModel."""
+    def _rest_time(self, pf: int, pairs: float, ds: int, kv_tokens: float, extra: float,
+                   prefill_seqs: int = 0) -> float:
+        """Attention, LM head, extra HBM traffic and overhead: the part shared with ProfiledCostModel; prefill_seqs
+        as in BatchShape (0 with prefill tokens: one)."""
         if pf < 0 or ds < 0 or pairs < 0 or kv_tokens < 0 or extra < 0:
             raise ValueError(f"BatchShape counters must be >= 0, got prefill_tokens={pf}, "
                              f"prefill_attn_pairs={pairs}, decode_seqs={ds}, "
@@ -155,7 +157,7 @@ class RooflineCostModel:
         t = self._overhead_s + extra * self._byte_s
         sampled = ds
         if self._seq_overhead_s:
-            t += (ds + (1 if pf else 0)) * self._seq_overhead_s
+            t += (ds + (prefill_seqs or (1 if pf else 0))) * self._seq_overhead_s
         if pf:
             compute = pairs * self._pf_flop_s
             memory = pf * self._pf_token_s
@@ -202,7 +204,7 @@ class RooflineCostModel:
         if self.tp > 1:
             t += self.all_reduce_time(n)
         return t + self._rest_time(pf, batch.prefill_attn_pairs, ds, batch.decode_kv_tokens,
-                                   batch.extra_hbm_bytes)
+                                   batch.extra_hbm_bytes, batch.prefill_seqs)
 
     def transfer_time(self, num_bytes: float, link: LinkSpec) -> float:
         return transfer_time(num_bytes, link)

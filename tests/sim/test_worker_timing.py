@@ -4,8 +4,9 @@ import pytest
 from tessera.memory import MemoryConfig
 from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router
+from tessera.sim.kv_setup import KVSetup
 from tessera.types import Request
-from tests.sim.fakes import LinearCost, worker_specs
+from tests.sim.fakes import PCIE, LinearCost, worker_specs
 
 
 def run_one(requests, **sched):
@@ -40,3 +41,23 @@ def test_arrival_mid_decode_joins_at_the_next_iteration_boundary():
     boundaries_before = seqs[0].first_token_s
     assert start > boundaries_before
     assert seqs[1].finish_s < seqs[0].finish_s
+
+
+@pytest.mark.parametrize("kvpolicy", [False, True])
+def test_batch_shapes_count_the_prompts_of_a_prefill_step(kvpolicy):
+    """Per-sequence costs (engine_profile.cpu_per_seq_s) see every prompt of a step: three prompts at once are three
+    prefill sequences, then three decodes; with and without a KV policy (sim/kv_manager.py builds those shapes)."""
+    shapes = []
+
+    class Recording(LinearCost):
+        def iteration_time(self, batch):
+            shapes.append((batch.prefill_tokens, batch.prefill_seqs, batch.decode_seqs, batch.num_seqs))
+            return super().iteration_time(batch)
+
+    cost = Recording()
+    requests = [Request(i, 0.0, 20 + i, 3) for i in range(3)]
+    kv = KVSetup("flexicache", {"topk_pages": 4, "rerank_interval": 4}) if kvpolicy else None
+    Cluster(worker_specs(1), lambda s: cost, SchedulerConfig(), MemoryConfig(0.5, 0.0), make_router("round_robin"),
+            host_link=PCIE, kv=kv).run(requests)
+    assert shapes[0] == (63, 3, 0, 3)
+    assert shapes[1][1:] == (0, 3, 3)

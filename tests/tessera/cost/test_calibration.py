@@ -49,6 +49,19 @@ def test_fit_recovers_a_known_machine_from_its_step_times():
     assert list(table["num_tokens"]) == list(OPS["num_tokens"])
 
 
+def test_fit_counts_every_prompt_of_a_step_when_the_table_says_how_many():
+    # steps with several prompts (prefill_seqs, as experiments/calibrate_runtime_steps.py records them): the
+    # per-sequence time is recovered exactly; read as one prompt per step (no column) it is not
+    steps = shapes()
+    steps["prefill_seqs"] = np.where(steps["prefill_tokens"] > 0, steps["prefill_tokens"] // 16, 0)
+    steps["time_s"] = predict_steps(truth(), TINY, steps)
+    calib, _ = fit_calibration(steps, OPS, TINY, CPU)
+    assert calib.efficiency.seq_overhead_s == pytest.approx(2e-4, rel=1e-6)
+    assert calib.fit["step_relative_error"]["mean_abs"] < 1e-6
+    blind, _ = fit_calibration(steps.drop(columns="prefill_seqs"), OPS, TINY, CPU)
+    assert blind.fit["step_relative_error"]["mean_abs"] > 1e-3
+
+
 def test_fit_moves_with_the_data():
     steps = shapes()
     steps["time_s"] = predict_steps(truth(RooflineEfficiency(0.1, 0.01, 1e-3)), TINY, steps) * 1.02

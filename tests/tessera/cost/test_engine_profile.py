@@ -53,6 +53,15 @@ def test_cpu_time_is_fixed_plus_per_sequence_plus_per_token():
     assert model.iteration_time(decode(8)) == pytest.approx(gpu + 1e-3 + 8e-4 + 8e-6)
 
 
+def test_every_prompt_of_a_prefill_step_counts_as_a_sequence():
+    profile = EngineProfile(name="t", cpu_fixed_s=0.0, cpu_per_seq_s=1e-4)
+    model = cost(profile)
+    three = BatchShape(prefill_tokens=300, prefill_attn_pairs=3 * 100 * 101 / 2, decode_seqs=2, decode_kv_tokens=2000,
+                       prefill_seqs=3)
+    assert model.cpu_time(three) == pytest.approx(5e-4)
+    assert model.cpu_time(replace(three, prefill_seqs=0)) == pytest.approx(3e-4)  # by hand: one prompt
+
+
 def test_the_control_plane_costs_every_sequence_token_once_per_tp_worker():
     profile = EngineProfile(name="c", cpu_fixed_s=0.0, control_per_token_s=1e-8)
     shape = BatchShape(prefill_tokens=300, prefill_attn_pairs=300 * 301 / 2, decode_seqs=4, decode_kv_tokens=4000)
