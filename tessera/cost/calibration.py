@@ -133,10 +133,8 @@ def fit_calibration(steps: pd.DataFrame, ops: pd.DataFrame, model: ModelSpec, gp
     kv = steps["decode_kv_tokens"].to_numpy(float)
     n = pf + ds
     sampled = ds + (pf > 0)  # the roofline samples every decode and one prefill per step
-    # per-sequence CPU: every prompt of a step (BatchShape.num_seqs); tables without the column: one per step
-    seqs = sampled
-    if "prefill_seqs" in steps:
-        seqs = ds + np.maximum(steps["prefill_seqs"].fillna(0).to_numpy(float), pf > 0)
+    # per-sequence CPU: every prompt of a step (tables without prefill_seqs: one per step), as the cost model counts
+    seqs = np.array([step_shape(r).num_seqs for r in steps.itertuples()], dtype=float)
     t = steps[time_col].to_numpy(float)
     layers = L * np.array([ops_s(x) for x in n])
     # (compute, memory) unit times of each max() the roofline takes: prefill attention, decode attention, LM head

@@ -90,7 +90,7 @@ class ProfiledCostModel:
         if t is None:
             t = self.layers_time(n)
         return t + self._rest_time(pf, batch.prefill_attn_pairs, ds, batch.decode_kv_tokens,
-                                   batch.extra_hbm_bytes, batch.prefill_seqs)
+                                   batch.extra_hbm_bytes, batch.num_seqs)
 
     def decode_step_terms(self, ds: int) -> tuple[float, float, float, float, float, float]:
         """RooflineCostModel.decode_step_terms with the profiled layers (and all-reduces) as the head."""

@@ -146,10 +146,9 @@ class RooflineCostModel:
         memory = self.weight_read_time(num_tokens) + num_tokens * self._lin_act_s
         return (compute if compute > memory else memory) + num_tokens * self._elementwise_s
 
-    def _rest_time(self, pf: int, pairs: float, ds: int, kv_tokens: float, extra: float,
-                   prefill_seqs: int = 0) -> float:
-        """Attention, LM head, extra HBM traffic and overhead: the part shared with ProfiledCostModel; prefill_seqs
-        as in BatchShape (0 with prefill tokens: one)."""
+    def _rest_time(self, pf: int, pairs: float, ds: int, kv_tokens: float, extra: float, seqs: int) -> float:
+        """Attention, LM head, extra HBM traffic and overhead: the part shared with ProfiledCostModel; seqs: the
+        sequences paying seq_overhead_s (BatchShape.num_seqs)."""
         if pf < 0 or ds < 0 or pairs < 0 or kv_tokens < 0 or extra < 0:
             raise ValueError(f"BatchShape counters must be >= 0, got prefill_tokens={pf}, "
                              f"prefill_attn_pairs={pairs}, decode_seqs={ds}, "
@@ -157,7 +156,7 @@ class RooflineCostModel:
         t = self._overhead_s + extra * self._byte_s
         sampled = ds
         if self._seq_overhead_s:
-            t += (ds + (prefill_seqs or (1 if pf else 0))) * self._seq_overhead_s
+            t += seqs * self._seq_overhead_s
         if pf:
             compute = pairs * self._pf_flop_s
             memory = pf * self._pf_token_s
@@ -196,7 +195,7 @@ class RooflineCostModel:
         n = pf + ds
         if n <= 0:
             if n < 0 or batch.extra_hbm_bytes < 0:
-                self._rest_time(pf, 0.0, ds, 0.0, batch.extra_hbm_bytes)  # raises
+                self._rest_time(pf, 0.0, ds, 0.0, batch.extra_hbm_bytes, 0)  # raises
             return batch.extra_hbm_bytes * self._byte_s
         compute = n * self._lin_flop_s
         memory = (self.weight_read_time(n) if self._expert_weight_s else self._lin_weight_s) + n * self._lin_act_s
@@ -204,7 +203,7 @@ class RooflineCostModel:
         if self.tp > 1:
             t += self.all_reduce_time(n)
         return t + self._rest_time(pf, batch.prefill_attn_pairs, ds, batch.decode_kv_tokens,
-                                   batch.extra_hbm_bytes, batch.prefill_seqs)
+                                   batch.extra_hbm_bytes, batch.num_seqs)
 
     def transfer_time(self, num_bytes: float, link: LinkSpec) -> float:
         return transfer_time(num_bytes, link)
