@@ -16,4 +16,5 @@ for folder, name in MAPPED_FOLDERS.items():
         packages.append(f"{name}.{sub}")
         package_dir[f"{name}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
 
-setup(packages=packages, package_dir=package_dir)
+# perfetto_query.mjs: the Node driver of Perfetto's trace processor (tessera/results/perfetto_import.py)
+setup(packages=packages, package_dir=package_dir, package_data={"tessera.results": ["*.mjs"]})

@@ -102,7 +102,7 @@ def _event_problem(event, tracks: dict) -> str | None:
             if ts < 0:
                 return f"has negative ts {event['ts']} (dropped)"
             if dur < 0:
-                return f"has negative dur {event['dur']} (dropped)"
+                return f"has negative dur {event['dur']} (v58.2 drops it; the v52 UI build keeps a negative slice)"
             tracks.setdefault((pid, tid), []).append((ts, dur))
             return None
         if ph[0] == "M":
