@@ -19,7 +19,7 @@ class WorkTotals:
     decode_seqs: int = 0
     decode_kv_tokens: float = 0.0
     extra_hbm_bytes: float = 0.0
-    sampled_tokens: int = 0  # tokens through the LM head: one per decode, one per iteration with a prefill
+    sampled_tokens: int = 0  # tokens through the LM head: one per sequence of a step (BatchShape.num_seqs)
 
     def add(self, shape: BatchShape) -> None:
         self.iterations += 1
@@ -28,7 +28,7 @@ class WorkTotals:
         self.decode_seqs += shape.decode_seqs
         self.decode_kv_tokens += shape.decode_kv_tokens
         self.extra_hbm_bytes += shape.extra_hbm_bytes
-        self.sampled_tokens += shape.decode_seqs + (1 if shape.prefill_tokens else 0)
+        self.sampled_tokens += shape.num_seqs
 
     def add_decode_span(self, steps: int, batch_size: int, kv_tokens: float) -> None:
         """`steps` pure-decode iterations of `batch_size` sequences reading `kv_tokens` KV tokens in all."""

@@ -132,9 +132,10 @@ def fit_calibration(steps: pd.DataFrame, ops: pd.DataFrame, model: ModelSpec, gp
     pairs = steps["prefill_attn_pairs"].to_numpy(float)
     kv = steps["decode_kv_tokens"].to_numpy(float)
     n = pf + ds
-    sampled = ds + (pf > 0)  # the roofline samples every decode and one prefill per step
-    # per-sequence CPU: every prompt of a step (tables without prefill_seqs: one per step), as the cost model counts
+    # per-sequence CPU and LM-head tokens: every sequence of a step, prompts too (tables without prefill_seqs: one
+    # prompt per step with prompt tokens), as the cost model counts them
     seqs = np.array([step_shape(r).num_seqs for r in steps.itertuples()], dtype=float)
+    sampled = seqs
     t = steps[time_col].to_numpy(float)
     layers = L * np.array([ops_s(x) for x in n])
     # (compute, memory) unit times of each max() the roofline takes: prefill attention, decode attention, LM head

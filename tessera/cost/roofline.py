@@ -148,20 +148,20 @@ class RooflineCostModel:
 
     def _rest_time(self, pf: int, pairs: float, ds: int, kv_tokens: float, extra: float, seqs: int) -> float:
         """Attention, LM head, extra HBM traffic and overhead: the part shared with ProfiledCostModel; seqs: the
-        sequences paying seq_overhead_s (BatchShape.num_seqs)."""
+        step's sequences (BatchShape.num_seqs), each paying seq_overhead_s and one LM-head token (vLLM v1 takes the
+        logits of every scheduled request's last token, a prompt chunk's too, and discards a partial chunk's sample)."""
         if pf < 0 or ds < 0 or pairs < 0 or kv_tokens < 0 or extra < 0:
             raise ValueError(f"BatchShape counters must be >= 0, got prefill_tokens={pf}, "
                              f"prefill_attn_pairs={pairs}, decode_seqs={ds}, "
                              f"decode_kv_tokens={kv_tokens}, extra_hbm_bytes={extra}")
         t = self._overhead_s + extra * self._byte_s
-        sampled = ds
+        sampled = seqs
         if self._seq_overhead_s:
             t += seqs * self._seq_overhead_s
         if pf:
             compute = pairs * self._pf_flop_s
             memory = pf * self._pf_token_s
             t += compute if compute > memory else memory
-            sampled += 1  # assume one prefill finishes per iteration and samples its first token
         if ds:
             compute = kv_tokens * self._dec_flop_s
             memory = kv_tokens * self._dec_kv_s + ds * self._dec_seq_s

@@ -6,11 +6,12 @@ import pytest
 
 from tessera.cost import make_cost_model
 from tessera.hardware import gpu
+from tessera.interface import BatchShape
 from tessera.memory import MemoryConfig
 from tessera.models import model
 from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router, request_frame, worker_frame
-from tessera.sim.batch_log import enable_batch_log
+from tessera.sim.batch_log import WorkTotals, enable_batch_log
 from tessera.sim.records import batch_frame
 from tessera.types import Request, WorkerSpec
 from tests.sim.fakes import LinearCost, worker_specs
@@ -90,3 +91,11 @@ def test_mfu_of_prefills_and_mbu_of_decodes_approach_the_roofline_ceilings():
     assert 0.6 * eff.hbm_fraction < w["mbu_busy"] <= eff.hbm_fraction
     assert w["mfu_busy"] < 0.3
     assert w["mfu"] <= w["mfu_busy"] and w["mbu"] <= w["mbu_busy"]  # over the run >= busy time
+
+
+def test_every_sequence_of_a_step_takes_one_lm_head_token():
+    totals = WorkTotals()
+    totals.add(BatchShape(prefill_tokens=300, prefill_seqs=3, decode_seqs=2, decode_kv_tokens=50.0))
+    totals.add(BatchShape(prefill_tokens=100))  # no prompt count: one prompt
+    totals.add_decode_span(steps=4, batch_size=5, kv_tokens=400.0)
+    assert totals.sampled_tokens == 5 + 1 + 20

@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tessera.cost import RooflineCostModel, RooflineEfficiency
+from tessera.cost.roofline import LOGIT_BYTES
 from tessera.hardware import gpu, link
 from tessera.interface import BatchShape, CostModel
 from tessera.models import model
@@ -37,6 +38,14 @@ def test_large_prefill_is_compute_bound():
     t = COST.linear_time(n)
     flops = 2 * n * 32 * (4 * 4096**2 + 3 * 4096 * 11008)
     assert t > flops / (H100.peak_bf16_flops * NO_OVERHEAD.flops_fraction)
+
+
+def test_every_prompt_of_a_prefill_step_takes_one_lm_head_token():
+    # 3 prompts of 100 tokens: 3 logits rows (vLLM v1 takes each scheduled request's last token), memory-bound
+    one, three = (COST.iteration_time(BatchShape(prefill_tokens=300, prefill_seqs=n, prefill_attn_pairs=15150.0))
+                  for n in (1, 3))
+    logits_row_s = LLAMA2_7B.vocab_size * LOGIT_BYTES / (H100.hbm_bandwidth_Bps * NO_OVERHEAD.hbm_fraction)
+    assert three - one == pytest.approx(2 * logits_row_s)
 
 
 def test_empty_batch_costs_nothing():
