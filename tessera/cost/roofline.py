@@ -148,8 +148,9 @@ class RooflineCostModel:
 
     def _rest_time(self, pf: int, pairs: float, ds: int, kv_tokens: float, extra: float, seqs: int) -> float:
         """Attention, LM head, extra HBM traffic and overhead: the part shared with ProfiledCostModel; seqs: the
-        step's sequences (BatchShape.num_seqs), each paying seq_overhead_s and one LM-head token (vLLM v1 takes the
-        logits of every scheduled request's last token, a prompt chunk's too, and discards a partial chunk's sample)."""
+        step's sequences (BatchShape.num_seqs), each paying seq_overhead_s and one LM-head token (vLLM v1's
+        gpu_model_runner.py: logits_indices = query_start_loc[1:] - 1, every scheduled request's last token, a partial
+        prompt chunk's too, whose sample is discarded)."""
         if pf < 0 or ds < 0 or pairs < 0 or kv_tokens < 0 or extra < 0:
             raise ValueError(f"BatchShape counters must be >= 0, got prefill_tokens={pf}, "
                              f"prefill_attn_pairs={pairs}, decode_seqs={ds}, "
