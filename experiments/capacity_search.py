@@ -3,6 +3,7 @@ percentile, by bisection on log(rate) with seeded probes; writes probes.csv, cap
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -156,8 +157,9 @@ def figure(probes: pd.DataFrame, capacity: float, slo: SLO, path: Path, title: s
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.88, wspace=0.25)
+    lines = textwrap.wrap(title, 130)  # the search's settings make a long title: wrapped, not cut at the edges
+    fig.suptitle("\n".join(lines), fontsize=10)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.9 - 0.05 * len(lines), wspace=0.25)
     fig.savefig(path, dpi=120)
 
 

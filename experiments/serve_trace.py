@@ -92,9 +92,10 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     save_run(run_dir, result.requests, summary, result.kv_usage, metadata)
     if note is not None:
         print(f"tessera: {note}", file=sys.stderr)
-    title = (f"{cfg.experiment} ({summary['kvpolicy']} KV): {spec.model.name} on {cfg.cluster.num_workers} x "
-             f"{cfg.cluster.tp}{f' x PP {cfg.cluster.pp}' if cfg.cluster.pp > 1 else ''} x {spec.gpu.name}, workload {spec.workload.get('name', spec.workload.get('kind'))}, "
-             f"{cfg.backend.kind}/{spec.cost_kind} costs")
+    workers, stages = cfg.cluster.num_workers, f" x PP {cfg.cluster.pp}" if cfg.cluster.pp > 1 else ""
+    title = (f"{cfg.experiment} ({summary['kvpolicy']} KV): {spec.model.name} on {workers} worker"
+             f"{'s' if workers > 1 else ''} of {cfg.cluster.tp}{stages} x {spec.gpu.name}, workload "
+             f"{spec.workload.get('name', spec.workload.get('kind'))}, {cfg.backend.kind}/{spec.cost_kind} costs")
     if cfg.backend.kind == "runtime":
         title = (f"{cfg.experiment} ({summary['kvpolicy']} KV): {result.model_name} on the runtime "
                  f"({result.workers['gpu'].iloc[0]}), workload {spec.workload.get('name', spec.workload.get('kind'))}, "

@@ -21,6 +21,8 @@ def test_a_narrow_range_gets_1_2_5_steps_and_a_wide_one_decades():
     assert ax.xaxis.get_minorticklocs().size == 0
     ticks, labels, _ = labelled_ticks(np.array([7.0, 90.0, 2e3, 2.3e4]))  # E2E-like: 3.5 decades
     assert ticks == [10.0, 100.0, 1000.0, 10000.0] and labels == ["10", "100", "1,000", "10,000"]
+    ticks, _, _ = labelled_ticks(np.array([50.0, 400.0, 1.0e4]))  # 2.3 decades: 1,000 and 2,000 would collide
+    assert ticks == [100.0, 1000.0, 10000.0]
     _, labels, _ = labelled_ticks(np.array([0.2, 0.9]))  # sub-unit values keep their decimals
     assert labels == ["0.2", "0.5"]
 
