@@ -43,7 +43,8 @@ class BatchShape:
 
     @property
     def num_seqs(self) -> int:
-        """Sequences the engine prepares inputs for this iteration (per-sequence CPU costs count these)."""
+        """Sequences the engine prepares inputs for this iteration (per-sequence CPU costs and LM-head rows count
+        these)."""
         if self.prefill_seqs:
             return self.decode_seqs + self.prefill_seqs
         return self.decode_seqs + (1 if self.prefill_tokens else 0)

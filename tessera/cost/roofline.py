@@ -157,7 +157,6 @@ class RooflineCostModel:
                              f"prefill_attn_pairs={pairs}, decode_seqs={ds}, "
                              f"decode_kv_tokens={kv_tokens}, extra_hbm_bytes={extra}")
         t = self._overhead_s + extra * self._byte_s
-        sampled = seqs
         if self._seq_overhead_s:
             t += seqs * self._seq_overhead_s
         if pf:
@@ -168,8 +167,8 @@ class RooflineCostModel:
             compute = kv_tokens * self._dec_flop_s
             memory = kv_tokens * self._dec_kv_s + ds * self._dec_seq_s
             t += compute if compute > memory else memory
-        compute = sampled * self._lm_flop_s
-        memory = self._lm_weight_s + sampled * self._lm_token_s
+        compute = seqs * self._lm_flop_s  # the LM head: one logits row per sequence
+        memory = self._lm_weight_s + seqs * self._lm_token_s
         return t + (compute if compute > memory else memory)
 
     def _rest_terms(self, ds: int) -> tuple[float, float, float, float, float]:

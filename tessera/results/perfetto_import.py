@@ -157,12 +157,10 @@ def differences(file: TraceContents, perfetto: TraceContents, limit: int = 10) -
         if diff:
             problems.append(f"{sum(diff.values())} slices {label}, e.g. " +
                             "; ".join(str(s) for s in sorted(diff.elements())[:3]))
-    for pid, name in file.process_names.items():
-        if perfetto.process_names.get(pid) != name:
-            problems.append(f"process {pid}: named {name!r} in the file, {perfetto.process_names.get(pid)!r} there")
-    for key, name in file.thread_names.items():
-        if perfetto.thread_names.get(key) != name:
-            problems.append(f"thread {key}: named {name!r} in the file, {perfetto.thread_names.get(key)!r} there")
+    for kind, stated, got in (("process", file.process_names, perfetto.process_names),
+                              ("thread", file.thread_names, perfetto.thread_names)):
+        problems += [f"{kind} {key}: named {name!r} in the file, {got.get(key)!r} there"
+                     for key, name in stated.items() if got.get(key) != name]
     return problems[:limit] + ([f"... and {len(problems) - limit} more"] if len(problems) > limit else [])
 
 
