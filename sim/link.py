@@ -8,6 +8,7 @@ from __future__ import annotations
 import simpy
 
 from tessera.sim.batch_log import TransferLog
+from tessera.sim.timeouts import timeout_at
 from tessera.types import LinkSpec
 
 DIRECTIONS = ("h2d", "d2h")
@@ -17,7 +18,9 @@ class Link:
     def __init__(self, env: simpy.Environment, spec: LinkSpec) -> None:
         self.env = env
         self.spec = spec
-        self._lanes = {d: simpy.Resource(env, capacity=1) for d in DIRECTIONS}
+        # each direction serves its copies one at a time in request order (FIFO): a copy starts when the one before
+        # it ends, so its times are known when it is requested; one timeout per copy, no queue of SimPy requests
+        self._free_at = {d: 0.0 for d in DIRECTIONS}
         self.bytes_moved = {d: 0.0 for d in DIRECTIONS}
         self.busy_s = {d: 0.0 for d in DIRECTIONS}
         self.log: TransferLog | None = None  # one entry per copy (output.batch_log); set by enable_batch_log
@@ -27,16 +30,17 @@ class Link:
 
     def transfer(self, num_bytes: float, direction: str):
         """SimPy process: move `num_bytes` in `direction` ('h2d' or 'd2h'); returns the finish time."""
-        if direction not in self._lanes:
+        if direction not in self._free_at:
             raise ValueError(f"link direction {direction!r} is not one of {DIRECTIONS}")
         if num_bytes < 0:
             raise ValueError(f"transfer of {num_bytes} bytes: the size must be >= 0")
-        with self._lanes[direction].request() as slot:
-            yield slot
-            duration = self.transfer_time(num_bytes)
-            yield self.env.timeout(duration)
-            self.bytes_moved[direction] += num_bytes
-            self.busy_s[direction] += duration
-            if self.log is not None:
-                self.log.add(self.env.now - duration, duration, direction, num_bytes)
-        return self.env.now
+        env = self.env
+        start = max(env.now, self._free_at[direction])
+        duration = self.transfer_time(num_bytes)
+        end = self._free_at[direction] = start + duration
+        yield timeout_at(env, end)
+        self.bytes_moved[direction] += num_bytes
+        self.busy_s[direction] += duration
+        if self.log is not None:
+            self.log.add(start, duration, direction, num_bytes)
+        return end
