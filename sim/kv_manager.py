@@ -149,6 +149,9 @@ class KVManager:
             rk = self.policy.new_request(seq.request_id, seq.num_prompt_tokens, source, track_pages=False)
             if self.sim.rerank_mode == "sampled" and source is not None:
                 rk.use_sampled_reranks()
+            elif self.sim.rerank_mode == "moments" and source is not None:
+                max_pages = -(-self.worker.spec.model.max_position // self.geometry.page_tokens)
+                rk.use_moment_reranks(max_pages, self.head_model.seed)
             st = self._states[seq] = _SeqKV(rk)
         return st
 

@@ -12,7 +12,7 @@ from tessera.kvcache.policies import POLICIES, make_policy
 from tessera.kvcache.policies.base import PlannedPolicy
 from tessera.types import ModelSpec
 
-RERANK_MODES = ("pages", "sampled")
+RERANK_MODES = ("pages", "sampled", "moments")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,8 @@ class KVSimConfig:
     # from the same distribution (tessera/kvcache/sampled_rerank.py), each batch's next reranks drawn ahead in
     # one vectorised draw (tessera/kvcache/rerank_batch.py): ~7x cheaper per rerank, 0.28 vs 2.0 ms of CPU
     # (Llama-3.1-8B, 10k-30k-token prompts, K = 64 pages, sim_speed.py --kvpolicy flexicache; 2026-12-06, loaded VM).
+    # "moments" draws each rank's totals over the request's heads from tabulated per-head moments of the same
+    # model (tessera/kvcache/moment_rerank.py): approximate (independent ranks, normal sums), O(1) per rank.
     rerank_mode: str = "pages"
 
     def __post_init__(self) -> None:

@@ -83,16 +83,30 @@ class RequestKV(RequestRanks):
     def use_sampled_reranks(self) -> None:
         """Rerank by counts (tessera/kvcache/sampled_rerank.py): same distribution of promoted, fetched and
         freed pages as the head model's page-id sets, without materialising them; page views are unavailable."""
-        from tessera.kvcache.head_model import HeadBehaviour
         from tessera.kvcache.sampled_rerank import SampledRerank
 
+        self._check_counts_source("sampled")
+        self._sampler = SampledRerank(self.topk_source, self._off_layers, self._off_heads, self._k)
+
+    def use_moment_reranks(self, max_pages: int, seed: int) -> None:
+        """Rerank by request totals drawn from the head model's tabulated moments (tessera/kvcache/moment_rerank.py):
+        approximate, O(1) per rank; max_pages bounds the page counts the tables cover, seed seeds their draws."""
+        from tessera.kvcache.moment_rerank import MomentRerank
+
+        self._check_counts_source("moments")
+        intervals = self.plan.rerank_interval[self._off_layers, self._off_heads].astype(np.int64)
+        self._sampler = MomentRerank(self.topk_source, self._off_layers, self._off_heads, intervals, self._k,
+                                     self._page, max_pages, seed)
+
+    def _check_counts_source(self, mode: str) -> None:
+        from tessera.kvcache.head_model import HeadBehaviour
+
         if not isinstance(self.topk_source, HeadBehaviour):
-            raise ValueError(f"request {self.request_id}: sampled reranks need the head model as topk_source "
+            raise ValueError(f"request {self.request_id}: {mode} reranks need the head model as topk_source "
                              f"(got {type(self.topk_source).__name__}); use kvpolicy.rerank_mode=pages")
         if self.track_pages:
-            raise ValueError(f"request {self.request_id}: sampled reranks keep no page ids; create the request "
+            raise ValueError(f"request {self.request_id}: {mode} reranks keep no page ids; create the request "
                              "with track_pages=False")
-        self._sampler = SampledRerank(self.topk_source, self._off_layers, self._off_heads, self._k)
 
     # ------------------------------------------------------------------------------ ranks drawn ahead
     @property
@@ -103,7 +117,8 @@ class RequestKV(RequestRanks):
         """The next rank as a RankJob when it can be drawn ahead (tessera/kvcache/rerank_batch.py): sampled
         mode, past the first rank, every due row last ranked at the same page count, pages created since and
         more than K pages; else None (on_decode_step then draws it itself)."""
-        if self._sampler is None or self._pending is not None or not self.next_rank_step:
+        if (self._sampler is None or not self._sampler.draws_ahead or self._pending is not None
+                or not self.next_rank_step):
             return None
         step = self.next_rank_step
         rows = self._due_rows(step)

@@ -78,15 +78,15 @@ class RequestRanks:
         return promoted, num_fetch
 
     def _rank_sampled(self, rows: np.ndarray, n: int, first: bool) -> tuple[int, int]:
-        """_rank by counts: the same counters, drawn by SampledRerank without page ids."""
-        c = self._sampler.rank(rows, n, first, self._ranked[rows], self._topk_size[rows],
-                               self.decode_step - self._last_rank_step[rows])
-        num_fetch = int(c.fetched.sum())
-        self._record_rank(rows, n, c.new_size, int(c.new_size.sum()))
+        """_rank by counts: the same counters, drawn by the request's counts sampler (sampled or moments mode)."""
+        promoted, num_fetch, freed, new_size = self._sampler.rank_totals(
+            rows, n, first, self._ranked[rows], self._topk_size[rows], self.decode_step - self._last_rank_step[rows],
+            self.decode_step, self.num_tokens)
+        self._record_rank(rows, n, new_size, int(new_size.sum()))
         if num_fetch:
             self.phase = "reloading"
-            self._held_pages = int(c.freed.sum()) - num_fetch
-        return int(c.promoted.sum()), num_fetch
+            self._held_pages = freed - num_fetch
+        return promoted, num_fetch
 
     def _rank_pending(self, rows: np.ndarray, n: int) -> tuple[int, int]:
         """_rank_sampled with the rank drawn ahead (set_pending_rank): every row's new set holds K pages."""

@@ -44,9 +44,18 @@ class SampledRerank:
         self.far = np.zeros(n_off, dtype=np.int64)  # set pages below ranked - L
         self.near = np.zeros((n_off, self.L), dtype=bool)
 
+    draws_ahead = True  # the next ranks of a batch can be drawn together (tessera/kvcache/rerank_batch.py)
+
     def reset(self) -> None:
         self.far[:] = 0
         self.near[:] = False
+
+    def rank_totals(self, rows: np.ndarray, n: int, first: bool, ranked: np.ndarray, old_size: np.ndarray,
+                    steps_since: np.ndarray, step: int, num_tokens: int) -> tuple[int, int, int, np.ndarray]:
+        """rank() summed over the rows: (promoted, fetched, freed) and each row's new set size (the contract
+        RequestKV uses for every counts sampler; step and num_tokens are not needed here)."""
+        c = self.rank(rows, n, first, ranked, old_size, steps_since)
+        return int(c.promoted.sum()), int(c.fetched.sum()), int(c.freed.sum()), c.new_size
 
     def rank(self, rows: np.ndarray, n: int, first: bool, ranked: np.ndarray, old_size: np.ndarray,
              steps_since: np.ndarray) -> RankCounts:

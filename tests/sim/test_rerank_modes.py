@@ -1,5 +1,6 @@
 """kvpolicy.rerank_mode: the sampled (counts) and page-id reranks give the same per-request PCIe bytes, reloads
-and stall time in distribution when the same FlexiCache workload is simulated over many request sets."""
+and stall time in distribution when the same FlexiCache workload is simulated over many request sets; the moments
+mode (request totals, approximate) agrees within the same tolerances."""
 import numpy as np
 import pytest
 
@@ -39,8 +40,14 @@ def per_request_stats(mode: str) -> np.ndarray:
     return np.array(rows, dtype=float)
 
 
-def test_sampled_and_page_reranks_agree_per_request():
-    pages, counts = per_request_stats("pages"), per_request_stats("sampled")
+@pytest.fixture(scope="module")
+def page_stats() -> np.ndarray:
+    return per_request_stats("pages")
+
+
+@pytest.mark.parametrize("mode", ["sampled", "moments"])
+def test_count_reranks_agree_with_page_reranks_per_request(mode, page_stats):
+    pages, counts = page_stats, per_request_stats(mode)
     assert pages.shape == counts.shape
     assert counts[:, 1].tolist() == pages[:, 1].tolist()  # D2H: every full page once, no sampling involved
     assert counts[:, 2].tolist() == pages[:, 2].tolist()  # reloads: every rerank of a long request fetches
@@ -55,7 +62,9 @@ def test_rerank_mode_is_validated():
         KVSimConfig(rerank_mode="ids")
 
 
-def test_sampled_mode_is_deterministic():
-    # reranks are drawn ahead for the whole batch from the manager's seeded stream: same workload, same results
-    first, again = per_request_stats("sampled"), per_request_stats("sampled")
+@pytest.mark.parametrize("mode", ["sampled", "moments"])
+def test_count_modes_are_deterministic(mode):
+    # sampled: reranks drawn ahead for the whole batch from the manager's seeded stream; moments: each request's
+    # totals from its own stream and tables seeded from the model: same workload, same results
+    first, again = per_request_stats(mode), per_request_stats(mode)
     assert first.tolist() == again.tolist()

@@ -1,0 +1,113 @@
+"""Reranks by request totals (kvpolicy.rerank_mode=moments): each rank's pages fetched and tail kept, summed over
+the request's heads, drawn from a normal with the heads' summed moments (tessera/kvcache/rank_moments.py).
+
+Approximate, unlike sampled mode: per head the moments are the head model's own (Monte Carlo over the exact
+sampler, interpolated in churn and page count), but successive ranks of a request are drawn independently and the
+sum over heads is taken as normal (hundreds of heads per rank: tests/sim/test_rerank_modes.py measures the gap).
+A rank costs O(interval groups), not O(heads). Requests whose first rank has no more than K pages (or fewer than
+the recent window) rank exactly, with sampled_rerank (their first sets are the tail, not the head model's refills).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tessera.kvcache.head_model import HeadBehaviour
+from tessera.kvcache.rank_moments import RankSchedule, table
+from tessera.kvcache.sampled_rerank import SampledRerank
+
+
+@dataclass(slots=True)
+class _Group:
+    """The OFFLOAD rows sharing a rerank interval: they rank together, with one schedule and one set of moments."""
+
+    interval: int
+    rows: np.ndarray
+    log_churn: np.ndarray
+    rank: int = 0  # ranks since the first
+    last_step: int = 0
+    last_pages: int = 0
+    schedule: RankSchedule | None = None
+    sums: np.ndarray | None = None  # [table ranks, 5] moments summed over the group's heads
+
+
+class MomentRerank:
+    """Per-request rank totals; rank_totals() has SampledRerank.rank_totals' contract (totals, new set sizes)."""
+
+    draws_ahead = False  # each rank is drawn at its step, O(1) per interval group
+
+    def __init__(self, behaviour: HeadBehaviour, layers: np.ndarray, heads: np.ndarray, intervals: np.ndarray,
+                 k: int, page_tokens: int, max_pages: int, seed: int) -> None:
+        self.behaviour = behaviour
+        self.rng = behaviour.rng
+        self.layers, self.heads = layers, heads
+        self.k = k
+        self.page_tokens = page_tokens
+        self.max_pages = max_pages
+        self.seed = seed
+        self.L = behaviour.params.recent_window_pages + 1
+        churn = np.log1p(-behaviour.keep_prob[layers, heads].astype(np.float64))  # log per-step churn
+        self.groups = [_Group(int(r), rows, churn[rows])
+                       for r, rows in ((r, np.flatnonzero(intervals == r)) for r in np.unique(intervals))]
+        self.exact: SampledRerank | None = None  # this request ranks exactly (see the module's docstring)
+
+    def reset(self) -> None:
+        """Preempted or finished: the next rank is a first one again."""
+        self.exact = None
+        for g in self.groups:
+            g.rank, g.schedule, g.sums = 0, None, None
+
+    def rank_totals(self, rows: np.ndarray, n: int, first: bool, ranked: np.ndarray, old_size: np.ndarray,
+                    steps_since: np.ndarray, step: int, num_tokens: int) -> tuple[int, int, int, np.ndarray]:
+        """(promoted, fetched, freed) summed over `rows`, and each row's new set size, for a rank at decode step
+        `step` with `num_tokens` tokens (n pages)."""
+        k, m = self.k, len(rows)
+        if self.exact is None and first and (n <= k or n < self.L):
+            self.exact = SampledRerank(self.behaviour, self.layers, self.heads, k)
+        if self.exact is not None:
+            return self.exact.rank_totals(rows, n, first, ranked, old_size, steps_since, step, num_tokens)
+        if first:  # every row ranks; nothing is fetched (all pages are on device), the pages beyond K are freed
+            for g in self.groups:
+                g.rank, g.last_step, g.last_pages = 0, step, n
+                g.schedule = RankSchedule.of(g.interval, self.page_tokens, step, num_tokens)
+                t = table(self.behaviour.params, k, g.schedule, self.max_pages, self.seed)
+                g.sums = t.head_sums(t.churn_weights(g.log_churn), t.pages_weights(n))
+            return 0, 0, m * (n - k), np.full(m, k, dtype=np.int64)
+        fetched = tail = shifted = ranked_rows = 0
+        for g in self.groups:
+            if step % g.interval:
+                continue
+            g.rank += 1
+            idx = g.schedule.index(g.rank)
+            since, shift = step - g.last_step, n - g.last_pages
+            if (since, shift) != g.schedule.steps[idx]:
+                raise RuntimeError(f"rerank_mode=moments: a rank {since} steps and {shift} pages after the last, "
+                                   f"its schedule says {g.schedule.steps[idx]}; use kvpolicy.rerank_mode=sampled")
+            g.last_step, g.last_pages = step, n
+            f, t = self._draw(g.sums[idx], len(g.rows), shift)
+            fetched += f
+            tail += t
+            shifted += len(g.rows) * shift
+            ranked_rows += len(g.rows)
+        if ranked_rows != m:
+            raise RuntimeError(f"rerank_mode=moments: {m} rows rank at step {step}, their interval groups hold "
+                               f"{ranked_rows}")
+        # per row: new set = kept old pages + tail kept + fetched (K); freed = old set + tail - (kept + tail kept)
+        freed = int(old_size.sum()) + shifted - k * m + fetched
+        return fetched + tail, fetched, freed, np.full(m, k, dtype=np.int64)
+
+    def _draw(self, sums: np.ndarray, heads: int, shift: int) -> tuple[int, int]:
+        """(fetched, tail kept) over `heads` heads: bivariate normal with the summed moments, rounded and clipped
+        to what heads can hold (fetched <= K - 1 each: the current page is on device; tail kept in [1, shift] each,
+        the current page always in the set, or 0 when no page was created)."""
+        mean_f, mean_t, var_f, var_t, cov = sums
+        z0, z1 = self.rng.standard_normal(2)
+        sd_f = math.sqrt(max(var_f, 0.0))
+        f = mean_f + sd_f * z0
+        t = mean_t + (cov / sd_f * z0 + math.sqrt(max(var_t - cov * cov / var_f, 0.0)) * z1 if sd_f > 0
+                      else math.sqrt(max(var_t, 0.0)) * z1)
+        fetched = min(max(round(f), 0), heads * (self.k - 1))
+        tail = min(max(round(t), heads if shift else 0), heads * shift)
+        return fetched, tail

@@ -1,0 +1,73 @@
+"""Rank totals from tabulated moments (kvpolicy.rerank_mode=moments): what a rank may return, the exact fallback for
+requests that start within K pages, determinism per request, and the refusal of a rank off its schedule."""
+import numpy as np
+import pytest
+
+from tessera.kvcache.head_plan import HeadMode
+from tessera.kvcache.moment_rerank import MomentRerank
+from tessera.kvcache.policies import make_policy
+from tessera.models import model
+from tessera.sim.kv_setup import truth_head_model
+
+LLAMA = model("Llama-3.1-8B")
+HEADS = truth_head_model(LLAMA)
+PLAN = make_policy("flexicache", LLAMA).plan
+K = PLAN.topk_pages
+
+
+def sampler(request_id: int) -> MomentRerank:
+    layers, heads = np.nonzero(PLAN.mode == HeadMode.OFFLOAD)
+    return MomentRerank(HEADS.behaviour(request_id), layers, heads, PLAN.rerank_interval[layers, heads], K, 16,
+                        8192, HEADS.seed)
+
+
+def ranks(s: MomentRerank, prompt: int, num_ranks: int, check: bool = True) -> list[tuple[int, int, int]]:
+    """Rank totals of a request decoding from `prompt` tokens: its first rank at step 1, then every 16 steps;
+    check: hold each rank to what a drawn rank past K pages may return."""
+    m = len(s.layers)
+    rows, size = np.arange(m), np.full(m, K)
+    tokens = prompt + 1
+    n = -(-tokens // 16)
+    first = s.rank_totals(rows, n, True, np.full(m, n), np.zeros(m, dtype=np.int64), np.ones(m), 1, tokens)
+    if check:  # all pages were on device: none fetched, those beyond K freed
+        assert first[:3] == (0, 0, m * (n - K)) and first[3].tolist() == [K] * m
+    size = first[3]
+    out = []
+    for step in range(16, 16 * num_ranks + 1, 16):
+        last, tokens = n, prompt + step
+        n = -(-tokens // 16)
+        promoted, fetched, freed, new_size = s.rank_totals(rows, n, False, np.full(m, last), size,
+                                                           np.full(m, 16), step, tokens)
+        shift, size = n - last, new_size
+        out.append((promoted, fetched, freed))
+        if not check:
+            continue
+        assert new_size.tolist() == [K] * m
+        assert m * min(shift, 1) <= promoted - fetched <= m * shift  # tail pages kept: the current one at least
+        assert freed == fetched + m * shift  # the new set holds K pages: what came in, went out (plus the tail)
+        assert 0 <= fetched <= m * (K - 1)
+    return out
+
+
+def test_rank_totals_are_consistent_and_per_request_deterministic():
+    a = ranks(sampler(5), 4000, 20)
+    assert a == ranks(sampler(5), 4000, 20)  # the request's own seeded stream
+    assert a != ranks(sampler(6), 4000, 20)
+    assert np.mean([f for _, f, _ in a]) > 100  # most ranks fetch: the test covers the drawn path
+
+
+def test_a_request_starting_within_k_pages_ranks_exactly():
+    s = sampler(1)
+    ranks(s, 16 * (K - 2), 10, check=False)  # its first rank keeps every page; later ones choose: page-exact draws
+    assert s.exact is not None
+    s.reset()
+    assert s.exact is None
+
+
+def test_a_rank_off_the_schedule_is_refused():
+    s = sampler(2)
+    m = len(s.layers)
+    rows = np.arange(m)
+    s.rank_totals(rows, 300, True, np.full(m, 300), np.zeros(m, dtype=np.int64), np.ones(m), 1, 4790)
+    with pytest.raises(RuntimeError, match="rerank_mode=sampled"):  # 3 pages created in 15 steps: not this schedule
+        s.rank_totals(rows, 303, False, np.full(m, 300), np.full(m, K), np.full(m, 15), 16, 4805)
