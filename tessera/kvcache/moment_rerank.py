@@ -27,8 +27,6 @@ class _Group:
     rows: np.ndarray
     log_churn: np.ndarray
     rank: int = 0  # ranks since the first
-    last_step: int = 0
-    last_pages: int = 0
     schedule: RankSchedule | None = None
     sums: np.ndarray | None = None  # [table ranks, 5] moments summed over the group's heads
 
@@ -38,8 +36,9 @@ class MomentRerank:
 
     draws_ahead = False  # each rank is drawn at its step, O(1) per interval group
 
-    def __init__(self, behaviour: HeadBehaviour, layers: np.ndarray, heads: np.ndarray, intervals: np.ndarray,
-                 k: int, page_tokens: int, max_pages: int, seed: int) -> None:
+    def __init__(self, behaviour: HeadBehaviour, layers: np.ndarray, heads: np.ndarray,
+                 rows_by_interval: dict[int, np.ndarray], k: int, page_tokens: int, max_pages: int, seed: int) -> None:
+        """rows_by_interval: the OFFLOAD rows (indices into layers / heads) of each rerank interval."""
         self.behaviour = behaviour
         self.rng = behaviour.rng
         self.layers, self.heads = layers, heads
@@ -49,8 +48,7 @@ class MomentRerank:
         self.seed = seed
         self.L = behaviour.params.recent_window_pages + 1
         churn = np.log1p(-behaviour.keep_prob[layers, heads].astype(np.float64))  # log per-step churn
-        self.groups = [_Group(int(r), rows, churn[rows])
-                       for r, rows in ((r, np.flatnonzero(intervals == r)) for r in np.unique(intervals))]
+        self.groups = [_Group(int(r), rows, churn[rows]) for r, rows in rows_by_interval.items()]
         self.exact: SampledRerank | None = None  # this request ranks exactly (see the module's docstring)
 
     def reset(self) -> None:
@@ -61,8 +59,9 @@ class MomentRerank:
 
     def rank_totals(self, rows: np.ndarray, n: int, first: bool, ranked: np.ndarray, old_size: np.ndarray,
                     steps_since: np.ndarray, step: int, num_tokens: int) -> tuple[int, int, int, np.ndarray]:
-        """(promoted, fetched, freed) summed over `rows`, and each row's new set size, for a rank at decode step
-        `step` with `num_tokens` tokens (n pages)."""
+        """(promoted, fetched, freed) summed over `rows` (ascending), and each row's new set size, for a rank at decode
+        step `step` with `num_tokens` tokens (n pages); ranked / steps_since: each row's pages at its last rank and
+        the steps since it."""
         k, m = self.k, len(rows)
         if self.exact is None and first and (n <= k or n < self.L):
             self.exact = SampledRerank(self.behaviour, self.layers, self.heads, k)
@@ -70,7 +69,7 @@ class MomentRerank:
             return self.exact.rank_totals(rows, n, first, ranked, old_size, steps_since, step, num_tokens)
         if first:  # every row ranks; nothing is fetched (all pages are on device), the pages beyond K are freed
             for g in self.groups:
-                g.rank, g.last_step, g.last_pages = 0, step, n
+                g.rank = 0
                 g.schedule = RankSchedule.of(g.interval, self.page_tokens, step, num_tokens)
                 t = table(self.behaviour.params, k, g.schedule, self.max_pages, self.seed)
                 g.sums = t.head_sums(t.churn_weights(g.log_churn), t.pages_weights(n))
@@ -81,11 +80,11 @@ class MomentRerank:
                 continue
             g.rank += 1
             idx = g.schedule.index(g.rank)
-            since, shift = step - g.last_step, n - g.last_pages
+            pos = int(np.searchsorted(rows, g.rows[0]))  # the group's rows rank together: any one tells its counts
+            since, shift = int(steps_since[pos]), n - int(ranked[pos])
             if (since, shift) != g.schedule.steps[idx]:
                 raise RuntimeError(f"rerank_mode=moments: a rank {since} steps and {shift} pages after the last, "
                                    f"its schedule says {g.schedule.steps[idx]}; use kvpolicy.rerank_mode=sampled")
-            g.last_step, g.last_pages = step, n
             f, t = self._draw(g.sums[idx], len(g.rows), shift)
             fetched += f
             tail += t

@@ -94,9 +94,8 @@ class RequestKV(RequestRanks):
         from tessera.kvcache.moment_rerank import MomentRerank
 
         self._check_counts_source("moments")
-        intervals = self.plan.rerank_interval[self._off_layers, self._off_heads].astype(np.int64)
-        self._sampler = MomentRerank(self.topk_source, self._off_layers, self._off_heads, intervals, self._k,
-                                     self._page, max_pages, seed)
+        self._sampler = MomentRerank(self.topk_source, self._off_layers, self._off_heads, self._rows_by_interval,
+                                     self._k, self._page, max_pages, seed)
 
     def _check_counts_source(self, mode: str) -> None:
         from tessera.kvcache.head_model import HeadBehaviour

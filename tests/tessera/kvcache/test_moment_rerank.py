@@ -17,8 +17,9 @@ K = PLAN.topk_pages
 
 def sampler(request_id: int) -> MomentRerank:
     layers, heads = np.nonzero(PLAN.mode == HeadMode.OFFLOAD)
-    return MomentRerank(HEADS.behaviour(request_id), layers, heads, PLAN.rerank_interval[layers, heads], K, 16,
-                        8192, HEADS.seed)
+    intervals = PLAN.rerank_interval[layers, heads]
+    groups = {int(r): np.flatnonzero(intervals == r) for r in np.unique(intervals)}
+    return MomentRerank(HEADS.behaviour(request_id), layers, heads, groups, K, 16, 8192, HEADS.seed)
 
 
 def ranks(s: MomentRerank, prompt: int, num_ranks: int, check: bool = True) -> list[tuple[int, int, int]]:
@@ -32,12 +33,13 @@ def ranks(s: MomentRerank, prompt: int, num_ranks: int, check: bool = True) -> l
     if check:  # all pages were on device: none fetched, those beyond K freed
         assert first[:3] == (0, 0, m * (n - K)) and first[3].tolist() == [K] * m
     size = first[3]
-    out = []
+    out, last_step = [], 1
     for step in range(16, 16 * num_ranks + 1, 16):
         last, tokens = n, prompt + step
         n = -(-tokens // 16)
         promoted, fetched, freed, new_size = s.rank_totals(rows, n, False, np.full(m, last), size,
-                                                           np.full(m, 16), step, tokens)
+                                                           np.full(m, step - last_step), step, tokens)
+        last_step = step
         shift, size = n - last, new_size
         out.append((promoted, fetched, freed))
         if not check:
