@@ -226,12 +226,16 @@ class KVManager:
         self.unreserve(seq)
 
     # ------------------------------------------------------------------------------- per iteration
-    def batch_shape(self, batch: ScheduledBatch, shape: BatchShape) -> BatchShape:
-        """The iteration's cost counters; runs on_decode_step for every decoding request (before the step)."""
-        prefill_tokens = prefill_seqs = decode_seqs = 0
-        prefill_pairs = decode_kv = extra = 0.0
+    def batch_shape(self, batch: ScheduledBatch, shape: BatchShape, decode_seqs: int = 0, attended: int = 0,
+                    sparse: int = 0, scanned: int = 0) -> BatchShape:
+        """The iteration's cost counters; runs on_decode_step for every decoding request (before the step).
+        decode_seqs, attended, sparse, scanned: what decodes outside the batch add (a KV decode cohort's members).
+        Attended and sparse tokens are summed over heads as integers and divided once, so the shape's float
+        does not depend on how the batch's requests were grouped."""
+        prefill_tokens = prefill_seqs = 0
+        prefill_pairs = 0.0
         drawn = self.sim.rerank_mode != "sampled"
-        surcharge, known = self._sparse_surcharge, self._states.get
+        known = self._states.get
         for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
             st = known(seq) or self._state(seq)
             rk = st.rk
@@ -241,8 +245,9 @@ class KVManager:
                 s = rk.on_decode_step()
                 st.step = s
                 decode_seqs += 1
-                decode_kv += s.attended_tokens_per_head + s.sparse_tokens_per_head * surcharge
-                extra += s.minmax_bytes_scanned
+                attended += s.attended_tokens
+                sparse += s.sparse_tokens
+                scanned += s.minmax_bytes_scanned
             else:
                 computed = seq.num_computed_tokens
                 if computed == 0:
@@ -254,8 +259,8 @@ class KVManager:
         shape.prefill_seqs = prefill_seqs
         shape.prefill_attn_pairs = prefill_pairs
         shape.decode_seqs = decode_seqs
-        shape.decode_kv_tokens = decode_kv
-        shape.extra_hbm_bytes = extra
+        shape.decode_kv_tokens = (attended + sparse * self._sparse_surcharge) / self.num_heads
+        shape.extra_hbm_bytes = float(scanned)
         return shape
 
     def _draw_ranks_ahead(self, batch: ScheduledBatch) -> bool:
@@ -333,6 +338,9 @@ class KVManager:
 
     def order_of(self, seq) -> int:
         return self._states[seq].order
+
+    def request_kv(self, seq) -> RequestKV:
+        return self._states[seq].rk
 
     def has_pending(self) -> bool:
         """Something in flight will free pages or return a request (a worker with no batch waits for it)."""

@@ -22,13 +22,15 @@ from tessera.sim.block_pool import BlockPool
 from tessera.sim.cohort_steps import CohortSteps
 from tessera.sim.decode_cohort import DecodeCohort
 from tessera.sim.decode_spans import DecodeSpans
+from tessera.sim.kv_cohort import COHORT_RERANK_MODES, KVDecodeCohort
+from tessera.sim.kv_cohort_steps import KVCohortSteps
 from tessera.sim.sequence import SeqState
 
 if TYPE_CHECKING:
     from tessera.sim.kv_manager import KVManager
 
 
-class Worker(CohortSteps, DecodeSpans):
+class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
     """Owns its SimPy process, its waiting/running queues and its KV block pool.
 
     Decode-only stretches are simulated as one *span*: when every running request is decoding and
@@ -44,7 +46,10 @@ class Worker(CohortSteps, DecodeSpans):
 
     With a KV manager (a KV policy other than plain full KV) the pool counts head-pages, every
     iteration is one event (each decode step updates the requests' page state) and a request whose
-    reload is in flight sits in `stalled` instead of `running` (see sim/kv_manager.py).
+    reload is in flight sits in `stalled` instead of `running` (see sim/kv_manager.py). Under vLLM v1 FCFS with
+    reranks drawn per request (rerank_mode pages or moments) the decoding requests in a quiet stretch form a
+    KVDecodeCohort (sim/kv_cohort.py): a step costs O(requests that rank, fill or start a page, prefill, join or
+    leave); a step FCFS would not take as a whole writes the cohort back and runs the scheduler itself.
     """
 
     def __init__(self, env: simpy.Environment, spec: WorkerSpec, cost: CostModel, scheduler: BatchScheduler,
@@ -92,6 +97,9 @@ class Worker(CohortSteps, DecodeSpans):
         self._cohort = (DecodeCohort(self.pool) if decode_cohort and fast_forward and kv is None
                         and compute_lanes is None and self._span_while_waiting and type(self.pool) is BlockPool
                         else None)
+        self._kv_cohort = (KVDecodeCohort(kv) if kv is not None and decode_cohort and compute_lanes is None
+                           and self._span_while_waiting and kv.sim.rerank_mode in COHORT_RERANK_MODES
+                           and kv.num_offload_heads > 0 else None)
         if kv is not None:
             kv.worker = self
             self.fast_forward = False
@@ -157,6 +165,8 @@ class Worker(CohortSteps, DecodeSpans):
         """A stalled request's reload landed: back into `running` at its admission position."""
         self.stalled.discard(seq)
         self.running.insert(bisect_left(self.running, order, key=self.kv.order_of), seq)
+        if self._kv_cohort is not None:
+            self._kv_cohort.others.append(seq)
         self.wake()
 
     # ------------------------------------------------------------------------------------- the loop
@@ -225,7 +235,7 @@ class Worker(CohortSteps, DecodeSpans):
 
     def _run_kv(self):
         """The loop with a KV manager: one event per iteration, page events after each step."""
-        env, kv = self.env, self.kv
+        env = self.env
         if self.spec.ready_s > 0:
             yield env.timeout(self.spec.ready_s)
         while True:
@@ -236,40 +246,55 @@ class Worker(CohortSteps, DecodeSpans):
                 self._wakeup = env.event()
                 yield self._wakeup
                 continue
-            held = []
-            if self.compute_lanes is not None:
-                for lane in self.compute_lanes:
-                    request = lane.request()
-                    yield request
-                    held.append((lane, request))
-            try:
-                batch = self._scheduler_kv().schedule(self.waiting, self.running, self.pool)
-                self._record_usage()
-                self.num_preemptions += len(batch.preempted)
-                self._mark_preempted(batch.preempted)
-                self._reject_unresumable(batch.preempted)
-                if batch.seqs:
-                    now = env.now
-                    self._mark_scheduled(batch.seqs, now)
-                    shape = kv.batch_shape(batch, self._shape)
-                    duration = self.cost.iteration_time(shape)
-                    yield env.timeout(duration)
-                    self._account(batch, shape, now, duration)
-                    for seq in kv.after_step(batch):
-                        self.running.remove(seq)
-                        self.stalled.add(seq)
-                    self._complete_step(batch)
-            finally:
-                for lane, request in held:
-                    lane.release(request)
-            if not batch.seqs:
-                if not kv.has_pending():
-                    raise RuntimeError(
-                        f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
-                        f"waiting and {len(self.running)} running requests (free head-pages "
-                        f"{self.pool.num_free_blocks}) and no copy in flight")
-                self._wakeup = env.event()
-                yield self._wakeup
+            cohort = self._kv_cohort
+            if cohort is not None:
+                batch = self._kv_cohort_schedule()
+                if batch is not None:
+                    yield from self._kv_cohort_iteration(batch)
+                    continue
+                cohort.write_back_all()
+            yield from self._kv_step()
+            if cohort is not None:
+                cohort.rebuild(self.running)
+
+    def _kv_step(self):
+        """One scheduler call over every running request and its iteration (or, with nothing to run, a wait for
+        the copy in flight that frees pages or returns a request)."""
+        env, kv = self.env, self.kv
+        held = []
+        if self.compute_lanes is not None:
+            for lane in self.compute_lanes:
+                request = lane.request()
+                yield request
+                held.append((lane, request))
+        try:
+            batch = self._scheduler_kv().schedule(self.waiting, self.running, self.pool)
+            self._record_usage()
+            self.num_preemptions += len(batch.preempted)
+            self._mark_preempted(batch.preempted)
+            self._reject_unresumable(batch.preempted)
+            if batch.seqs:
+                now = env.now
+                self._mark_scheduled(batch.seqs, now)
+                shape = kv.batch_shape(batch, self._shape)
+                duration = self.cost.iteration_time(shape)
+                yield env.timeout(duration)
+                self._account(batch, shape, now, duration)
+                for seq in kv.after_step(batch):
+                    self.running.remove(seq)
+                    self.stalled.add(seq)
+                self._complete_step(batch)
+        finally:
+            for lane, request in held:
+                lane.release(request)
+        if not batch.seqs:
+            if not kv.has_pending():
+                raise RuntimeError(
+                    f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
+                    f"waiting and {len(self.running)} running requests (free head-pages "
+                    f"{self.pool.num_free_blocks}) and no copy in flight")
+            self._wakeup = env.event()
+            yield self._wakeup
 
     def _shared_iteration(self):
         """One iteration on GPUs shared with other replicas: take every lane (in GPU id order), run, release."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from tessera.kvcache.head_plan import HeadMode, HeadPlan
+from tessera.kvcache.quiet_steps import QuietSteps
 from tessera.kvcache.request_ranks import RequestRanks
 from tessera.kvcache.rerank_batch import RankJob, RankTotals
 from tessera.kvcache.summary import PageMoves, StepSummary, empty_pages
 from tessera.kvcache.topk import TopKSource
 
 
-class RequestKV(RequestRanks):
+class RequestKV(RequestRanks, QuietSteps):
     """Page accounting of one request.
 
     Invariants (tested): every page of an OFFLOAD head is on device or on host, never lost; a full
@@ -262,35 +263,24 @@ class RequestKV(RequestRanks):
         return StepSummary(self.request_id, step, device, device * page_bytes, host, host * page_bytes,
                            heads * (num_tokens // page) * self._minmax_page_bytes, attended / heads, sparse / heads,
                            scanned, fetched * page_bytes, d2h_pages * page_bytes, promoted,
-                           self.phase == "reloading", moves)
+                           self.phase == "reloading", moves, attended, sparse)
 
     def _quiet_step(self) -> StepSummary:
         """on_decode_step for the most common step, specialised: ranked, no head due (step < next_rank_step), the
         new token does not fill its page (nothing to copy) and no page ids kept. Same arithmetic, fewer calls."""
-        page, k = self._page, self._k
+        page = self._page
         num_tokens = self.num_tokens = self.num_tokens + 1
         step = self.decode_step = self.decode_step + 1
+        attended, sparse, scanned = self._quiet_terms(num_tokens)
         n = -(-num_tokens // page)
-        fill = num_tokens - (n - 1) * page
-        n_off, kept = self._n_off, self._win_kept
+        n_off = self._n_off
         off_device = self._sum_topk_size + n_off * n - self._sum_ranked + self._held_pages
-        attended = self._num_full * num_tokens
-        attended += self._n_win * (num_tokens if n <= kept else (kept - 1) * page + fill)
-        sparse = off_device * page - n_off * (page - fill)
-        scanned = 0
-        if n <= k:
-            attended += self._num_topk * num_tokens + sparse
-            sparse = 0
-        else:
-            sparse += self._num_topk * ((k - 1) * page + fill)
-            attended += sparse
-            scanned = self._num_topk * (n - 1) * self._minmax_page_bytes
         heads, page_bytes = self._heads_total, self._page_bytes
-        device = (self._num_full + self._num_topk) * n + self._n_win * min(n, kept) + off_device
+        device = (self._num_full + self._num_topk) * n + self._n_win * min(n, self._win_kept) + off_device
         host = n_off * self.num_host_pages
         return StepSummary(self.request_id, step, device, device * page_bytes, host, host * page_bytes,
                            heads * (num_tokens // page) * self._minmax_page_bytes, attended / heads, sparse / heads,
-                           scanned, 0, 0, 0, False, None)
+                           scanned, 0, 0, 0, False, None, attended, sparse)
 
     def on_reload_done(self) -> StepSummary:
         """The reload's H2D copy landed: the evicted pages' blocks are released and decoding resumes."""

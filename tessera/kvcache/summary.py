@@ -45,6 +45,8 @@ class StepSummary:
     minmax_bytes_scanned: MinMax metadata the scoring pass read this step (extra HBM traffic).
     h2d_bytes / d2h_bytes: copies to start now.
     is_reloading: the request must skip decode until its H2D copy lands (then call on_reload_done).
+    attended_tokens / sparse_tokens: the two per-head figures summed over every head (exact integers: a backend
+        sums them over a batch and divides once, so a sum's float value does not depend on how it was grouped).
     """
 
     request_id: int
@@ -62,3 +64,5 @@ class StepSummary:
     num_promoted_pages: int = 0  # new top-K pages that were not in the old top-K (paper's promoted volume)
     is_reloading: bool = False
     moves: PageMoves | None = None
+    attended_tokens: int = 0
+    sparse_tokens: int = 0

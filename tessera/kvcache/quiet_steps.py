@@ -1,0 +1,64 @@
+"""A request's quiet stretch: the decode steps ahead that rank no head, fill no page and start none, so nothing but
+its token counters changes. A mixin of RequestKV, for backends that advance many requests lazily.
+
+Over such a stretch a step's attended and sparse token counts grow by a fixed amount per step and its MinMax scan
+is constant: a batching backend (the simulator's KV decode cohort, sim/kv_cohort.py) sums them as affine functions
+of the step and takes the whole stretch in one skip_quiet call instead of a StepSummary per step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class QuietStretch:
+    """The next `steps` on_decode_step calls: step j (1-based) attends attended + (j - 1) * attended_slope tokens
+    over all heads, of which sparse + (j - 1) * sparse_slope through top-K page lists, and scans `scanned` MinMax
+    bytes; they start no copy and leave device, host and MinMax pages as they are."""
+
+    steps: int
+    attended: int
+    sparse: int
+    attended_slope: int
+    sparse_slope: int
+    scanned: int
+
+
+class QuietSteps:
+    """RequestKV's quiet-stretch methods; they use its counters and plan scalars (request_kv.py)."""
+
+    def quiet_stretch(self) -> QuietStretch | None:
+        """The quiet steps from now on, or None when the next decode step is not one (a rank is due, the new token
+        fills or starts a page, the request is not decoding or not ranked yet, or page ids are kept)."""
+        if self.phase != "decoding" or not self.next_rank_step or not self.quiet_fast_path or self.track_pages:
+            return None
+        page = self._page
+        in_page = self.num_tokens % page  # 0: the next token starts a page
+        steps = min(self.next_rank_step - self.decode_step - 1, page - in_page - 1 if in_page else 0)
+        if steps < 1:
+            return None
+        attended, sparse, scanned = self._quiet_terms(self.num_tokens + 1)
+        attended_2, sparse_2 = attended, sparse
+        if steps > 1:
+            attended_2, sparse_2, _ = self._quiet_terms(self.num_tokens + 2)
+        return QuietStretch(steps, attended, sparse, attended_2 - attended, sparse_2 - sparse, scanned)
+
+    def skip_quiet(self, steps: int) -> None:
+        """Take `steps` quiet decode steps at once: what that many _quiet_step calls do to the request's state."""
+        self.num_tokens += steps
+        self.decode_step += steps
+
+    def _quiet_terms(self, num_tokens: int) -> tuple[int, int, int]:
+        """(attended tokens, sparse tokens, MinMax bytes scanned) of a quiet step that makes num_tokens tokens."""
+        page, k = self._page, self._k
+        n = -(-num_tokens // page)
+        fill = num_tokens - (n - 1) * page
+        n_off, kept = self._n_off, self._win_kept
+        off_device = self._sum_topk_size + n_off * n - self._sum_ranked + self._held_pages
+        attended = self._num_full * num_tokens
+        attended += self._n_win * (num_tokens if n <= kept else (kept - 1) * page + fill)
+        sparse = off_device * page - n_off * (page - fill)
+        if n <= k:
+            return attended + self._num_topk * num_tokens + sparse, 0, 0
+        sparse += self._num_topk * ((k - 1) * page + fill)
+        return attended + sparse, sparse, self._num_topk * (n - 1) * self._minmax_page_bytes

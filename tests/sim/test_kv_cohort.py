@@ -1,0 +1,109 @@
+"""The KV decode cohort (sim/kv_cohort.py) gives exactly the results of stepping every request through the
+scheduler and RequestKV.on_decode_step: requests, iterations, KV usage, PCIe copies, stalls and page counters."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from tessera.cost import make_cost_model
+from tessera.hardware import gpu, host_link
+from tessera.memory import MemoryConfig
+from tessera.models import model
+from tessera.scheduling import SchedulerConfig
+from tessera.sim import Cluster, make_router
+from tessera.sim.kv_setup import KVSetup, KVSimConfig
+from tessera.types import Request, WorkerSpec
+from tests.sim.fakes import PCIE, LinearCost, worker_specs
+from tests.sim.helpers import assert_same, recorded_run
+
+TINY_PARAMS = {"flexicache": {"topk_pages": 4, "rerank_interval": 4}, "flexicache_adaptive": {"topk_pages": 4},
+               "quest": {"topk_pages": 4}}  # policies with OFFLOAD heads (they rank), and one without
+
+
+def tiny_run(reqs, cohort, *, policy, mode, max_seqs, budget, chunked, max_log=None, memory=0.5):
+    kv = KVSetup(policy, TINY_PARAMS[policy], KVSimConfig(rerank_mode=mode))
+    cluster = Cluster(worker_specs(1), lambda s: LinearCost(),
+                      SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=budget, chunked_prefill=chunked),
+                      MemoryConfig(memory, 0.0), make_router("round_robin"), host_link=PCIE, kv=kv,
+                      decode_cohort=cohort)
+    worker = cluster.workers[0]
+    if max_log is not None and worker._kv_cohort is not None:
+        worker._kv_cohort.max_log = max_log
+    requests = [Request(i, t, p, o) for i, (t, p, o) in enumerate(sorted(reqs))]
+    frames, run = recorded_run(cluster, requests)
+    return frames, run.workers[0]
+
+
+def kv_results(worker):
+    link = worker.kv.link
+    return (worker.kv.request_stats(), worker.kv.run_stats(), worker.num_preemptions, worker.kv_usage_blocks,
+            (link.log.t_s, link.log.duration_s, link.log.direction, link.log.num_bytes) if link is not None else None)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reqs=st.lists(st.tuples(st.floats(0, 0.3), st.integers(1, 700), st.integers(1, 90)), min_size=1, max_size=20),
+       max_seqs=st.integers(1, 6), budget=st.sampled_from([16, 64, 512]), chunked=st.booleans(),
+       policy=st.sampled_from(["flexicache", "flexicache_adaptive"]), mode=st.sampled_from(["pages", "moments"]),
+       max_log=st.sampled_from([None, 1, 3]))
+def test_cohort_is_bit_identical_on_small_workloads(reqs, max_seqs, budget, chunked, policy, mode, max_log):
+    """Prefill chunks beside quiet decodes, reload stalls and resumes, preemptions (the pool is small: the cohort
+    hands those steps to the scheduler), finishes inside a quiet stretch, and the folded duration log."""
+    budget = budget if chunked else 512
+    kw = dict(policy=policy, mode=mode, max_seqs=max_seqs, budget=budget, chunked=chunked)
+    lazy, worker = tiny_run(reqs, True, max_log=max_log, **kw)
+    plain, reference = tiny_run(reqs, False, **kw)
+    assert worker._kv_cohort is not None and reference._kv_cohort is None
+    assert_same(lazy, plain)
+    assert kv_results(worker) == kv_results(reference)
+
+
+@pytest.mark.parametrize("mode", ["pages", "moments"])
+def test_cohort_is_bit_identical_when_the_pool_preempts(mode):
+    rng = np.random.default_rng(0)
+    reqs = [(float(rng.uniform(0, 0.1)), int(rng.integers(500, 1000)), int(rng.integers(40, 120))) for _ in range(16)]
+    kw = dict(policy="flexicache", mode=mode, max_seqs=6, budget=64, chunked=True)
+    lazy, worker = tiny_run(reqs, True, **kw)
+    plain, reference = tiny_run(reqs, False, **kw)
+    assert_same(lazy, plain)
+    assert kv_results(worker) == kv_results(reference)
+    assert reference.num_preemptions > 20
+    # the steps that preempt go through the scheduler; the cohort takes the rest
+    assert 0.8 * worker.num_iterations < worker._kv_cohort.steps < worker.num_iterations
+
+
+LLAMA = model("Llama-3.1-8B")
+H100 = gpu("H100-NVL-94GB")
+
+
+def llama_run(cohort: bool, mode: str, num_requests: int = 24, max_seqs: int = 16):
+    rng = np.random.default_rng(7)
+    requests = [Request(i, float(t), int(p), int(o)) for i, (t, p, o) in
+                enumerate(zip(np.sort(rng.uniform(0, 2, num_requests)), rng.integers(3000, 9000, num_requests),
+                              rng.integers(40, 260, num_requests)))]
+    spec = WorkerSpec(worker_id=0, gpu=H100, model=LLAMA, tp=1)
+    cost = make_cost_model("roofline", LLAMA, H100, 1)
+    cluster = Cluster([spec], lambda s: cost, SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=8192),
+                      MemoryConfig(), make_router("round_robin"), host_link=host_link(H100),
+                      kv=KVSetup("flexicache", {}, KVSimConfig(rerank_mode=mode)), decode_cohort=cohort)
+    frames, run = recorded_run(cluster, requests)
+    return frames, run.workers[0]
+
+
+@pytest.mark.parametrize("mode", ["pages", "moments"])
+def test_cohort_is_bit_identical_on_a_flexicache_run_and_takes_its_steps(mode):
+    lazy, worker = llama_run(True, mode)
+    plain, reference = llama_run(False, mode)
+    assert_same(lazy, plain)
+    assert kv_results(worker) == kv_results(reference)
+    assert reference.kv.num_reloads > 50
+    # arrivals over 2 s, chunked 3k-9k-token prefills beside the decodes: the cohort still takes every step
+    assert worker._kv_cohort.steps == worker.num_iterations
+
+
+@pytest.mark.parametrize("policy, mode", [("flexicache", "sampled"), ("quest", "moments")])
+def test_no_cohort_where_it_cannot_help(policy, mode):
+    # sampled reranks are drawn ahead for a whole batch in batch order (a lazy member would change the draws); a
+    # policy with no OFFLOAD head never ranks, so no step of it is quiet
+    cluster = Cluster(worker_specs(1), lambda s: LinearCost(), SchedulerConfig(), MemoryConfig(0.5, 0.0),
+                      make_router("round_robin"), host_link=PCIE,
+                      kv=KVSetup(policy, TINY_PARAMS[policy], KVSimConfig(rerank_mode=mode)))
+    assert cluster.workers[0]._kv_cohort is None
