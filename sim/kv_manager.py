@@ -14,7 +14,7 @@ its StepSummaries into simulator effects:
   request reserves its peak host pages; admission waits while they do not fit, a request that can
   never fit is rejected with a message naming kvpolicy.host_kv_gib.
 - PCIe: D2H copies (prompt offload, pages that fill) and H2D reloads (promoted pages at a rerank)
-  are SimPy processes on the worker's host Link (FIFO per direction, shared by all requests). A
+  are queued on the worker's host Link (FIFO per direction, shared by all requests), one event each. A
   reloading request leaves `running` until its copy lands, keeping its pages, then rejoins in its
   admission order.
 - decode cost: decode_kv_tokens += attended tokens per head (sparse attention over the selected
@@ -303,7 +303,7 @@ class KVManager:
             if s.d2h_bytes:
                 st.d2h_bytes += s.d2h_bytes
                 st.d2h_inflight += 1
-                self.env.process(self._d2h(seq, st, s.d2h_bytes))
+                self._d2h(seq, st, s.d2h_bytes)
             if s.is_reloading:
                 st.h2d_bytes += s.h2d_bytes
                 st.num_reloads += 1
@@ -311,30 +311,37 @@ class KVManager:
                 self.num_stalled += 1
                 st.stalled_at = self.env.now
                 stall.append(seq)
-                self.env.process(self._reload(seq, st, s.h2d_bytes))
+                self._reload(seq, st, s.h2d_bytes)
             self._reconcile(seq, st)
         return stall
 
     # ------------------------------------------------------------------------------------ copies
-    def _d2h(self, seq, st: _SeqKV, num_bytes: int):
+    def _d2h(self, seq, st: _SeqKV, num_bytes: int) -> None:
+        """Start a D2H copy; when it lands (unless the request was released meanwhile) deferred page returns go."""
         epoch = st.epoch
-        yield from self.link.transfer(num_bytes / self.shards, "d2h")
-        if st.epoch != epoch:
-            return
-        st.d2h_inflight -= 1
-        if st.d2h_inflight == 0 and st.shrink_pending:
-            st.shrink_pending = False
-            self._deferred -= 1
-            self._reconcile(seq, st)
-            self.worker.wake()
 
-    def _reload(self, seq, st: _SeqKV, num_bytes: int):
-        yield from self.link.transfer(num_bytes / self.shards, "h2d")
-        st.rk.on_reload_done()
-        self._reconcile(seq, st)
-        st.stall_s += self.env.now - st.stalled_at
-        self.num_stalled -= 1
-        self.worker.resume(seq, st.order)
+        def landed() -> None:
+            if st.epoch != epoch:
+                return
+            st.d2h_inflight -= 1
+            if st.d2h_inflight == 0 and st.shrink_pending:
+                st.shrink_pending = False
+                self._deferred -= 1
+                self._reconcile(seq, st)
+                self.worker.wake()
+
+        self.link.start(num_bytes / self.shards, "d2h", landed)
+
+    def _reload(self, seq, st: _SeqKV, num_bytes: int) -> None:
+        """Start a reload's H2D copy; when it lands the request's held pages go and it rejoins `running`."""
+        def landed() -> None:
+            st.rk.on_reload_done()
+            self._reconcile(seq, st)
+            st.stall_s += self.env.now - st.stalled_at
+            self.num_stalled -= 1
+            self.worker.resume(seq, st.order)
+
+        self.link.start(num_bytes / self.shards, "h2d", landed)
 
     def order_of(self, seq) -> int:
         return self._states[seq].order

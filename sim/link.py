@@ -5,6 +5,8 @@ transfers in one direction therefore queue and share the link's bandwidth over t
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import simpy
 
 from tessera.sim.batch_log import TransferLog
@@ -30,17 +32,32 @@ class Link:
 
     def transfer(self, num_bytes: float, direction: str):
         """SimPy process: move `num_bytes` in `direction` ('h2d' or 'd2h'); returns the finish time."""
+        end = yield self._queue(num_bytes, direction)
+        return end
+
+    def start(self, num_bytes: float, direction: str, on_landed: Callable[[], None]) -> float:
+        """Queue a copy now, as transfer() does, without a process: `on_landed` runs when it lands (one event per
+        copy). Returns its end time."""
+        event = self._queue(num_bytes, direction)
+        event.callbacks.append(lambda _event: on_landed())
+        return event._value
+
+    def _queue(self, num_bytes: float, direction: str) -> simpy.Event:
+        """The event of a copy queued now behind the direction's earlier ones; at its end it counts the copy."""
         if direction not in self._free_at:
             raise ValueError(f"link direction {direction!r} is not one of {DIRECTIONS}")
         if num_bytes < 0:
             raise ValueError(f"transfer of {num_bytes} bytes: the size must be >= 0")
-        env = self.env
-        start = max(env.now, self._free_at[direction])
+        start = max(self.env.now, self._free_at[direction])
         duration = self.transfer_time(num_bytes)
         end = self._free_at[direction] = start + duration
-        yield timeout_at(env, end)
+        event = timeout_at(self.env, end)
+        event._value = end
+        event.callbacks.append(lambda _event: self._landed(start, duration, direction, num_bytes))
+        return event
+
+    def _landed(self, start: float, duration: float, direction: str, num_bytes: float) -> None:
         self.bytes_moved[direction] += num_bytes
         self.busy_s[direction] += duration
         if self.log is not None:
             self.log.add(start, duration, direction, num_bytes)
-        return end

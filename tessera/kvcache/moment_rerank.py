@@ -74,14 +74,47 @@ class MomentRerank:
                 t = table(self.behaviour.params, k, g.schedule, self.max_pages, self.seed)
                 g.sums = t.head_sums(t.churn_weights(g.log_churn), t.pages_weights(n))
             return 0, 0, m * (n - k), np.full(m, k, dtype=np.int64)
+        rows_list = rows.tolist() if len(self.groups) > 1 else None
+
+        def counters(g: _Group) -> tuple[int, int]:  # the group's rows rank together: any one tells its counts
+            pos = rows_list.index(int(g.rows[0])) if rows_list is not None else 0
+            return int(steps_since[pos]), int(ranked[pos])
+
+        promoted, fetched, shifted, ranked_rows = self._rank_due_groups(step, n, counters)
+        if ranked_rows != m:
+            raise RuntimeError(f"rerank_mode=moments: {m} rows rank at step {step}, their interval groups hold "
+                               f"{ranked_rows}")
+        # per row: new set = kept old pages + tail kept + fetched (K); freed = old set + tail - (kept + tail kept)
+        freed = int(old_size.sum()) + shifted - k * m + fetched
+        return promoted, fetched, freed, np.full(m, k, dtype=np.int64)
+
+    @property
+    def ranks_by_group(self) -> bool:
+        """Past a first rank drawn from the tables: every set holds K pages and rank_groups may take the rank."""
+        return self.exact is None and self.groups[0].sums is not None
+
+    def rank_groups(self, step: int, n: int, ranked: np.ndarray, last_rank_step: np.ndarray) -> tuple[int, int, int]:
+        """rank_totals past the first rank (ranks_by_group), reading each due group's counters from one of its rows
+        in the request's per-row arrays (pages at its last rank, step of its last rank): (promoted, fetched, pages
+        created since the last rank summed over the ranked rows); freed = fetched + that sum, new sizes stay K."""
+        def counters(g: _Group) -> tuple[int, int]:
+            row = g.rows[0]
+            return step - int(last_rank_step[row]), int(ranked[row])
+
+        promoted, fetched, shifted, _ = self._rank_due_groups(step, n, counters)
+        return promoted, fetched, shifted
+
+    def _rank_due_groups(self, step: int, n: int, counters) -> tuple[int, int, int, int]:
+        """Draw the rank of every group due at `step`: (promoted, fetched, pages created since the last rank, rows
+        ranked), all summed; counters(group) gives its (steps, pages at) since its last rank."""
         fetched = tail = shifted = ranked_rows = 0
         for g in self.groups:
             if step % g.interval:
                 continue
             g.rank += 1
             idx = g.schedule.index(g.rank)
-            pos = int(np.searchsorted(rows, g.rows[0]))  # the group's rows rank together: any one tells its counts
-            since, shift = int(steps_since[pos]), n - int(ranked[pos])
+            since, last = counters(g)
+            shift = n - last
             if (since, shift) != g.schedule.steps[idx]:
                 raise RuntimeError(f"rerank_mode=moments: a rank {since} steps and {shift} pages after the last, "
                                    f"its schedule says {g.schedule.steps[idx]}; use kvpolicy.rerank_mode=sampled")
@@ -90,12 +123,7 @@ class MomentRerank:
             tail += t
             shifted += len(g.rows) * shift
             ranked_rows += len(g.rows)
-        if ranked_rows != m:
-            raise RuntimeError(f"rerank_mode=moments: {m} rows rank at step {step}, their interval groups hold "
-                               f"{ranked_rows}")
-        # per row: new set = kept old pages + tail kept + fetched (K); freed = old set + tail - (kept + tail kept)
-        freed = int(old_size.sum()) + shifted - k * m + fetched
-        return fetched + tail, fetched, freed, np.full(m, k, dtype=np.int64)
+        return fetched + tail, fetched, shifted, ranked_rows
 
     def _draw(self, sums: np.ndarray, heads: int, shift: int) -> tuple[int, int]:
         """(fetched, tail kept) over `heads` heads: bivariate normal with the summed moments, rounded and clipped

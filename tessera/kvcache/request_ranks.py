@@ -79,6 +79,8 @@ class RequestRanks:
 
     def _rank_sampled(self, rows: np.ndarray, n: int, first: bool) -> tuple[int, int]:
         """_rank by counts: the same counters, drawn by the request's counts sampler (sampled or moments mode)."""
+        if not first and getattr(self._sampler, "ranks_by_group", False):
+            return self._rank_by_group(rows, n)
         promoted, num_fetch, freed, new_size = self._sampler.rank_totals(
             rows, n, first, self._ranked[rows], self._topk_size[rows], self.decode_step - self._last_rank_step[rows],
             self.decode_step, self.num_tokens)
@@ -86,6 +88,20 @@ class RequestRanks:
         if num_fetch:
             self.phase = "reloading"
             self._held_pages = freed - num_fetch
+        return promoted, num_fetch
+
+    def _rank_by_group(self, rows: np.ndarray, n: int) -> tuple[int, int]:
+        """_rank_sampled for moments mode past its first rank: every set stays at K pages, so only the pages ranked
+        over change (what _record_rank does, without gathering the rows' sizes)."""
+        step = self.decode_step
+        promoted, num_fetch, shifted = self._sampler.rank_groups(step, n, self._ranked, self._last_rank_step)
+        self._sum_ranked += shifted
+        self._ranked[rows] = n
+        self._last_rank_step[rows] = step
+        self.next_rank_step = self._next_due(step)
+        if num_fetch:
+            self.phase = "reloading"
+            self._held_pages = shifted  # freed - fetched: the evicted pages beyond those the fetched ones reuse
         return promoted, num_fetch
 
     def _rank_pending(self, rows: np.ndarray, n: int) -> tuple[int, int]:

@@ -73,3 +73,25 @@ def test_a_rank_off_the_schedule_is_refused():
     s.rank_totals(rows, 300, True, np.full(m, 300), np.zeros(m, dtype=np.int64), np.ones(m), 1, 4790)
     with pytest.raises(RuntimeError, match="rerank_mode=sampled"):  # 3 pages created in 15 steps: not this schedule
         s.rank_totals(rows, 303, False, np.full(m, 300), np.full(m, K), np.full(m, 15), 16, 4805)
+
+
+def test_request_ranks_by_group_draw_what_rank_totals_draws():
+    # past its first rank a moments request ranks through rank_groups (scalar counters, no gathers): the same draws,
+    # promoted, fetched and freed pages as rank_totals over the rows' arrays
+    prompt, request_id = 20_000, 9
+    expected = ranks(sampler(request_id), prompt, 12, check=False)
+    rk = make_policy("flexicache", LLAMA).new_request(request_id, prompt, HEADS.behaviour(request_id),
+                                                      track_pages=False)
+    rk.use_moment_reranks(8192, HEADS.seed)
+    rk.on_prefill_done()
+    got, page_bytes = [], PLAN.geometry.page_bytes
+    for _ in range(16 * 12):
+        s = rk.on_decode_step()
+        if s.decode_step > 1 and s.decode_step % 16 == 0:
+            assert rk._sampler.ranks_by_group
+            # evicted pages beyond those the fetched ones reuse stay held until the copy lands: freed - fetched
+            held = rk._held_pages if rk.is_reloading else None
+            got.append((s.num_promoted_pages, s.h2d_bytes // page_bytes, held))
+        if rk.is_reloading:
+            rk.on_reload_done()
+    assert got == [(p, f, fr - f if f else None) for p, f, fr in expected]
