@@ -15,10 +15,6 @@ from tessera.sim.sequence import SeqState
 if TYPE_CHECKING:
     from tessera.sim.kv_manager import KVManager
 
-# rerank modes whose draws are each request's own: sampled mode draws the ranks of a whole batch at once, in batch
-# order, so a request's draws depend on which requests stepped with it
-COHORT_RERANK_MODES = ("pages", "moments")
-
 
 class KVDecodeCohort:
     """Members: running requests whose next decode steps are quiet (RequestKV.quiet_stretch). A member that joined

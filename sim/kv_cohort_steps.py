@@ -61,7 +61,7 @@ class KVCohortSteps:
         seqs = batch.seqs
         now = env.now
         self._mark_scheduled(seqs, now)
-        shape = kv.batch_shape(batch, self._shape, *cohort.step_terms())
+        shape = kv.batch_shape(batch, self._shape, *cohort.step_terms(), decoding=self.running)
         duration = self.cost.iteration_time(shape)
         yield env.timeout(duration)
         self._account(batch, shape, now, duration)

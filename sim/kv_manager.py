@@ -227,11 +227,12 @@ class KVManager:
 
     # ------------------------------------------------------------------------------- per iteration
     def batch_shape(self, batch: ScheduledBatch, shape: BatchShape, decode_seqs: int = 0, attended: int = 0,
-                    sparse: int = 0, scanned: int = 0) -> BatchShape:
+                    sparse: int = 0, scanned: int = 0, decoding: list | None = None) -> BatchShape:
         """The iteration's cost counters; runs on_decode_step for every decoding request (before the step).
-        decode_seqs, attended, sparse, scanned: what decodes outside the batch add (a KV decode cohort's members).
-        Attended and sparse tokens are summed over heads as integers and divided once, so the shape's float
-        does not depend on how the batch's requests were grouped."""
+        decode_seqs, attended, sparse, scanned: what decodes outside the batch add (a KV decode cohort's members);
+        decoding: every request decoding this step in batch order, members included (sampled mode draws their
+        ranks ahead with the batch's), default batch.seqs. Attended and sparse tokens are summed over heads as
+        integers and divided once, so the shape's float does not depend on how the batch's requests were grouped."""
         prefill_tokens = prefill_seqs = 0
         prefill_pairs = 0.0
         drawn = self.sim.rerank_mode != "sampled"
@@ -241,7 +242,7 @@ class KVManager:
             rk = st.rk
             if rk.phase == "decoding":
                 if not drawn and rk.next_rank_step == rk.decode_step + 1 and not rk.has_pending_rank:
-                    drawn = self._draw_ranks_ahead(batch)
+                    drawn = self._draw_ranks_ahead(batch.seqs if decoding is None else decoding)
                 s = rk.on_decode_step()
                 st.step = s
                 decode_seqs += 1
@@ -263,12 +264,14 @@ class KVManager:
         shape.extra_hbm_bytes = float(scanned)
         return shape
 
-    def _draw_ranks_ahead(self, batch: ScheduledBatch) -> bool:
-        """Draw the next rerank of every decoding request of the batch that has none drawn yet, in one vectorised
-        draw (tessera/kvcache/rerank_batch.py): a request due now triggers it, the others' ranks wait for their
-        steps, so the batch's reranks are drawn about once per rerank interval instead of once per request."""
+    def _draw_ranks_ahead(self, seqs: list) -> bool:
+        """Draw the next rerank of every decoding request of the batch (`seqs`, in batch order) that has none drawn
+        yet, in one vectorised draw (tessera/kvcache/rerank_batch.py): a request due now triggers it, the others'
+        ranks wait for their steps, so the batch's reranks are drawn about once per rerank interval instead of once
+        per request. A request's job does not change over its quiet steps (its tokens and decode step advance
+        together), so a decode cohort's members, stepped or not, get the job they would get stepped."""
         jobs, rks = [], []
-        for seq in batch.seqs:
+        for seq in seqs:
             rk = self._state(seq).rk
             job = rk.next_rank_job() if rk.phase == "decoding" else None
             if job is not None:

@@ -22,7 +22,7 @@ from tessera.sim.block_pool import BlockPool
 from tessera.sim.cohort_steps import CohortSteps
 from tessera.sim.decode_cohort import DecodeCohort
 from tessera.sim.decode_spans import DecodeSpans
-from tessera.sim.kv_cohort import COHORT_RERANK_MODES, KVDecodeCohort
+from tessera.sim.kv_cohort import KVDecodeCohort
 from tessera.sim.kv_cohort_steps import KVCohortSteps
 from tessera.sim.sequence import SeqState
 
@@ -47,9 +47,9 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
     With a KV manager (a KV policy other than plain full KV) the pool counts head-pages, every
     iteration is one event (each decode step updates the requests' page state) and a request whose
     reload is in flight sits in `stalled` instead of `running` (see sim/kv_manager.py). Under vLLM v1 FCFS with
-    reranks drawn per request (rerank_mode pages or moments) the decoding requests in a quiet stretch form a
-    KVDecodeCohort (sim/kv_cohort.py): a step costs O(requests that rank, fill or start a page, prefill, join or
-    leave); a step FCFS would not take as a whole writes the cohort back and runs the scheduler itself.
+    a policy that offloads, the decoding requests in a quiet stretch form a KVDecodeCohort (sim/kv_cohort.py): a
+    step costs O(requests that rank, fill or start a page, prefill, join or leave); a step FCFS would not take as
+    a whole writes the cohort back and runs the scheduler itself.
     """
 
     def __init__(self, env: simpy.Environment, spec: WorkerSpec, cost: CostModel, scheduler: BatchScheduler,
@@ -98,8 +98,7 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
                         and compute_lanes is None and self._span_while_waiting and type(self.pool) is BlockPool
                         else None)
         self._kv_cohort = (KVDecodeCohort(kv) if kv is not None and decode_cohort and compute_lanes is None
-                           and self._span_while_waiting and kv.sim.rerank_mode in COHORT_RERANK_MODES
-                           and kv.num_offload_heads > 0 else None)
+                           and self._span_while_waiting and kv.num_offload_heads > 0 else None)
         if kv is not None:
             kv.worker = self
             self.fast_forward = False

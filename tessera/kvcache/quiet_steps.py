@@ -38,10 +38,10 @@ class QuietSteps:
         if steps < 1:
             return None
         attended, sparse, scanned = self._quiet_terms(self.num_tokens + 1)
-        attended_2, sparse_2 = attended, sparse
-        if steps > 1:
-            attended_2, sparse_2, _ = self._quiet_terms(self.num_tokens + 2)
-        return QuietStretch(steps, attended, sparse, attended_2 - attended, sparse_2 - sparse, scanned)
+        # within a page every head attends one more token per step; past K pages the top-K and OFFLOAD heads read
+        # theirs through page lists (the tests hold both slopes to on_decode_step)
+        sparse_slope = self._num_topk + self._n_off if -(-self.num_tokens // page) > self._k else 0
+        return QuietStretch(steps, attended, sparse, self._heads_total, sparse_slope, scanned)
 
     def skip_quiet(self, steps: int) -> None:
         """Take `steps` quiet decode steps at once: what that many _quiet_step calls do to the request's state."""

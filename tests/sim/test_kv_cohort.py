@@ -1,5 +1,6 @@
 """The KV decode cohort (sim/kv_cohort.py) gives exactly the results of stepping every request through the
-scheduler and RequestKV.on_decode_step: requests, iterations, KV usage, PCIe copies, stalls and page counters."""
+scheduler and RequestKV.on_decode_step: requests, iterations, KV usage, PCIe copies, stalls and page counters, in
+every rerank mode (sampled mode's ranks drawn ahead over the batch, members included, consume the same stream)."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -42,7 +43,8 @@ def kv_results(worker):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=st.lists(st.tuples(st.floats(0, 0.3), st.integers(1, 700), st.integers(1, 90)), min_size=1, max_size=20),
        max_seqs=st.integers(1, 6), budget=st.sampled_from([16, 64, 512]), chunked=st.booleans(),
-       policy=st.sampled_from(["flexicache", "flexicache_adaptive"]), mode=st.sampled_from(["pages", "moments"]),
+       policy=st.sampled_from(["flexicache", "flexicache_adaptive"]),
+       mode=st.sampled_from(["pages", "sampled", "moments"]),
        max_log=st.sampled_from([None, 1, 3]))
 def test_cohort_is_bit_identical_on_small_workloads(reqs, max_seqs, budget, chunked, policy, mode, max_log):
     """Prefill chunks beside quiet decodes, reload stalls and resumes, preemptions (the pool is small: the cohort
@@ -56,7 +58,7 @@ def test_cohort_is_bit_identical_on_small_workloads(reqs, max_seqs, budget, chun
     assert kv_results(worker) == kv_results(reference)
 
 
-@pytest.mark.parametrize("mode", ["pages", "moments"])
+@pytest.mark.parametrize("mode", ["pages", "sampled", "moments"])
 def test_cohort_is_bit_identical_when_the_pool_preempts(mode):
     rng = np.random.default_rng(0)
     reqs = [(float(rng.uniform(0, 0.1)), int(rng.integers(500, 1000)), int(rng.integers(40, 120))) for _ in range(16)]
@@ -88,7 +90,7 @@ def llama_run(cohort: bool, mode: str, num_requests: int = 24, max_seqs: int = 1
     return frames, run.workers[0]
 
 
-@pytest.mark.parametrize("mode", ["pages", "moments"])
+@pytest.mark.parametrize("mode", ["pages", "sampled", "moments"])
 def test_cohort_is_bit_identical_on_a_flexicache_run_and_takes_its_steps(mode):
     lazy, worker = llama_run(True, mode)
     plain, reference = llama_run(False, mode)
@@ -99,11 +101,8 @@ def test_cohort_is_bit_identical_on_a_flexicache_run_and_takes_its_steps(mode):
     assert worker._kv_cohort.steps == worker.num_iterations
 
 
-@pytest.mark.parametrize("policy, mode", [("flexicache", "sampled"), ("quest", "moments")])
-def test_no_cohort_where_it_cannot_help(policy, mode):
-    # sampled reranks are drawn ahead for a whole batch in batch order (a lazy member would change the draws); a
-    # policy with no OFFLOAD head never ranks, so no step of it is quiet
+def test_no_cohort_for_a_policy_that_never_ranks():
+    # no OFFLOAD head: no rank, so no step is quiet
     cluster = Cluster(worker_specs(1), lambda s: LinearCost(), SchedulerConfig(), MemoryConfig(0.5, 0.0),
-                      make_router("round_robin"), host_link=PCIE,
-                      kv=KVSetup(policy, TINY_PARAMS[policy], KVSimConfig(rerank_mode=mode)))
+                      make_router("round_robin"), host_link=PCIE, kv=KVSetup("quest", TINY_PARAMS["quest"]))
     assert cluster.workers[0]._kv_cohort is None

@@ -1,8 +1,13 @@
 """RequestKV.quiet_stretch: the steps it calls quiet are exactly the decode steps that move nothing, with the affine
 attended / sparse counts it states; the step after the stretch is not quiet; skip_quiet takes them at once."""
+import dataclasses
+
+import numpy as np
 import pytest
 
+from tessera.kvcache.head_plan import HeadMode
 from tessera.kvcache.policies import make_policy
+from tessera.kvcache.policies.base import PlannedPolicy
 from tessera.models import model
 from tessera.sim.kv_setup import truth_head_model
 
@@ -10,8 +15,19 @@ LLAMA = model("Llama-3.1-8B")
 HEADS = truth_head_model(LLAMA)
 
 
+def mixed_policy() -> PlannedPolicy:
+    """FlexiCache's plan with its resident top-K heads split into FULL, WINDOW and RESIDENT_TOPK thirds."""
+    plan = make_policy("flexicache", LLAMA).plan
+    mode = plan.mode.copy()
+    resident = np.flatnonzero(mode.ravel() == HeadMode.RESIDENT_TOPK)
+    mode.ravel()[resident[0::3]] = HeadMode.FULL
+    mode.ravel()[resident[1::3]] = HeadMode.WINDOW
+    return PlannedPolicy(dataclasses.replace(plan, policy="mixed", mode=mode, sink_pages=1, window_pages=8))
+
+
 def new_request(policy: str, request_id: int, prompt: int, mode: str):
-    rk = make_policy(policy, LLAMA).new_request(request_id, prompt, HEADS.behaviour(request_id), track_pages=False)
+    planned = mixed_policy() if policy == "mixed" else make_policy(policy, LLAMA)
+    rk = planned.new_request(request_id, prompt, HEADS.behaviour(request_id), track_pages=False)
     if mode == "sampled":
         rk.use_sampled_reranks()
     elif mode == "moments":
@@ -36,7 +52,7 @@ def is_quiet(before, s, rk_tokens_before: int) -> bool:
             and s.minmax_bytes == before.minmax_bytes and rk_tokens_before % 16 != 0)
 
 
-@pytest.mark.parametrize("policy", ["flexicache", "flexicache_adaptive"])
+@pytest.mark.parametrize("policy", ["flexicache", "flexicache_adaptive", "mixed"])
 @pytest.mark.parametrize("mode", ["pages", "sampled", "moments"])
 @pytest.mark.parametrize("prompt", [700, 3000, 17_000])
 def test_quiet_stretches_match_the_full_step(policy, mode, prompt):
