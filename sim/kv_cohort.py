@@ -1,8 +1,8 @@
-"""A KV-policy worker's decode cohort: its running requests in a quiet stretch (no rank due, no page filled or
-started), whose token counters, KV state and per-step cost terms advance lazily.
+"""A KV-policy worker's decode cohort: its running requests in a quiet stretch (no rank due, no page filled), whose
+token counters, KV state and per-step cost terms advance lazily.
 
-An iteration then costs O(requests that are not quiet this step), about 3 in 16 of the decoding ones with 16-token
-pages and a rank interval of 16, not O(running requests); sim/kv_cohort_steps.py drives it.
+An iteration then costs O(requests that are not quiet this step), about 2 in 16 of the decoding ones with 16-token
+pages and a rank interval of 16 (a rank, a page filled), not O(running requests); sim/kv_cohort_steps.py drives it.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 class KVDecodeCohort:
     """Members: running requests whose next decode steps are quiet (RequestKV.quiet_stretch). A member that joined
     after cohort step `seq.cohort_base` has, after the cohort took `steps` steps, its stored counters (SeqState and
-    RequestKV) + (steps - base) tokens, the same KV pages and host/MinMax bytes, and an execution_s missing
+    RequestKV) + (steps - base) tokens, the same host/MinMax bytes and KV pages (plus, if its first step started a
+    page, the pages FCFS allocated for it then: it is in `starters` until that step), and an execution_s missing
     `log[seq.cohort_log:]`. It leaves before its first step that is not quiet (`events`) or after the step that
     samples its last token (`finishes`), whichever comes first; each member has one entry in one of the two heaps.
 
@@ -40,6 +41,7 @@ class KVDecodeCohort:
         self.terms: dict[SeqState, tuple[int, int, int, int, int]] = {}  # member -> its share of the five sums
         self.log: list[float] = []
         self.others: list[SeqState] = []
+        self.starters: list[SeqState] = []  # members whose next step starts a page: FCFS allocates it (take_starts)
         self._tie = 0
 
     # ------------------------------------------------------------------------------------ membership
@@ -50,6 +52,10 @@ class KVDecodeCohort:
         stretch = self.manager.request_kv(seq).quiet_stretch()
         if stretch is None:
             return False
+        if stretch.starts_page and self.manager.shrink_pending(seq):
+            # a landing D2H copy would return its pages by RequestKV's page count, which a member's page start
+            # changes while its stored counters wait: take that step outside
+            return False
         base = self.steps
         seq.cohort_base = base
         seq.cohort_log = len(self.log)
@@ -58,6 +64,8 @@ class KVDecodeCohort:
                  sparse_b, stretch.scanned)
         self.terms[seq] = terms
         self._add(terms, 1)
+        if stretch.starts_page:
+            self.starters.append(seq)
         self._tie += 1
         finish = base + seq.max_output_tokens - seq.num_generated
         if finish <= base + stretch.steps:
@@ -115,6 +123,7 @@ class KVDecodeCohort:
         self.events.clear()
         self.finishes.clear()
         self.others.clear()
+        self.starters.clear()
         self.log.clear()
 
     def rebuild(self, running: list[SeqState]) -> None:
@@ -133,6 +142,19 @@ class KVDecodeCohort:
         log.clear()
 
     # ------------------------------------------------------------------------------------ the members' step
+    def start_pages(self) -> int:
+        """Head-pages the members that start a page next step need (FCFS's reservation of their new token)."""
+        pool = self.manager.pool
+        return sum(pool.blocks_needed(seq, 1) for seq in self.starters)
+
+    def take_starts(self) -> None:
+        """Allocate the starting members' pages, as FCFS does for their new token (after start_pages fit)."""
+        pool = self.manager.pool
+        for seq in self.starters:
+            if not pool.allocate(seq, 1):
+                raise AssertionError(f"request {seq.request_id}: a page start did not fit the KV pool")
+        self.starters.clear()
+
     def step_terms(self) -> tuple[int, int, int, int]:
         """(decoding members, attended tokens, sparse tokens, MinMax bytes scanned) of the next step."""
         s = self.steps + 1

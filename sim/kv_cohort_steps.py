@@ -32,11 +32,13 @@ class KVCohortSteps:
             if tokens[-1] < 1:
                 return None
             need = budget
-        pages = 0
+        pages = cohort.start_pages() if cohort.starters else 0
         for seq, n in zip(others, tokens):
             pages += pool.blocks_needed(seq, n)
         if pages > pool.num_free_blocks:
             return None
+        if cohort.starters:
+            cohort.take_starts()
         batch = ScheduledBatch()
         for seq, n in zip(others, tokens):
             if not pool.allocate(seq, n):

@@ -352,6 +352,10 @@ class KVManager:
     def request_kv(self, seq) -> RequestKV:
         return self._states[seq].rk
 
+    def shrink_pending(self, seq) -> bool:
+        """The request holds pages it no longer keeps, returned when its D2H copies in flight land."""
+        return self._states[seq].shrink_pending
+
     def has_pending(self) -> bool:
         """Something in flight will free pages or return a request (a worker with no batch waits for it)."""
         return self.num_stalled > 0 or self._deferred > 0
