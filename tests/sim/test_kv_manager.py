@@ -93,11 +93,11 @@ def test_stalled_requests_do_not_decode_during_their_reload():
     decoded, intervals = [], {}
     shape_fn, resume_fn, after_fn = worker.kv.batch_shape, worker.resume, worker.kv.after_step
 
-    def batch_shape(batch, shape, *cohort_terms):
+    def batch_shape(batch, shape, *cohort_terms, **decoding):
         # the decode cohort's members (sim/kv_cohort.py) decode outside the batch: count them too
         members = {s.request_id for s in worker._kv_cohort.terms} if worker._kv_cohort is not None else set()
         decoded.append((cluster.env.now, {s.request_id for s in batch.seqs} | members))
-        return shape_fn(batch, shape, *cohort_terms)
+        return shape_fn(batch, shape, *cohort_terms, **decoding)
 
     def after_step(batch):
         stalled = after_fn(batch)
