@@ -4,8 +4,9 @@ rank since the first, per-step churn and page count, the mean, variance and cova
 A table belongs to a rank schedule (RankSchedule: the steps and pages between a head's ranks, which the rerank
 interval, the page size and where the first rank falls fix) and to the head model's settings (K, recent window,
 recent share, churn range). It is built by running sampled_rerank's exact draws over a grid of churns x first page
-counts x replicates; tessera/kvcache/moment_rerank.py sums its entries over a request's heads. Tables are cached per
-process (the same key gives the same table: the draws are seeded from the key).
+counts x replicates, one page count when a request first needs it; tessera/kvcache/moment_rerank.py sums its entries
+over a request's heads. Tables are cached per process (the same key gives the same table: the draws are seeded from
+the key and the grid point).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 
@@ -55,14 +57,31 @@ class RankSchedule:
         return self.burn_in + (j - self.burn_in - 1) % self.period
 
 
-@dataclass(frozen=True)
 class RankMomentTable:
-    """stats[name] [ranks, first-page grid, churn grid]: moments of one head's (fetched, tail kept) at each rank."""
+    """Moments of one head's (fetched, tail kept) at each rank, per first-page grid point and churn grid point. A
+    grid point's moments are drawn when first needed (`node`, seeded per point), so a run pays only for the page
+    counts its requests start at; `stats` draws them all."""
 
-    schedule: RankSchedule
-    log_churn: np.ndarray  # [G] grid of log per-step churn
-    first_pages: np.ndarray  # [N] grid of pages at the first rank, increasing (the order of the stats' axis 1)
-    stats: dict
+    def __init__(self, schedule: RankSchedule, log_churn: np.ndarray, first_pages: np.ndarray,
+                 draw_node: Callable[[int], dict]) -> None:
+        self.schedule = schedule
+        self.log_churn = log_churn  # [G] grid of log per-step churn
+        self.first_pages = first_pages  # [N] grid of pages at the first rank, increasing
+        self._draw_node = draw_node
+        self._nodes: dict[int, dict] = {}
+
+    def node(self, i: int) -> dict:
+        """STATS of first-page grid point i: [ranks, G] each."""
+        got = self._nodes.get(i)
+        if got is None:
+            got = self._nodes[i] = self._draw_node(i)
+        return got
+
+    @property
+    def stats(self) -> dict:
+        """stats[name] [ranks, first-page grid, churn grid], every grid point drawn."""
+        nodes = [self.node(i) for i in range(len(self.first_pages))]
+        return {name: np.stack([n[name] for n in nodes], 1) for name in STATS}
 
     def churn_weights(self, log_churn: np.ndarray) -> np.ndarray:
         """[G] summed linear-interpolation weights of heads with these log churns (clipped to the grid)."""
@@ -75,7 +94,11 @@ class RankMomentTable:
 
     def head_sums(self, churn_weights: np.ndarray, pages_weights: np.ndarray) -> np.ndarray:
         """[ranks, 5] the STATS summed over heads (independent: variances and covariances add)."""
-        return np.stack([np.einsum("jng,n,g->j", self.stats[s], pages_weights, churn_weights) for s in STATS], 1)
+        sums = np.zeros((len(self.schedule.steps), len(STATS)))
+        for i in np.flatnonzero(pages_weights):
+            node = self.node(int(i))
+            sums += pages_weights[i] * np.stack([node[name] @ churn_weights for name in STATS], 1)
+        return sums
 
 
 def _interp_weights(grid: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -111,27 +134,30 @@ def _table(min_churn: float, max_churn: float, window: int, recent_share: float,
     rows = NUM_CHURNS * REPLICATES
     keep = 1.0 - np.repeat(np.exp(log_churn), REPLICATES)  # per-step keep probability, row by row
     key = zlib.crc32(repr((min_churn, max_churn, window, recent_share, k, schedule, top_pages)).encode())
-    rng = np.random.default_rng([seed, 5, key])
     params = HeadModelParams(recent_share=recent_share, recent_window_pages=window, min_churn=min_churn,
                              max_churn=max_churn)
-    ranks = len(schedule.steps)
-    fetched = np.zeros((ranks, len(first_pages), NUM_CHURNS, REPLICATES))
-    tail = np.zeros_like(fetched)
     all_rows = np.arange(rows)
-    for i, n0 in enumerate(first_pages):
+
+    def draw_node(i: int) -> dict:
+        """Run the exact sampler over churns x replicates from first_pages[i] pages through the schedule."""
+        rng = np.random.default_rng([seed, 5, key, i])
         sampler = SampledRerank(HeadBehaviour(keep[None, :], params, rng), np.zeros(rows, dtype=np.int64),
                                 all_rows, k)
-        sampler.rank(all_rows, int(n0), True, np.full(rows, n0), np.zeros(rows, dtype=np.int64),
+        n = int(first_pages[i])
+        sampler.rank(all_rows, n, True, np.full(rows, n), np.zeros(rows, dtype=np.int64),
                      np.ones(rows, dtype=np.int64))
-        n, size = int(n0), np.full(rows, k, dtype=np.int64)
+        size = np.full(rows, k, dtype=np.int64)
+        fetched = np.zeros((len(schedule.steps), NUM_CHURNS, REPLICATES))
+        tail = np.zeros_like(fetched)
         for j, (steps_since, shift) in enumerate(schedule.steps):
             ranked = np.full(rows, n)
             n += shift
             c = sampler.rank(all_rows, n, False, ranked, size, np.full(rows, steps_since))
-            fetched[j, i] = c.fetched.reshape(NUM_CHURNS, REPLICATES)
+            fetched[j] = c.fetched.reshape(NUM_CHURNS, REPLICATES)
             # tail pages in the new set: promoted pages that were on device already (created since the last rank)
-            tail[j, i] = (c.promoted - c.fetched).reshape(NUM_CHURNS, REPLICATES)
-    stats = {"mean_fetched": fetched.mean(-1), "mean_tail": tail.mean(-1), "var_fetched": fetched.var(-1),
-             "var_tail": tail.var(-1),
-             "cov": ((fetched - fetched.mean(-1, keepdims=True)) * (tail - tail.mean(-1, keepdims=True))).mean(-1)}
-    return RankMomentTable(schedule, log_churn, first_pages, stats)
+            tail[j] = (c.promoted - c.fetched).reshape(NUM_CHURNS, REPLICATES)
+        return {"mean_fetched": fetched.mean(-1), "mean_tail": tail.mean(-1), "var_fetched": fetched.var(-1),
+                "var_tail": tail.var(-1),
+                "cov": ((fetched - fetched.mean(-1, keepdims=True)) * (tail - tail.mean(-1, keepdims=True))).mean(-1)}
+
+    return RankMomentTable(schedule, log_churn, first_pages, draw_node)
