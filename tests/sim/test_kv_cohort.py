@@ -20,18 +20,19 @@ TINY_PARAMS = {"flexicache": {"topk_pages": 4, "rerank_interval": 4}, "flexicach
                "quest": {"topk_pages": 4}}  # policies with OFFLOAD heads (they rank), and one without
 
 
-def tiny_run(reqs, cohort, *, policy, mode, max_seqs, budget, chunked, max_log=None, memory=0.5):
+def tiny_run(reqs, cohort, *, policy, mode, max_seqs, budget, chunked, max_log=None, memory=0.5, workers=1,
+             router="round_robin", on_finish=None):
     kv = KVSetup(policy, TINY_PARAMS[policy], KVSimConfig(rerank_mode=mode))
-    cluster = Cluster(worker_specs(1), lambda s: LinearCost(),
+    cluster = Cluster(worker_specs(workers), lambda s: LinearCost(),
                       SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=budget, chunked_prefill=chunked),
-                      MemoryConfig(memory, 0.0), make_router("round_robin"), host_link=PCIE, kv=kv,
+                      MemoryConfig(memory, 0.0), make_router(router), host_link=PCIE, kv=kv,
                       decode_cohort=cohort)
-    worker = cluster.workers[0]
-    if max_log is not None and worker._kv_cohort is not None:
-        worker._kv_cohort.max_log = max_log
+    for worker in cluster.workers:
+        if max_log is not None and worker._kv_cohort is not None:
+            worker._kv_cohort.max_log = max_log
     requests = [Request(i, t, p, o) for i, (t, p, o) in enumerate(sorted(reqs))]
-    frames, run = recorded_run(cluster, requests)
-    return frames, run.workers[0]
+    frames, run = recorded_run(cluster, requests, on_finish)
+    return frames, (run.workers[0] if workers == 1 else run.workers)
 
 
 def kv_results(worker):
@@ -70,6 +71,26 @@ def test_cohort_is_bit_identical_when_the_pool_preempts(mode):
     assert reference.num_preemptions > 20
     # the steps that preempt go through the scheduler; the cohort takes the rest
     assert 0.8 * worker.num_iterations < worker._kv_cohort.steps < worker.num_iterations
+
+
+@pytest.mark.parametrize("mode", ["sampled", "moments"])
+def test_cohort_is_bit_identical_across_workers_with_a_load_router_and_follow_ups(mode):
+    rng = np.random.default_rng(3)
+    reqs = [(float(rng.uniform(0, 0.2)), int(rng.integers(100, 700)), int(rng.integers(20, 100))) for _ in range(20)]
+
+    def follow_up(seq, cluster):  # a callback submitting work mid-run, as MoA's aggregator does
+        if seq.request_id < 6:
+            cluster.submit(Request(100 + seq.request_id, cluster.env.now, 300, 40))
+
+    kw = dict(policy="flexicache", mode=mode, max_seqs=4, budget=64, chunked=True, workers=2,
+              router="least_outstanding_tokens", on_finish=follow_up)
+    lazy, workers = tiny_run(reqs, True, **kw)
+    plain, reference = tiny_run(reqs, False, **kw)
+    assert_same(lazy, plain)
+    assert len(lazy[0]) == 26
+    for a, b in zip(workers, reference):
+        assert kv_results(a) == kv_results(b)
+    assert all(w._kv_cohort.steps > 0.5 * w.num_iterations for w in workers)
 
 
 LLAMA = model("Llama-3.1-8B")
