@@ -350,6 +350,7 @@ class KVManager:
         return self._states[seq].order
 
     def request_kv(self, seq) -> RequestKV:
+        """The request's page state (a KV decode cohort member's is as of its last write-back)."""
         return self._states[seq].rk
 
     def shrink_pending(self, seq) -> bool:

@@ -93,16 +93,18 @@ class MomentRerank:
         """Past a first rank drawn from the tables: every set holds K pages and rank_groups may take the rank."""
         return self.exact is None and self.groups[0].sums is not None
 
-    def rank_groups(self, step: int, n: int, ranked: np.ndarray, last_rank_step: np.ndarray) -> tuple[int, int, int]:
+    def rank_groups(self, step: int, n: int, ranked: np.ndarray,
+                    last_rank_step: np.ndarray) -> tuple[int, int, int, int]:
         """rank_totals past the first rank (ranks_by_group), reading each due group's counters from one of its rows
         in the request's per-row arrays (pages at its last rank, step of its last rank): (promoted, fetched, pages
-        created since the last rank summed over the ranked rows); freed = fetched + that sum, new sizes stay K."""
+        created since the last rank summed over the ranked rows, rows ranked); freed = fetched + that sum, new
+        sizes stay K."""
         def counters(g: _Group) -> tuple[int, int]:
             row = g.rows[0]
             return step - int(last_rank_step[row]), int(ranked[row])
 
-        promoted, fetched, shifted, _ = self._rank_due_groups(step, n, counters)
-        return promoted, fetched, shifted
+        promoted, fetched, shifted, ranked_rows = self._rank_due_groups(step, n, counters)
+        return promoted, fetched, shifted, ranked_rows
 
     def _rank_due_groups(self, step: int, n: int, counters) -> tuple[int, int, int, int]:
         """Draw the rank of every group due at `step`: (promoted, fetched, pages created since the last rank, rows

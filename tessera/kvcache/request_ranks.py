@@ -94,7 +94,11 @@ class RequestRanks:
         """_rank_sampled for moments mode past its first rank: every set stays at K pages, so only the pages ranked
         over change (what _record_rank does, without gathering the rows' sizes)."""
         step = self.decode_step
-        promoted, num_fetch, shifted = self._sampler.rank_groups(step, n, self._ranked, self._last_rank_step)
+        promoted, num_fetch, shifted, ranked_rows = self._sampler.rank_groups(step, n, self._ranked,
+                                                                               self._last_rank_step)
+        if ranked_rows != len(rows):
+            raise RuntimeError(f"request {self.request_id}: {len(rows)} rows rank at step {step}, their interval "
+                               f"groups hold {ranked_rows}")
         self._sum_ranked += shifted
         self._ranked[rows] = n
         self._last_rank_step[rows] = step

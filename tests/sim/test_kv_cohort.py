@@ -12,7 +12,7 @@ from tessera.models import model
 from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router
 from tessera.sim.kv_setup import KVSetup, KVSimConfig
-from tessera.types import Request, WorkerSpec
+from tessera.types import LinkSpec, Request, WorkerSpec
 from tests.sim.fakes import PCIE, LinearCost, worker_specs
 from tests.sim.helpers import assert_same, recorded_run
 
@@ -20,12 +20,16 @@ TINY_PARAMS = {"flexicache": {"topk_pages": 4, "rerank_interval": 4}, "flexicach
                "quest": {"topk_pages": 4}}  # policies with OFFLOAD heads (they rank), and one without
 
 
+SLOW_PCIE = LinkSpec(name="slow-pcie", bandwidth_Bps=3e6, latency_s=1e-4)  # copies span several iterations
+
+
 def tiny_run(reqs, cohort, *, policy, mode, max_seqs, budget, chunked, max_log=None, memory=0.5, workers=1,
-             router="round_robin", on_finish=None):
-    kv = KVSetup(policy, TINY_PARAMS[policy], KVSimConfig(rerank_mode=mode))
+             router="round_robin", on_finish=None, interval=None, link=PCIE):
+    params = dict(TINY_PARAMS[policy], **({"rerank_interval": interval} if interval else {}))
+    kv = KVSetup(policy, params, KVSimConfig(rerank_mode=mode))
     cluster = Cluster(worker_specs(workers), lambda s: LinearCost(),
                       SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=budget, chunked_prefill=chunked),
-                      MemoryConfig(memory, 0.0), make_router(router), host_link=PCIE, kv=kv,
+                      MemoryConfig(memory, 0.0), make_router(router), host_link=link, kv=kv,
                       decode_cohort=cohort)
     for worker in cluster.workers:
         if max_log is not None and worker._kv_cohort is not None:
@@ -46,12 +50,18 @@ def kv_results(worker):
        max_seqs=st.integers(1, 6), budget=st.sampled_from([16, 64, 512]), chunked=st.booleans(),
        policy=st.sampled_from(["flexicache", "flexicache_adaptive"]),
        mode=st.sampled_from(["pages", "sampled", "moments"]),
-       max_log=st.sampled_from([None, 1, 3]))
-def test_cohort_is_bit_identical_on_small_workloads(reqs, max_seqs, budget, chunked, policy, mode, max_log):
-    """Prefill chunks beside quiet decodes, reload stalls and resumes, preemptions (the pool is small: the cohort
-    hands those steps to the scheduler), finishes inside a quiet stretch, and the folded duration log."""
+       max_log=st.sampled_from([None, 1, 3]), interval=st.sampled_from([None, 16, 32]),
+       link=st.sampled_from([PCIE, SLOW_PCIE]))
+def test_cohort_is_bit_identical_on_small_workloads(reqs, max_seqs, budget, chunked, policy, mode, max_log, interval,
+                                                     link):
+    """Prefill chunks beside quiet decodes, reload stalls and resumes (with a slow link, mid-iteration; pending page
+    returns while copies are in flight), preemptions (the pool is small: the cohort hands those steps to the
+    scheduler), finishes inside a quiet stretch, stretches of a whole page (rank intervals past 16 steps) and the
+    folded duration log."""
     budget = budget if chunked else 512
-    kw = dict(policy=policy, mode=mode, max_seqs=max_seqs, budget=budget, chunked=chunked)
+    interval = interval if policy == "flexicache" else None  # the adaptive policy sets its own intervals
+    kw = dict(policy=policy, mode=mode, max_seqs=max_seqs, budget=budget, chunked=chunked, interval=interval,
+              link=link)
     lazy, worker = tiny_run(reqs, True, max_log=max_log, **kw)
     plain, reference = tiny_run(reqs, False, **kw)
     assert worker._kv_cohort is not None and reference._kv_cohort is None
