@@ -74,18 +74,7 @@ class KVCohortSteps:
             self.running.remove(seq)
             self.stalled.add(seq)
             others.remove(seq)
-        now = env.now
-        finished = []
-        for seq, n in zip(seqs, batch.num_scheduled_tokens):
-            seq.num_computed_tokens += n
-            if seq.num_computed_tokens == seq.num_tokens:  # caught up: the model samples a token
-                seq.num_generated += 1
-                if seq.num_generated == 1:
-                    seq.first_token_s = now
-                if seq.num_generated >= seq.max_output_tokens:
-                    finished.append(seq)
-                else:
-                    seq.num_tokens += 1
+        finished = self._advance(batch)
         cohort.steps += 1
         if cohort.size:
             finished += cohort.pop_finished()

@@ -380,8 +380,14 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         return shape
 
     def _complete_step(self, batch: ScheduledBatch) -> None:
+        if self._advance(batch):
+            self._retire_finished()
+
+    def _advance(self, batch: ScheduledBatch) -> list[SeqState]:
+        """The batch's requests computed their scheduled tokens; one that caught up samples a token. Returns the
+        requests that sampled their last one (in batch order)."""
         now = self.env.now
-        finished = False
+        finished = []
         for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
             seq.num_computed_tokens += n
             if seq.num_computed_tokens == seq.num_tokens:  # caught up: the model samples a token
@@ -389,11 +395,10 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
                 if seq.num_generated == 1:
                     seq.first_token_s = now
                 if seq.num_generated >= seq.max_output_tokens:
-                    finished = True
+                    finished.append(seq)
                 else:
                     seq.num_tokens += 1
-        if finished:
-            self._retire_finished()
+        return finished
 
     # ------------------------------------------------------------------------------------ bookkeeping
     def _retire_finished(self) -> None:
