@@ -23,7 +23,7 @@ from tessera.kvcache.sampled_rerank import SampledRerank
 
 BURN_IN_RANKS = 6  # ranks after the first tabulated one by one; later ones repeat the last period (stationary)
 NUM_CHURNS = 40  # grid points of per-step churn, log-spaced over [min_churn, max_churn]
-NUM_FIRST_PAGES = 8  # grid points of the page count at the first rank, log-spaced (interpolated in 1 / pages)
+NUM_FIRST_PAGES = 16  # grid points of the page count at the first rank, log-spaced (interpolated in 1 / pages)
 REPLICATES = 64  # heads simulated per (churn, page count) grid point
 STATS = ("mean_fetched", "mean_tail", "var_fetched", "var_tail", "cov")
 

@@ -151,12 +151,13 @@ def test_pick_columns_draws_uniform_subsets_of_the_free_cells():
 
 @pytest.mark.parametrize("name", ["flexicache", "flexicache_adaptive"])
 def test_moment_totals_agree_with_page_ids(name):
-    # rerank_mode=moments is approximate (independent ranks, normal sums over heads): measured within ~1% in mean
+    # rerank_mode=moments is approximate (independent ranks, normal sums over heads, tables interpolated over 16 page
+    # counts): measured -0.27% / -0.22% in mean H2D (-0.7% / -1.1% with 8 page counts, which this bound refuses)
     policy = make_policy(name, LLAMA)
     pages = per_request(policy, False, 3000, 240)
     moments = per_request(policy, "moments", 3000, 240)  # the same requests, totals drawn from the tables
     for col in (0, 1):  # fetched, promoted
-        assert moments[:, col].mean() == pytest.approx(pages[:, col].mean(), rel=0.02)
+        assert moments[:, col].mean() == pytest.approx(pages[:, col].mean(), rel=0.006)
         for q in (0.1, 0.5, 0.9):
             assert np.quantile(moments[:, col], q) == pytest.approx(np.quantile(pages[:, col], q), rel=0.04)
     assert moments[:, 2].tolist() == pages[:, 2].tolist()  # reloads: every rank of a long request fetches
