@@ -2,8 +2,8 @@
 the request's heads, drawn from a normal with the heads' summed moments (tessera/kvcache/rank_moments.py).
 
 Approximate, unlike sampled mode: per head the moments are the head model's own (Monte Carlo over the exact
-sampler, interpolated in churn and page count), but successive ranks of a request are drawn independently and the
-sum over heads is taken as normal (hundreds of heads per rank: tests/sim/test_rerank_modes.py measures the gap).
+sampler, interpolated in churn and page count), successive ranks of a request are correlated only at lag 1 (an AR(1)
+step on the fetched deviate with the tables' lag-1 covariance), and the sum over heads is taken as normal (hundreds of heads per rank: tests/sim/test_rerank_modes.py measures the gap).
 A rank costs O(interval groups), not O(heads). Requests whose first rank has no more than K pages (or fewer than
 the recent window) rank exactly, with sampled_rerank (their first sets are the tail, not the head model's refills).
 """
@@ -28,7 +28,8 @@ class _Group:
     log_churn: np.ndarray
     rank: int = 0  # ranks since the first
     schedule: RankSchedule | None = None
-    sums: np.ndarray | None = None  # [table ranks, 5] moments summed over the group's heads
+    sums: np.ndarray | None = None  # [table ranks, len(STATS)] moments summed over the group's heads
+    z_fetched: float = 0.0  # the last rank's fetched pages as a standard normal deviate (0 after the first rank)
 
 
 class MomentRerank:
@@ -55,7 +56,7 @@ class MomentRerank:
         """Preempted or finished: the next rank is a first one again."""
         self.exact = None
         for g in self.groups:
-            g.rank, g.schedule, g.sums = 0, None, None
+            g.rank, g.schedule, g.sums, g.z_fetched = 0, None, None, 0.0
 
     def rank_totals(self, rows: np.ndarray, n: int, first: bool, ranked: np.ndarray, old_size: np.ndarray,
                     steps_since: np.ndarray, step: int, num_tokens: int) -> tuple[int, int, int, np.ndarray]:
@@ -69,7 +70,7 @@ class MomentRerank:
             return self.exact.rank_totals(rows, n, first, ranked, old_size, steps_since, step, num_tokens)
         if first:  # every row ranks; nothing is fetched (all pages are on device), the pages beyond K are freed
             for g in self.groups:
-                g.rank = 0
+                g.rank, g.z_fetched = 0, 0.0
                 g.schedule = RankSchedule.of(g.interval, self.page_tokens, step, num_tokens)
                 t = table(self.behaviour.params, k, g.schedule, self.max_pages, self.seed)
                 g.sums = t.head_sums(t.churn_weights(g.log_churn), t.pages_weights(n))
@@ -120,19 +121,28 @@ class MomentRerank:
             if (since, shift) != g.schedule.steps[idx]:
                 raise RuntimeError(f"rerank_mode=moments: a rank {since} steps and {shift} pages after the last, "
                                    f"its schedule says {g.schedule.steps[idx]}; use kvpolicy.rerank_mode=sampled")
-            f, t = self._draw(g.sums[idx], len(g.rows), shift)
+            f, t = self._draw(g, idx, shift)
             fetched += f
             tail += t
             shifted += len(g.rows) * shift
             ranked_rows += len(g.rows)
         return fetched + tail, fetched, shifted, ranked_rows
 
-    def _draw(self, sums: np.ndarray, heads: int, shift: int) -> tuple[int, int]:
-        """(fetched, tail kept) over `heads` heads: bivariate normal with the summed moments, rounded and clipped
-        to what heads can hold (fetched <= K - 1 each: the current page is on device; tail kept in [1, shift] each,
-        the current page always in the set, or 0 when no page was created)."""
-        mean_f, mean_t, var_f, var_t, cov = sums
+    def _draw(self, g: _Group, idx: int, shift: int) -> tuple[int, int]:
+        """(fetched, tail kept) over the group's heads at table row idx: bivariate normal with the summed moments,
+        fetched correlated with the group's previous rank as its heads are (an AR(1) step on the deviate: lag-1
+        covariance from the table), rounded and clipped to what heads can hold (fetched <= K - 1 each: the current
+        page is on device; tail kept in [1, shift] each, the current page always in the set, or 0 when no page was
+        created)."""
+        heads = len(g.rows)
+        mean_f, mean_t, var_f, var_t, cov, lag_cov = g.sums[idx]
         z0, z1 = self.rng.standard_normal(2)
+        if g.rank > 1 and lag_cov > 0 and var_f > 0:
+            prev_var = g.sums[g.schedule.index(g.rank - 1)][2]
+            if prev_var > 0:
+                rho = min(lag_cov / math.sqrt(var_f * prev_var), 1.0)
+                z0 = rho * g.z_fetched + math.sqrt(1.0 - rho * rho) * z0
+        g.z_fetched = z0
         sd_f = math.sqrt(max(var_f, 0.0))
         f = mean_f + sd_f * z0
         t = mean_t + (cov / sd_f * z0 + math.sqrt(max(var_t - cov * cov / var_f, 0.0)) * z1 if sd_f > 0

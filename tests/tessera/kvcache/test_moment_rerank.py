@@ -95,3 +95,22 @@ def test_request_ranks_by_group_draw_what_rank_totals_draws():
         if rk.is_reloading:
             rk.on_reload_done()
     assert got == [(p, f, fr - f if f else None) for p, f, fr in expected]
+
+
+def test_successive_draws_carry_the_tables_lag_one_correlation():
+    # a group's fetched pages at rank j and j + 1 correlate as its heads' do (lag-1 covariance summed over heads):
+    # an AR(1) step on the deviate; variance and mean stay the table's
+    from tessera.kvcache.rank_moments import RankSchedule
+
+    s = sampler(4)
+    g = s.groups[0]
+    g.schedule = RankSchedule(((16, 1),), 0, 1)  # every rank reads table row 0
+    g.sums = np.array([[5000.0, 150.0, 400.0, 100.0, 20.0, 200.0]])  # rho = 200 / 400 = 0.5
+    fetched = []
+    for rank in range(1, 20_001):
+        g.rank = rank
+        fetched.append(s._draw(g, 0, 1)[0])
+    f = np.array(fetched, dtype=float)
+    assert np.corrcoef(f[1:], f[:-1])[0, 1] == pytest.approx(0.5, abs=0.03)
+    assert f.var() == pytest.approx(400.0, rel=0.06) and f.mean() == pytest.approx(5000.0, abs=1.0)
+    assert np.corrcoef(f[2:], f[:-2])[0, 1] == pytest.approx(0.25, abs=0.03)  # AR(1): lag 2 is rho squared
