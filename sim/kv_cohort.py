@@ -97,15 +97,13 @@ class KVDecodeCohort:
         if not self.size:
             self.log.clear()
 
-    def pop_due(self) -> list[SeqState]:
-        """Members whose next step (cohort step steps + 1) is not quiet, written back; they join `others`."""
-        due, events, step = [], self.events, self.steps + 1
+    def pop_due(self) -> None:
+        """Members whose next step (cohort step steps + 1) is not quiet leave, written back, into `others`."""
+        events, step = self.events, self.steps + 1
         while events and events[0][0] <= step:
             seq = heappop(events)[2]
             self._write_back(seq)
-            due.append(seq)
-        self.others.extend(due)
-        return due
+            self.others.append(seq)
 
     def pop_finished(self) -> list[SeqState]:
         """Members that sampled their last token by now (cohort step `steps`), written back."""

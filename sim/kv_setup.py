@@ -32,7 +32,8 @@ class KVSimConfig:
     # one vectorised draw (tessera/kvcache/rerank_batch.py): ~7x cheaper per rerank, 0.28 vs 2.0 ms of CPU
     # (Llama-3.1-8B, 10k-30k-token prompts, K = 64 pages, sim_speed.py --kvpolicy flexicache; 2026-12-06, loaded VM).
     # "moments" draws each rank's totals over the request's heads from tabulated per-head moments of the same
-    # model (tessera/kvcache/moment_rerank.py): approximate (independent ranks, normal sums), O(1) per rank.
+    # model (tessera/kvcache/moment_rerank.py): approximate (ranks correlated at lag 1 only, normal sums over
+    # heads), O(1) per rank.
     rerank_mode: str = "pages"
 
     def __post_init__(self) -> None:

@@ -48,8 +48,8 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
     iteration is one event (each decode step updates the requests' page state) and a request whose
     reload is in flight sits in `stalled` instead of `running` (see sim/kv_manager.py). Under vLLM v1 FCFS with
     a policy that offloads, the decoding requests in a quiet stretch form a KVDecodeCohort (sim/kv_cohort.py): a
-    step costs O(requests that rank, fill or start a page, prefill, join or leave); a step FCFS would not take as
-    a whole writes the cohort back and runs the scheduler itself.
+    step costs O(requests that rank or fill a page (or start one, with WINDOW heads), prefill, join or leave); a
+    step FCFS would not take as a whole writes the cohort back and runs the scheduler itself.
     """
 
     def __init__(self, env: simpy.Environment, spec: WorkerSpec, cost: CostModel, scheduler: BatchScheduler,

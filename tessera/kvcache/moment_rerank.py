@@ -3,9 +3,10 @@ the request's heads, drawn from a normal with the heads' summed moments (tessera
 
 Approximate, unlike sampled mode: per head the moments are the head model's own (Monte Carlo over the exact
 sampler, interpolated in churn and page count), successive ranks of a request are correlated only at lag 1 (an AR(1)
-step on the fetched deviate with the tables' lag-1 covariance), and the sum over heads is taken as normal (hundreds of heads per rank: tests/sim/test_rerank_modes.py measures the gap).
-A rank costs O(interval groups), not O(heads). Requests whose first rank has no more than K pages (or fewer than
-the recent window) rank exactly, with sampled_rerank (their first sets are the tail, not the head model's refills).
+step on the fetched deviate with the tables' lag-1 covariance), and the sum over heads is taken as normal (hundreds
+of heads per rank: tests/sim/test_rerank_modes.py measures the gap). A rank costs O(interval groups), not O(heads).
+Requests whose first rank has no more than K pages (or fewer than the recent window) rank exactly, with
+sampled_rerank (their first sets are the tail, not the head model's refills).
 """
 from __future__ import annotations
 
@@ -104,8 +105,7 @@ class MomentRerank:
             row = g.rows[0]
             return step - int(last_rank_step[row]), int(ranked[row])
 
-        promoted, fetched, shifted, ranked_rows = self._rank_due_groups(step, n, counters)
-        return promoted, fetched, shifted, ranked_rows
+        return self._rank_due_groups(step, n, counters)
 
     def _rank_due_groups(self, step: int, n: int, counters) -> tuple[int, int, int, int]:
         """Draw the rank of every group due at `step`: (promoted, fetched, pages created since the last rank, rows

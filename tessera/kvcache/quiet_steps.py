@@ -29,7 +29,8 @@ class QuietStretch:
 
 
 class QuietSteps:
-    """RequestKV's quiet-stretch methods; they use its counters and plan scalars (request_kv.py)."""
+    """RequestKV's quiet-stretch methods; they use its counters, plan scalars and step arithmetic (request_kv.py:
+    _attention_terms, _offload_device_pages)."""
 
     def quiet_stretch(self) -> QuietStretch | None:
         """The quiet steps from now on, or None when the next decode step is not one (a rank is due, the new token
@@ -46,28 +47,15 @@ class QuietSteps:
         steps = min(self.next_rank_step - self.decode_step - 1, in_page_steps)
         if steps < 1:
             return None
-        attended, sparse, scanned = self._quiet_terms(self.num_tokens + 1)
+        num_tokens = self.num_tokens + 1
+        n = -(-num_tokens // page)
+        attended, sparse, scanned = self._attention_terms(num_tokens, self._offload_device_pages(n))
         # within a page every head attends one more token per step; past K pages the top-K and OFFLOAD heads read
         # theirs through page lists (the tests hold both slopes to on_decode_step)
-        sparse_slope = self._num_topk + self._n_off if -(-(self.num_tokens + 1) // page) > self._k else 0
+        sparse_slope = self._num_topk + self._n_off if n > self._k else 0
         return QuietStretch(steps, attended, sparse, self._heads_total, sparse_slope, scanned, not in_page)
 
     def skip_quiet(self, steps: int) -> None:
         """Take `steps` quiet decode steps at once: what that many _quiet_step calls do to the request's state."""
         self.num_tokens += steps
         self.decode_step += steps
-
-    def _quiet_terms(self, num_tokens: int) -> tuple[int, int, int]:
-        """(attended tokens, sparse tokens, MinMax bytes scanned) of a quiet step that makes num_tokens tokens."""
-        page, k = self._page, self._k
-        n = -(-num_tokens // page)
-        fill = num_tokens - (n - 1) * page
-        n_off, kept = self._n_off, self._win_kept
-        off_device = self._sum_topk_size + n_off * n - self._sum_ranked + self._held_pages
-        attended = self._num_full * num_tokens
-        attended += self._n_win * (num_tokens if n <= kept else (kept - 1) * page + fill)
-        sparse = off_device * page - n_off * (page - fill)
-        if n <= k:
-            return attended + self._num_topk * num_tokens + sparse, 0, 0
-        sparse += self._num_topk * ((k - 1) * page + fill)
-        return attended + sparse, sparse, self._num_topk * (n - 1) * self._minmax_page_bytes

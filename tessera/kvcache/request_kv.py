@@ -243,18 +243,7 @@ class RequestKV(RequestRanks, QuietSteps):
             if first:
                 attended_off = self._offload_device_pages(n)  # first rank: the new set is used at once
 
-        attended = self._num_full * num_tokens
-        attended += self._n_win * (num_tokens if n <= kept else (kept - 1) * page + fill)
-        sparse = attended_off * page - self._n_off * (page - fill)
-        if n <= k:  # every page is in the top-K: the dense kernel reads them
-            attended += self._num_topk * num_tokens + sparse
-            sparse = 0
-        else:
-            sparse += self._num_topk * ((k - 1) * page + fill)
-            attended += sparse
-        scanned = 0
-        if n > k:
-            scanned = (self._num_topk + num_rows) * (n - 1) * self._minmax_page_bytes
+        attended, sparse, scanned = self._attention_terms(num_tokens, attended_off, num_rows)
         heads, page_bytes = self._heads_total, self._page_bytes
         # summary() inlined (this runs once per request per decode step): device pages after any rank
         off_device = self._offload_device_pages(n) if num_rows else attended_off
@@ -271,16 +260,31 @@ class RequestKV(RequestRanks, QuietSteps):
         page = self._page
         num_tokens = self.num_tokens = self.num_tokens + 1
         step = self.decode_step = self.decode_step + 1
-        attended, sparse, scanned = self._quiet_terms(num_tokens)
         n = -(-num_tokens // page)
-        n_off = self._n_off
-        off_device = self._sum_topk_size + n_off * n - self._sum_ranked + self._held_pages
+        off_device = self._offload_device_pages(n)
+        attended, sparse, scanned = self._attention_terms(num_tokens, off_device)
         heads, page_bytes = self._heads_total, self._page_bytes
         device = (self._num_full + self._num_topk) * n + self._n_win * min(n, self._win_kept) + off_device
-        host = n_off * self.num_host_pages
+        host = self._n_off * self.num_host_pages
         return StepSummary(self.request_id, step, device, device * page_bytes, host, host * page_bytes,
                            heads * (num_tokens // page) * self._minmax_page_bytes, attended / heads, sparse / heads,
                            scanned, 0, 0, 0, False, None, attended, sparse)
+
+    def _attention_terms(self, num_tokens: int, off_device: int, ranked_rows: int = 0) -> tuple[int, int, int]:
+        """(attended tokens, sparse tokens, MinMax bytes scanned) over all heads of a decode step that makes
+        num_tokens tokens, its OFFLOAD heads attending off_device pages (top-K + tail) and ranked_rows of them
+        scoring pages for a rank."""
+        page, k = self._page, self._k
+        n = -(-num_tokens // page)
+        fill = num_tokens - (n - 1) * page  # tokens in the current page, 1..page
+        kept = self._win_kept
+        attended = self._num_full * num_tokens
+        attended += self._n_win * (num_tokens if n <= kept else (kept - 1) * page + fill)
+        sparse = off_device * page - self._n_off * (page - fill)
+        if n <= k:  # every page is in the top-K: the dense kernel reads them
+            return attended + self._num_topk * num_tokens + sparse, 0, 0
+        sparse += self._num_topk * ((k - 1) * page + fill)
+        return attended + sparse, sparse, (self._num_topk + ranked_rows) * (n - 1) * self._minmax_page_bytes
 
     def on_reload_done(self) -> StepSummary:
         """The reload's H2D copy landed: the evicted pages' blocks are released and decoding resumes."""

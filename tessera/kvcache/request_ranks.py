@@ -79,7 +79,7 @@ class RequestRanks:
 
     def _rank_sampled(self, rows: np.ndarray, n: int, first: bool) -> tuple[int, int]:
         """_rank by counts: the same counters, drawn by the request's counts sampler (sampled or moments mode)."""
-        if not first and getattr(self._sampler, "ranks_by_group", False):
+        if not first and self._sampler.ranks_by_group:
             return self._rank_by_group(rows, n)
         promoted, num_fetch, freed, new_size = self._sampler.rank_totals(
             rows, n, first, self._ranked[rows], self._topk_size[rows], self.decode_step - self._last_rank_step[rows],

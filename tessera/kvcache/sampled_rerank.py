@@ -45,6 +45,7 @@ class SampledRerank:
         self.near = np.zeros((n_off, self.L), dtype=bool)
 
     draws_ahead = True  # the next ranks of a batch can be drawn together (tessera/kvcache/rerank_batch.py)
+    ranks_by_group = False  # every rank goes through rank_totals (MomentRerank may take later ranks by group)
 
     def reset(self) -> None:
         self.far[:] = 0
