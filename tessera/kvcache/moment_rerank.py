@@ -29,8 +29,18 @@ class _Group:
     log_churn: np.ndarray
     rank: int = 0  # ranks since the first
     schedule: RankSchedule | None = None
-    sums: np.ndarray | None = None  # [table ranks, len(STATS)] moments summed over the group's heads
+    sums: list | None = None  # per table rank: the STATS summed over the group's heads (Python floats, see set_sums)
+    sd_fetched: list | None = None  # per table rank: the sd of fetched pages summed over the group's heads
     z_fetched: float = 0.0  # the last rank's fetched pages as a standard normal deviate (0 after the first rank)
+
+    def set_sums(self, sums: np.ndarray) -> None:
+        """[table ranks, len(STATS)] moments summed over the group's heads; kept as Python floats (a draw is a few
+        float operations, which numpy scalars make several times slower)."""
+        self.sums = sums.tolist()
+        self.sd_fetched = [math.sqrt(max(row[2], 0.0)) for row in self.sums]
+
+
+NORMALS_BLOCK = 64  # standard normals a request draws at once (two per group rank)
 
 
 class MomentRerank:
@@ -52,12 +62,14 @@ class MomentRerank:
         churn = np.log1p(-behaviour.keep_prob[layers, heads].astype(np.float64))  # log per-step churn
         self.groups = [_Group(int(r), rows, churn[rows]) for r, rows in rows_by_interval.items()]
         self.exact: SampledRerank | None = None  # this request ranks exactly (see the module's docstring)
+        self._normals: list[float] = []  # standard normals drawn NORMALS_BLOCK at a time from rng, used in order
+        self._next_normal = 0
 
     def reset(self) -> None:
         """Preempted or finished: the next rank is a first one again."""
         self.exact = None
         for g in self.groups:
-            g.rank, g.schedule, g.sums, g.z_fetched = 0, None, None, 0.0
+            g.rank, g.schedule, g.sums, g.sd_fetched, g.z_fetched = 0, None, None, None, 0.0
 
     def rank_totals(self, rows: np.ndarray, n: int, first: bool, ranked: np.ndarray, old_size: np.ndarray,
                     steps_since: np.ndarray, step: int, num_tokens: int) -> tuple[int, int, int, np.ndarray]:
@@ -74,7 +86,7 @@ class MomentRerank:
                 g.rank, g.z_fetched = 0, 0.0
                 g.schedule = RankSchedule.of(g.interval, self.page_tokens, step, num_tokens)
                 t = table(self.behaviour.params, k, g.schedule, self.max_pages, self.seed)
-                g.sums = t.head_sums(t.churn_weights(g.log_churn), t.pages_weights(n))
+                g.set_sums(t.head_sums(t.churn_weights(g.log_churn), t.pages_weights(n)))
             return 0, 0, m * (n - k), np.full(m, k, dtype=np.int64)
         rows_list = rows.tolist() if len(self.groups) > 1 else None
 
@@ -136,17 +148,27 @@ class MomentRerank:
         created)."""
         heads = len(g.rows)
         mean_f, mean_t, var_f, var_t, cov, lag_cov = g.sums[idx]
-        z0, z1 = self.rng.standard_normal(2)
-        if g.rank > 1 and lag_cov > 0 and var_f > 0:
-            prev_var = g.sums[g.schedule.index(g.rank - 1)][2]
-            if prev_var > 0:
-                rho = min(lag_cov / math.sqrt(var_f * prev_var), 1.0)
+        z0, z1 = self._two_normals()
+        sd_f = g.sd_fetched[idx]
+        if g.rank > 1 and lag_cov > 0 and sd_f > 0:
+            prev_sd = g.sd_fetched[g.schedule.index(g.rank - 1)]
+            if prev_sd > 0:
+                rho = min(lag_cov / (sd_f * prev_sd), 1.0)
                 z0 = rho * g.z_fetched + math.sqrt(1.0 - rho * rho) * z0
         g.z_fetched = z0
-        sd_f = math.sqrt(max(var_f, 0.0))
         f = mean_f + sd_f * z0
         t = mean_t + (cov / sd_f * z0 + math.sqrt(max(var_t - cov * cov / var_f, 0.0)) * z1 if sd_f > 0
                       else math.sqrt(max(var_t, 0.0)) * z1)
         fetched = min(max(round(f), 0), heads * (self.k - 1))
         tail = min(max(round(t), heads if shift else 0), heads * shift)
         return fetched, tail
+
+    def _two_normals(self) -> tuple[float, float]:
+        """The request's next two standard normals (its rng's stream, drawn a block at a time)."""
+        i = self._next_normal
+        if i + 2 > len(self._normals):
+            self._normals = self.rng.standard_normal(NORMALS_BLOCK).tolist()
+            i = 0
+        self._next_normal = i + 2
+        normals = self._normals
+        return normals[i], normals[i + 1]

@@ -71,6 +71,7 @@ class RankMomentTable:
         self.first_pages = first_pages  # [N] grid of pages at the first rank, increasing
         self._draw_node = draw_node
         self._nodes: dict[int, dict] = {}
+        self._stacks: dict[int, np.ndarray] = {}
 
     def node(self, i: int) -> dict:
         """STATS of first-page grid point i: [ranks, G] each."""
@@ -87,28 +88,47 @@ class RankMomentTable:
 
     def churn_weights(self, log_churn: np.ndarray) -> np.ndarray:
         """[G] summed linear-interpolation weights of heads with these log churns (clipped to the grid)."""
-        return _interp_weights(self.log_churn, log_churn).sum(0)
+        lo, hi, t = _interp_points(self.log_churn, log_churn)
+        size = len(self.log_churn)
+        return np.bincount(lo, 1.0 - t, size) + np.bincount(hi, t, size)
 
     def pages_weights(self, first_pages: int) -> np.ndarray:
         """[N] interpolation weights of a first rank at `first_pages` pages, linear in 1 / pages (clipped)."""
         inverse = 1.0 / self.first_pages[::-1]  # increasing
-        return _interp_weights(inverse, np.array([1.0 / first_pages]))[0][::-1]
+        (lo,), (hi,), (t,) = _interp_points(inverse, np.array([1.0 / first_pages]))
+        w = np.zeros(len(inverse))
+        w[lo] += 1.0 - t
+        w[hi] += t
+        return w[::-1]
 
     def head_sums(self, churn_weights: np.ndarray, pages_weights: np.ndarray) -> np.ndarray:
         """[ranks, len(STATS)] the STATS summed over heads (independent: variances and covariances add)."""
         sums = np.zeros((len(self.schedule.steps), len(STATS)))
         for i in np.flatnonzero(pages_weights):
-            node = self.node(int(i))
-            sums += pages_weights[i] * np.stack([node[name] @ churn_weights for name in STATS], 1)
+            sums += pages_weights[i] * (self._stacked(int(i)) @ churn_weights)
         return sums
+
+    def _stacked(self, i: int) -> np.ndarray:
+        """[ranks, len(STATS), G] grid point i's STATS in one array (head_sums' one matrix product)."""
+        got = self._stacks.get(i)
+        if got is None:
+            node = self.node(i)
+            got = self._stacks[i] = np.stack([node[name] for name in STATS], 1)
+        return got
+
+
+def _interp_points(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lo, hi, t) of each x over an increasing grid (x clipped to its range): weight 1 - t on grid[lo], t on
+    grid[hi]."""
+    x = np.clip(x, grid[0], grid[-1])
+    hi = np.clip(np.searchsorted(grid, x, side="right"), 1, len(grid) - 1)
+    lo = hi - 1
+    return lo, hi, (x - grid[lo]) / (grid[hi] - grid[lo])
 
 
 def _interp_weights(grid: np.ndarray, x: np.ndarray) -> np.ndarray:
     """[len(x), len(grid)] linear-interpolation weights over an increasing grid (x clipped to its range)."""
-    x = np.clip(x, grid[0], grid[-1])
-    hi = np.clip(np.searchsorted(grid, x, side="right"), 1, len(grid) - 1)
-    lo = hi - 1
-    t = (x - grid[lo]) / (grid[hi] - grid[lo])
+    lo, hi, t = _interp_points(grid, x)
     w = np.zeros((len(x), len(grid)))
     rows = np.arange(len(x))
     np.add.at(w, (rows, lo), 1.0 - t)

@@ -7,6 +7,9 @@ sets are touched only at reranks, with numpy over all heads being ranked (reques
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import numpy as np
 
 from tessera.kvcache.head_plan import HeadMode, HeadPlan
@@ -15,6 +18,37 @@ from tessera.kvcache.request_ranks import RequestRanks
 from tessera.kvcache.rerank_batch import RankJob, RankTotals
 from tessera.kvcache.summary import PageMoves, StepSummary, empty_pages
 from tessera.kvcache.topk import TopKSource
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLayout:
+    """What every request under one HeadPlan derives from it, computed once per plan (read-only arrays): the head
+    counts, the WINDOW and OFFLOAD heads' (layer, head) in row order and the OFFLOAD rows of each rerank interval."""
+
+    num_full: int
+    num_topk: int
+    win_layers: np.ndarray
+    win_heads: np.ndarray
+    off_layers: np.ndarray
+    off_heads: np.ndarray
+    rows_by_interval: dict[int, np.ndarray]
+    all_rows: np.ndarray
+
+
+@lru_cache(maxsize=64)
+def plan_layout(plan: HeadPlan) -> PlanLayout:
+    """The plan's PlanLayout (HeadPlan hashes by identity and is immutable)."""
+    mode = plan.mode
+    win_layers, win_heads = np.nonzero(mode == HeadMode.WINDOW)
+    off_layers, off_heads = np.nonzero(mode == HeadMode.OFFLOAD)
+    intervals = plan.rerank_interval[off_layers, off_heads].astype(np.int64)
+    rows_by_interval = {int(r): np.flatnonzero(intervals == r) for r in np.unique(intervals)}
+    arrays = [win_layers, win_heads, off_layers, off_heads, *rows_by_interval.values()]
+    all_rows = np.arange(len(off_layers))
+    for a in arrays + [all_rows]:
+        a.setflags(write=False)
+    return PlanLayout(plan.count(HeadMode.FULL), plan.count(HeadMode.RESIDENT_TOPK), win_layers, win_heads,
+                      off_layers, off_heads, rows_by_interval, all_rows)
 
 
 class RequestKV(RequestRanks, QuietSteps):
@@ -49,15 +83,13 @@ class RequestKV(RequestRanks, QuietSteps):
         self.phase = "waiting"  # waiting -> decoding <-> reloading -> finished
         self._page = g.page_tokens
         self._k = plan.topk_pages
-        mode = plan.mode
-        self._num_full = plan.count(HeadMode.FULL)
-        self._num_topk = plan.count(HeadMode.RESIDENT_TOPK)
-        self._win_layers, self._win_heads = np.nonzero(mode == HeadMode.WINDOW)
-        self._off_layers, self._off_heads = np.nonzero(mode == HeadMode.OFFLOAD)
+        layout = plan_layout(plan)
+        self._num_full, self._num_topk = layout.num_full, layout.num_topk
+        self._win_layers, self._win_heads = layout.win_layers, layout.win_heads
+        self._off_layers, self._off_heads = layout.off_layers, layout.off_heads
         n_off = len(self._off_layers)
-        intervals = plan.rerank_interval[self._off_layers, self._off_heads].astype(np.int64)
-        self._rows_by_interval = {int(r): np.flatnonzero(intervals == r) for r in np.unique(intervals)}
-        self._all_rows = np.arange(n_off)
+        self._rows_by_interval = layout.rows_by_interval
+        self._all_rows = layout.all_rows
         self._no_rows = self._all_rows[:0]
         # scalars of the hot path (one decode step of one request)
         self._n_off = n_off
@@ -66,8 +98,9 @@ class RequestKV(RequestRanks, QuietSteps):
         self._heads_total = g.num_heads_total
         self._page_bytes = g.page_bytes
         self._minmax_page_bytes = g.minmax_bytes_per_page if plan.keeps_minmax else 0
-        # OFFLOAD rows: current top-K (-1 pad), its size, pages at last rank (tail = pages >= ranked)
-        self._topk = np.full((n_off, self._k), -1, dtype=np.int32)
+        # OFFLOAD rows: current top-K (-1 pad; allocated when first ranked by page ids), its size, pages at last rank
+        # (tail = pages >= ranked)
+        self._topk_ids: np.ndarray | None = None
         self._topk_size = np.zeros(n_off, dtype=np.int64)
         self._ranked = np.zeros(n_off, dtype=np.int64)
         self._last_rank_step = np.zeros(n_off, dtype=np.int64)
@@ -180,6 +213,13 @@ class RequestKV(RequestRanks, QuietSteps):
         return StepSummary(self.request_id, self.decode_step, device, device * self._page_bytes, host,
                            host * self._page_bytes, self.minmax_bytes, is_reloading=self.phase == "reloading",
                            **step)
+
+    @property
+    def _topk(self) -> np.ndarray:
+        """[OFFLOAD rows, K] each head's top-K page ids (-1 pad); counts modes never allocate it."""
+        if self._topk_ids is None:
+            self._topk_ids = np.full((self._n_off, self._k), -1, dtype=np.int32)
+        return self._topk_ids
 
     # --------------------------------------------------------------------------------------- events
     def on_prefill_done(self, num_tokens: int | None = None) -> StepSummary:
@@ -391,7 +431,8 @@ class RequestKV(RequestRanks, QuietSteps):
             self._sampler.reset()
         self.num_tokens = 0
         self.num_host_pages = 0
-        self._topk[:] = -1
+        if self._topk_ids is not None:
+            self._topk_ids[:] = -1
         self._topk_size[:] = 0
         self._ranked[:] = 0
         self._sum_topk_size = self._sum_ranked = 0

@@ -105,7 +105,7 @@ def test_successive_draws_carry_the_tables_lag_one_correlation():
     s = sampler(4)
     g = s.groups[0]
     g.schedule = RankSchedule(((16, 1),), 0, 1)  # every rank reads table row 0
-    g.sums = np.array([[5000.0, 150.0, 400.0, 100.0, 20.0, 200.0]])  # rho = 200 / 400 = 0.5
+    g.set_sums(np.array([[5000.0, 150.0, 400.0, 100.0, 20.0, 200.0]]))  # rho = 200 / 400 = 0.5
     fetched = []
     for rank in range(1, 20_001):
         g.rank = rank
