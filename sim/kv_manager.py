@@ -120,6 +120,7 @@ class KVManager:
         self.head_model = head_model
         self.num_heads = g.num_heads_total
         self.num_offload_heads = plan.count(HeadMode.OFFLOAD)
+        self._max_interval = int(plan.rerank_interval.max(initial=0))
         self.minmax_share = minmax_share(plan, sim.avg_num_tokens_per_req) if sim.minmax_region else 0.0
         token_page_bytes = g.page_bytes * self.num_heads  # one 16-token block of every head
         self.minmax_capacity_bytes = kv_bytes * self.minmax_share if plan.keeps_minmax else 0.0
@@ -169,7 +170,7 @@ class KVManager:
 
         g, plan = self.geometry, self.plan
         total = seq.num_prompt_tokens + seq.max_output_tokens - 1
-        interval = int(plan.rerank_interval.max(initial=0))
+        interval = self._max_interval
         prefill = self.num_heads * g.num_pages(seq.num_prompt_tokens + 1)
         return max(min(prefill, self.num_heads * g.num_pages(total)),
                    device_pages(plan, total, tail_tokens=(interval + 1) * g.page_tokens))
@@ -338,7 +339,7 @@ class KVManager:
     def _reload(self, seq, st: _SeqKV, num_bytes: int) -> None:
         """Start a reload's H2D copy; when it lands the request's held pages go and it rejoins `running`."""
         def landed() -> None:
-            st.rk.on_reload_done()
+            st.rk.reload_landed()
             self._reconcile(seq, st)
             st.stall_s += self.env.now - st.stalled_at
             self.num_stalled -= 1

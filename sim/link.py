@@ -37,13 +37,26 @@ class Link:
 
     def start(self, num_bytes: float, direction: str, on_landed: Callable[[], None]) -> float:
         """Queue a copy now, as transfer() does, without a process: `on_landed` runs when it lands (one event per
-        copy). Returns its end time."""
-        event = self._queue(num_bytes, direction)
-        event.callbacks.append(lambda _event: on_landed())
-        return event._value
+        copy, one callback). Returns its end time."""
+        start, duration, end = self._book(num_bytes, direction)
+
+        def landed(_event) -> None:
+            self._landed(start, duration, direction, num_bytes)
+            on_landed()
+
+        timeout_at(self.env, end).callbacks.append(landed)
+        return end
 
     def _queue(self, num_bytes: float, direction: str) -> simpy.Event:
         """The event of a copy queued now behind the direction's earlier ones; at its end it counts the copy."""
+        start, duration, end = self._book(num_bytes, direction)
+        event = timeout_at(self.env, end)
+        event._value = end
+        event.callbacks.append(lambda _event: self._landed(start, duration, direction, num_bytes))
+        return event
+
+    def _book(self, num_bytes: float, direction: str) -> tuple[float, float, float]:
+        """(start, duration, end) of a copy queued now behind the direction's earlier ones (FIFO)."""
         if direction not in self._free_at:
             raise ValueError(f"link direction {direction!r} is not one of {DIRECTIONS}")
         if num_bytes < 0:
@@ -51,10 +64,7 @@ class Link:
         start = max(self.env.now, self._free_at[direction])
         duration = self.transfer_time(num_bytes)
         end = self._free_at[direction] = start + duration
-        event = timeout_at(self.env, end)
-        event._value = end
-        event.callbacks.append(lambda _event: self._landed(start, duration, direction, num_bytes))
-        return event
+        return start, duration, end
 
     def _landed(self, start: float, duration: float, direction: str, num_bytes: float) -> None:
         self.bytes_moved[direction] += num_bytes

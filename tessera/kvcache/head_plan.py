@@ -5,6 +5,7 @@ Every policy is a HeadPlan; RequestKV runs any HeadPlan, so the six policies sha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import IntEnum
 
 import numpy as np
@@ -49,7 +50,14 @@ class HeadPlan:
         self.rerank_interval.setflags(write=False)
 
     def count(self, mode: HeadMode) -> int:
-        return int(np.count_nonzero(self.mode == mode))
+        return _mode_counts(self).get(int(mode), 0)
 
     def heads(self, mode: HeadMode) -> list[tuple[int, int]]:
         return [(int(l), int(h)) for l, h in zip(*np.nonzero(self.mode == mode))]
+
+
+@lru_cache(maxsize=256)
+def _mode_counts(plan: HeadPlan) -> dict[int, int]:
+    """Heads per mode of a plan (its arrays are read-only and it hashes by identity: counted once)."""
+    values, counts = np.unique(plan.mode, return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts)}

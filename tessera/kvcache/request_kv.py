@@ -89,6 +89,7 @@ class RequestKV(RequestRanks, QuietSteps):
         self._off_layers, self._off_heads = layout.off_layers, layout.off_heads
         n_off = len(self._off_layers)
         self._rows_by_interval = layout.rows_by_interval
+        self._only_interval = next(iter(self._rows_by_interval), 0)  # the rerank interval when there is one
         self._all_rows = layout.all_rows
         self._no_rows = self._all_rows[:0]
         # scalars of the hot path (one decode step of one request)
@@ -173,6 +174,9 @@ class RequestKV(RequestRanks, QuietSteps):
         self._pending = totals
 
     def _next_due(self, step: int) -> int:
+        if len(self._rows_by_interval) == 1:
+            r = self._only_interval
+            return (step // r + 1) * r
         return min((step // r + 1) * r for r in self._rows_by_interval)
 
     # ------------------------------------------------------------------------------------- counters
@@ -328,12 +332,16 @@ class RequestKV(RequestRanks, QuietSteps):
 
     def on_reload_done(self) -> StepSummary:
         """The reload's H2D copy landed: the evicted pages' blocks are released and decoding resumes."""
+        self.reload_landed()
+        return self.summary()
+
+    def reload_landed(self) -> None:
+        """on_reload_done without its StepSummary (a backend that reads the page counts itself)."""
         if self.phase != "reloading":
             raise RuntimeError(f"request {self.request_id}: on_reload_done in phase {self.phase!r}")
         self._held_pages = 0
         self._held_page_ids = empty_pages()
         self.phase = "decoding"
-        return self.summary()
 
     def on_preempt(self) -> StepSummary:
         """Preempted for recompute: device and host pages are released; the resumed request reranks at once."""

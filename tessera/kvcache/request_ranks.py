@@ -100,8 +100,9 @@ class RequestRanks:
             raise RuntimeError(f"request {self.request_id}: {len(rows)} rows rank at step {step}, their interval "
                                f"groups hold {ranked_rows}")
         self._sum_ranked += shifted
-        self._ranked[rows] = n
-        self._last_rank_step[rows] = step
+        every = slice(None) if ranked_rows == self._n_off else rows  # a slice assigns without gathering indices
+        self._ranked[every] = n
+        self._last_rank_step[every] = step
         self.next_rank_step = self._next_due(step)
         if num_fetch:
             self.phase = "reloading"
