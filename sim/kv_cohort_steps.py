@@ -3,7 +3,11 @@ batch stepped one by one; the same iterations, times, page events and records as
 """
 from __future__ import annotations
 
+from operator import attrgetter
+
 from tessera.interface import ScheduledBatch
+
+RUNNING_ORDER = attrgetter("running_order")
 
 
 class KVCohortSteps:
@@ -19,7 +23,7 @@ class KVCohortSteps:
         cohort.pop_due()
         others = cohort.others
         if len(others) > 1:
-            others.sort(key=self.kv.order_of)  # running order (admission order; resumed requests go back in it)
+            others.sort(key=RUNNING_ORDER)  # running order (admission order; resumed requests go back in it)
         scheduler = self._scheduler_kv()
         config = scheduler.config
         budget = config.max_num_batched_tokens

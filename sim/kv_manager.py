@@ -253,7 +253,7 @@ class KVManager:
             else:
                 computed = seq.num_computed_tokens
                 if computed == 0:
-                    st.order = next(self._order)  # admitted now: FCFS appends it to `running`
+                    st.order = seq.running_order = next(self._order)  # admitted now: FCFS appends it to `running`
                 prefill_tokens += n
                 prefill_seqs += 1
                 prefill_pairs += n * computed + n * (n + 1) / 2
@@ -316,7 +316,7 @@ class KVManager:
                 st.stalled_at = self.env.now
                 stall.append(seq)
                 self._reload(seq, st, s.h2d_bytes)
-            self._reconcile(seq, st)
+            self._reconcile(seq, st, s.device_pages)  # the summary's count is the request's now
         return stall
 
     # ------------------------------------------------------------------------------------ copies
@@ -363,8 +363,9 @@ class KVManager:
         return self.num_stalled > 0 or self._deferred > 0
 
     # ------------------------------------------------------------------------------- accounting
-    def _reconcile(self, seq, st: _SeqKV) -> None:
-        diff = st.rk.device_pages - seq.num_blocks
+    def _reconcile(self, seq, st: _SeqKV, device_pages: int | None = None) -> None:
+        """Grow or shrink the request's pool pages to its page state's device pages (given, or read from it)."""
+        diff = (st.rk.device_pages if device_pages is None else device_pages) - seq.num_blocks
         if diff > 0:
             if not self.pool.grow(seq, diff):
                 raise AssertionError(f"request {seq.request_id} needs {diff} more head-pages than the scheduler "

@@ -15,7 +15,8 @@ class SeqState:
     __slots__ = ("request", "request_id", "num_prompt_tokens", "max_output_tokens", "num_tokens",
                  "num_computed_tokens", "num_generated", "num_blocks", "num_preemptions",
                  "worker_id", "arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "status",
-                 "execution_s", "preemption_s", "preempted_at_s", "cohort_base", "cohort_log")
+                 "execution_s", "preemption_s", "preempted_at_s", "cohort_base", "cohort_log",
+                 "running_order")
 
     def __init__(self, request: Request) -> None:
         self.request = request
@@ -40,6 +41,7 @@ class SeqState:
         # and where its pending iteration durations start in the cohort's log
         self.cohort_base = -1
         self.cohort_log = 0
+        self.running_order = 0  # a KV-policy worker's admission counter at its last admission (its place in running)
 
     def preempt(self) -> None:
         """Preemption by recompute: the KV is gone; prompt and generated tokens are computed again."""

@@ -23,7 +23,7 @@ from tessera.sim.cohort_steps import CohortSteps
 from tessera.sim.decode_cohort import DecodeCohort
 from tessera.sim.decode_spans import DecodeSpans
 from tessera.sim.kv_cohort import KVDecodeCohort
-from tessera.sim.kv_cohort_steps import KVCohortSteps
+from tessera.sim.kv_cohort_steps import RUNNING_ORDER, KVCohortSteps
 from tessera.sim.sequence import SeqState
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
     def resume(self, seq: SeqState, order: int) -> None:
         """A stalled request's reload landed: back into `running` at its admission position."""
         self.stalled.discard(seq)
-        self.running.insert(bisect_left(self.running, order, key=self.kv.order_of), seq)
+        self.running.insert(bisect_left(self.running, order, key=RUNNING_ORDER), seq)
         if self._kv_cohort is not None:
             self._kv_cohort.others.append(seq)
         self.wake()

@@ -3,11 +3,15 @@
 TRITON_INTERPRET must be set before any @triton.jit runs, so Triton kernels run in the CPU interpreter.
 """
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the moments mode's table cache (tessera/kvcache/table_cache.py) in a folder of this run: tests neither read a
+# user's entries nor leave theirs in ~/.cache
+os.environ.setdefault("TESSERA_CACHE_DIR", tempfile.mkdtemp(prefix="tessera-test-cache-"))
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ class _Group:
     rows: np.ndarray
     log_churn: np.ndarray
     rank: int = 0  # ranks since the first
+    first_row: int = 0  # rows[0] as a Python int (the row whose counters the group's rank reads)
     schedule: RankSchedule | None = None
     sums: list | None = None  # per table rank: the STATS summed over the group's heads (Python floats, see set_sums)
     sd_fetched: list | None = None  # per table rank: the sd of fetched pages summed over the group's heads
@@ -60,7 +61,8 @@ class MomentRerank:
         self.seed = seed
         self.L = behaviour.params.recent_window_pages + 1
         churn = np.log1p(-behaviour.keep_prob[layers, heads].astype(np.float64))  # log per-step churn
-        self.groups = [_Group(int(r), rows, churn[rows]) for r, rows in rows_by_interval.items()]
+        self.groups = [_Group(int(r), rows, churn[rows], first_row=int(rows[0]))
+                       for r, rows in rows_by_interval.items()]
         self.exact: SampledRerank | None = None  # this request ranks exactly (see the module's docstring)
         self._normals: list[float] = []  # standard normals drawn NORMALS_BLOCK at a time from rng, used in order
         self._next_normal = 0
@@ -113,22 +115,24 @@ class MomentRerank:
         in the request's per-row arrays (pages at its last rank, step of its last rank): (promoted, fetched, pages
         created since the last rank summed over the ranked rows, rows ranked); freed = fetched + that sum, new
         sizes stay K."""
-        def counters(g: _Group) -> tuple[int, int]:
-            row = g.rows[0]
-            return step - int(last_rank_step[row]), int(ranked[row])
+        return self._rank_due_groups(step, n, None, ranked, last_rank_step)
 
-        return self._rank_due_groups(step, n, counters)
-
-    def _rank_due_groups(self, step: int, n: int, counters) -> tuple[int, int, int, int]:
+    def _rank_due_groups(self, step: int, n: int, counters, ranked: np.ndarray | None = None,
+                         last_rank_step: np.ndarray | None = None) -> tuple[int, int, int, int]:
         """Draw the rank of every group due at `step`: (promoted, fetched, pages created since the last rank, rows
-        ranked), all summed; counters(group) gives its (steps, pages at) since its last rank."""
+        ranked), all summed; counters(group) gives its (steps, pages at) since its last rank, or (counters None)
+        the per-row arrays do, read at the group's first row."""
         fetched = tail = shifted = ranked_rows = 0
         for g in self.groups:
             if step % g.interval:
                 continue
             g.rank += 1
             idx = g.schedule.index(g.rank)
-            since, last = counters(g)
+            if counters is None:
+                row = g.first_row
+                since, last = step - int(last_rank_step[row]), int(ranked[row])
+            else:
+                since, last = counters(g)
             shift = n - last
             if (since, shift) != g.schedule.steps[idx]:
                 raise RuntimeError(f"rerank_mode=moments: a rank {since} steps and {shift} pages after the last, "

@@ -5,8 +5,8 @@ A table belongs to a rank schedule (RankSchedule: the steps and pages between a 
 interval, the page size and where the first rank falls fix) and to the head model's settings (K, recent window,
 recent share, churn range). It is built by running sampled_rerank's exact draws over a grid of churns x first page
 counts x replicates, one page count when a request first needs it; tessera/kvcache/moment_rerank.py sums its entries
-over a request's heads. Tables are cached per process (the same key gives the same table: the draws are seeded from
-the key and the grid point).
+over a request's heads. Tables are cached per process and their grid points on disk (the same key gives the same
+table: the draws are seeded from the key and the grid point).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from tessera.kvcache.head_model import HeadBehaviour, HeadModelParams
 from tessera.kvcache.sampled_rerank import SampledRerank
+from tessera.kvcache.table_cache import cached_arrays
 
 BURN_IN_RANKS = 6  # ranks after the first tabulated one by one; later ones repeat the last period (stationary)
 NUM_CHURNS = 40  # grid points of per-step churn, log-spaced over [min_churn, max_churn]
@@ -62,7 +63,8 @@ class RankSchedule:
 class RankMomentTable:
     """Moments of one head's (fetched, tail kept) at each rank, per first-page grid point and churn grid point. A
     grid point's moments are drawn when first needed (`node`, seeded per point), so a run pays only for the page
-    counts its requests start at; `stats` draws them all."""
+    counts its requests start at (read back from the on-disk cache when drawn before: tessera/kvcache/table_cache.py);
+    `stats` draws them all."""
 
     def __init__(self, schedule: RankSchedule, log_churn: np.ndarray, first_pages: np.ndarray,
                  draw_node: Callable[[int], dict]) -> None:
@@ -187,4 +189,6 @@ def _table(min_churn: float, max_churn: float, window: int, recent_share: float,
                 "var_tail": tail.var(-1, ddof=1), "cov": (fetched_dev * tail_dev).sum(-1) / (REPLICATES - 1),
                 "lag_cov_fetched": lag_cov}
 
-    return RankMomentTable(schedule, log_churn, first_pages, draw_node)
+    settings = repr((min_churn, max_churn, window, recent_share, k, schedule, top_pages, seed))
+    return RankMomentTable(schedule, log_churn, first_pages,
+                           lambda i: cached_arrays(f"{settings}|{i}", STATS, lambda: draw_node(i)))
