@@ -14,9 +14,9 @@ its StepSummaries into simulator effects:
   request reserves its peak host pages; admission waits while they do not fit, a request that can
   never fit is rejected with a message naming kvpolicy.host_kv_gib.
 - PCIe: D2H copies (prompt offload, pages that fill) and H2D reloads (promoted pages at a rerank)
-  are queued on the worker's host Link (FIFO per direction, shared by all requests), one event each. A
-  reloading request leaves `running` until its copy lands, keeping its pages, then rejoins in its
-  admission order.
+  are queued on the worker's host Link (FIFO per direction, shared by all requests). A reload is one
+  event: the reloading request leaves `running` until its copy lands, keeping its pages, then rejoins in
+  its admission order. A D2H copy has no event unless pages the request gives back wait for it.
 - decode cost: decode_kv_tokens += attended tokens per head (sparse attention over the selected
   pages; tokens read through page lists count 1/sparse_kernel_efficiency times, the gathered-page
   kernel being slower per byte than the dense one), extra_hbm_bytes += MinMax bytes the scoring pass
@@ -47,6 +47,7 @@ from tessera.sim.admission import KV_FIX
 from tessera.sim.kv_pool import HeadPagePool
 from tessera.sim.kv_setup import KVSimConfig
 from tessera.sim.link import Link
+from tessera.sim.timeouts import timeout_at_place
 
 if TYPE_CHECKING:
     from tessera.sim.worker import Worker
@@ -70,14 +71,15 @@ def minmax_share(plan: HeadPlan, avg_tokens: int) -> float:
 class _SeqKV:
     """The manager's per-request state: its RequestKV, copies in flight and counters for the results."""
 
-    __slots__ = ("rk", "epoch", "d2h_inflight", "shrink_pending", "order", "step", "reserved", "host_bytes",
+    __slots__ = ("rk", "epoch", "d2h_end", "d2h_eid", "shrink_pending", "order", "step", "reserved", "host_bytes",
                  "minmax_reserved", "host_reserved", "h2d_bytes", "d2h_bytes", "stall_s", "num_reloads",
                  "promoted_pages", "stalled_at", "minmax_bytes")
 
     def __init__(self, rk: RequestKV) -> None:
         self.rk = rk
         self.epoch = 0
-        self.d2h_inflight = 0
+        self.d2h_end = 0.0  # the last D2H copy's end time and landing place (copies land in start order)
+        self.d2h_eid = 0
         self.shrink_pending = False
         self.order = 0
         self.step: StepSummary | None = None
@@ -220,7 +222,7 @@ class KVManager:
         st.epoch += 1
         if st.shrink_pending:
             self._deferred -= 1
-        st.d2h_inflight = 0
+        st.d2h_end, st.d2h_eid = 0.0, 0
         st.shrink_pending = False
         st.step = None
         self._set_host(st, 0, 0)
@@ -306,8 +308,7 @@ class KVManager:
             self._set_host(st, s.host_kv_bytes, s.minmax_bytes)
             if s.d2h_bytes:
                 st.d2h_bytes += s.d2h_bytes
-                st.d2h_inflight += 1
-                self._d2h(seq, st, s.d2h_bytes)
+                self._d2h(st, s.d2h_bytes)
             if s.is_reloading:
                 st.h2d_bytes += s.h2d_bytes
                 st.num_reloads += 1
@@ -320,32 +321,44 @@ class KVManager:
         return stall
 
     # ------------------------------------------------------------------------------------ copies
-    def _d2h(self, seq, st: _SeqKV, num_bytes: int) -> None:
-        """Start a D2H copy; when it lands (unless the request was released meanwhile) deferred page returns go."""
-        epoch = st.epoch
+    def _d2h(self, st: _SeqKV, num_bytes: int) -> None:
+        """Start a D2H copy. It needs no event: only a page return deferred behind it waits for it (_defer_shrink)."""
+        st.d2h_end, st.d2h_eid = self.link.start_quiet(num_bytes / self.shards, "d2h")
 
-        def landed() -> None:
-            if st.epoch != epoch:
+    def _d2h_in_flight(self, st: _SeqKV, now_eid: float) -> bool:
+        """The request's last D2H copy (so all of them) has not landed by now, in the event with id now_eid (inf:
+        the worker's own step, which comes after every copy that ends by now)."""
+        now = self.env.now
+        return st.d2h_end > now or (st.d2h_end == now and st.d2h_eid > now_eid)
+
+    def _defer_shrink(self, seq, st: _SeqKV) -> None:
+        """The pages the request no longer keeps go back when its last D2H copy lands: an event where that copy's
+        landing event would be (and again behind a later copy started meanwhile)."""
+        epoch, eid = st.epoch, st.d2h_eid
+
+        def landed(_event) -> None:
+            if st.epoch != epoch or not st.shrink_pending:
                 return
-            st.d2h_inflight -= 1
-            if st.d2h_inflight == 0 and st.shrink_pending:
-                st.shrink_pending = False
-                self._deferred -= 1
-                self._reconcile(seq, st)
-                self.worker.wake()
+            if st.d2h_eid != eid:
+                self._defer_shrink(seq, st)
+                return
+            st.shrink_pending = False
+            self._deferred -= 1
+            self._reconcile(seq, st, now_eid=eid)
+            self.worker.wake()
 
-        self.link.start(num_bytes / self.shards, "d2h", landed)
+        timeout_at_place(self.env, st.d2h_end, eid).callbacks.append(landed)
 
     def _reload(self, seq, st: _SeqKV, num_bytes: int) -> None:
         """Start a reload's H2D copy; when it lands the request's held pages go and it rejoins `running`."""
         def landed() -> None:
             st.rk.reload_landed()
-            self._reconcile(seq, st)
+            self._reconcile(seq, st, now_eid=eid)
             st.stall_s += self.env.now - st.stalled_at
             self.num_stalled -= 1
             self.worker.resume(seq, st.order)
 
-        self.link.start(num_bytes / self.shards, "h2d", landed)
+        _, eid = self.link.start(num_bytes / self.shards, "h2d", landed)
 
     def order_of(self, seq) -> int:
         return self._states[seq].order
@@ -363,18 +376,21 @@ class KVManager:
         return self.num_stalled > 0 or self._deferred > 0
 
     # ------------------------------------------------------------------------------- accounting
-    def _reconcile(self, seq, st: _SeqKV, device_pages: int | None = None) -> None:
-        """Grow or shrink the request's pool pages to its page state's device pages (given, or read from it)."""
+    def _reconcile(self, seq, st: _SeqKV, device_pages: int | None = None, now_eid: float = math.inf) -> None:
+        """Grow or shrink the request's pool pages to its page state's device pages (given, or read from it); a
+        shrink waits for the request's D2H copies in flight (their pages are read until they land). now_eid: the
+        event running now (see _d2h_in_flight)."""
         diff = (st.rk.device_pages if device_pages is None else device_pages) - seq.num_blocks
         if diff > 0:
             if not self.pool.grow(seq, diff):
                 raise AssertionError(f"request {seq.request_id} needs {diff} more head-pages than the scheduler "
                                      f"reserved and the pool has only {self.pool.num_free_blocks} free")
         elif diff < 0:
-            if st.d2h_inflight:
+            if self._d2h_in_flight(st, now_eid):
                 if not st.shrink_pending:
                     st.shrink_pending = True
                     self._deferred += 1
+                    self._defer_shrink(seq, st)
             else:
                 self.pool.shrink(seq, -diff)
 

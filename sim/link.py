@@ -1,16 +1,19 @@
 """A simulated interconnect (PCIe or NVLink) with one FIFO queue per direction.
 
 A transfer waits for its direction to be free, then takes latency + bytes / bandwidth; concurrent
-transfers in one direction therefore queue and share the link's bandwidth over time.
+transfers in one direction therefore queue and share the link's bandwidth over time. A copy whose landing nobody
+waits for can be quiet (start_quiet): no event; it is counted (bytes, busy time, log) in landing order when a later
+copy's landing event runs or the run settles the link (settle), as its own event would have counted it.
 """
 from __future__ import annotations
 
+from heapq import heappop, heappush
 from typing import Callable
 
 import simpy
 
 from tessera.sim.batch_log import TransferLog
-from tessera.sim.timeouts import timeout_at
+from tessera.sim.timeouts import timeout_at_place
 from tessera.types import LinkSpec
 
 DIRECTIONS = ("h2d", "d2h")
@@ -26,6 +29,8 @@ class Link:
         self.bytes_moved = {d: 0.0 for d in DIRECTIONS}
         self.busy_s = {d: 0.0 for d in DIRECTIONS}
         self.log: TransferLog | None = None  # one entry per copy (output.batch_log); set by enable_batch_log
+        # quiet copies not counted yet: (end, event id its landing would have had, start, duration, direction, bytes)
+        self._quiet: list[tuple[float, int, float, float, str, float]] = []
 
     def transfer_time(self, num_bytes: float) -> float:
         return self.spec.latency_s + num_bytes / self.spec.bandwidth_Bps
@@ -35,24 +40,39 @@ class Link:
         end = yield self._queue(num_bytes, direction)
         return end
 
-    def start(self, num_bytes: float, direction: str, on_landed: Callable[[], None]) -> float:
+    def start(self, num_bytes: float, direction: str, on_landed: Callable[[], None]) -> tuple[float, int]:
         """Queue a copy now, as transfer() does, without a process: `on_landed` runs when it lands (one event per
-        copy, one callback). Returns its end time."""
+        copy, one callback). Returns its end time and its landing event's id (its place among simultaneous events)."""
         start, duration, end = self._book(num_bytes, direction)
+        eid = next(self.env._eid)
 
         def landed(_event) -> None:
-            self._landed(start, duration, direction, num_bytes)
+            self._count(start, duration, direction, num_bytes, end, eid)
             on_landed()
 
-        timeout_at(self.env, end).callbacks.append(landed)
-        return end
+        timeout_at_place(self.env, end, eid).callbacks.append(landed)
+        return end, eid
+
+    def start_quiet(self, num_bytes: float, direction: str) -> tuple[float, int]:
+        """Queue a copy whose landing needs no callback: no event (it is counted when settled). Returns its end
+        time and the event id its landing would have had: a caller that comes to need the landing schedules it
+        there (timeouts.timeout_at_place), where start() would have."""
+        start, duration, end = self._book(num_bytes, direction)
+        eid = next(self.env._eid)
+        heappush(self._quiet, (end, eid, start, duration, direction, num_bytes))
+        return end, eid
+
+    def settle(self, until: float = float("inf")) -> None:
+        """Count the quiet copies that landed by `until` (the run's end): what their events would have counted."""
+        self._settle(until, float("inf"))
 
     def _queue(self, num_bytes: float, direction: str) -> simpy.Event:
         """The event of a copy queued now behind the direction's earlier ones; at its end it counts the copy."""
         start, duration, end = self._book(num_bytes, direction)
-        event = timeout_at(self.env, end)
+        eid = next(self.env._eid)
+        event = timeout_at_place(self.env, end, eid)
         event._value = end
-        event.callbacks.append(lambda _event: self._landed(start, duration, direction, num_bytes))
+        event.callbacks.append(lambda _event: self._count(start, duration, direction, num_bytes, end, eid))
         return event
 
     def _book(self, num_bytes: float, direction: str) -> tuple[float, float, float]:
@@ -65,6 +85,18 @@ class Link:
         duration = self.transfer_time(num_bytes)
         end = self._free_at[direction] = start + duration
         return start, duration, end
+
+    def _count(self, start: float, duration: float, direction: str, num_bytes: float, end: float, eid: int) -> None:
+        """A copy's landing event runs: first the quiet copies that landed before it, then it."""
+        if self._quiet:
+            self._settle(end, eid)
+        self._landed(start, duration, direction, num_bytes)
+
+    def _settle(self, end: float, eid: float) -> None:
+        quiet = self._quiet
+        while quiet and (quiet[0][0] < end or (quiet[0][0] == end and quiet[0][1] < eid)):
+            _, _, start, duration, direction, num_bytes = heappop(quiet)
+            self._landed(start, duration, direction, num_bytes)
 
     def _landed(self, start: float, duration: float, direction: str, num_bytes: float) -> None:
         self.bytes_moved[direction] += num_bytes

@@ -3,7 +3,8 @@
 timeout_at: at an absolute time exactly; env.timeout(at - now) lands on now + (at - now), which rounds (1 ulp off
 `at`) when `now` is less than half of `at`, so a trace's arrival times would depend on what ran before.
 reserved_timeout: a timeout whose place among simultaneous events is taken now and its time fixed later (a decode
-span's end, computed only as far as the clock gets), at an absolute time too.
+span's end, computed only as far as the clock gets), at an absolute time too; timeout_at_place: the same for a place
+taken earlier by hand (a quiet copy's landing, sim/link.py, that turns out to need an event).
 """
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ def _triggered_at(env: simpy.Environment, at: float, eid: int, what: str) -> sim
 def timeout_at(env: simpy.Environment, at: float) -> simpy.Event:
     """The event env.timeout(at - env.now) would be (same place among simultaneous events), triggered at `at`."""
     return _triggered_at(env, at, next(env._eid), "timeout")
+
+
+def timeout_at_place(env: simpy.Environment, at: float, eid: int) -> simpy.Event:
+    """A timeout at `at` in the place among simultaneous events that event id `eid` (taken earlier with
+    next(env._eid), and by no other event) gives it."""
+    return _triggered_at(env, at, eid, "timeout")
 
 
 def reserved_timeout(env: simpy.Environment) -> Callable[[float], simpy.Event]:

@@ -155,3 +155,37 @@ def test_default_sparse_efficiency_reproduces_the_papers_kernel_speedup():
     sparse = cost.iteration_time(BatchShape(
         decode_seqs=40, decode_kv_tokens=40 * attended / KVSimConfig().sparse_kernel_efficiency)) - base
     assert dense / sparse == pytest.approx(4.0, rel=0.05)
+
+
+def test_pages_a_request_gives_back_wait_for_its_d2h_copies():
+    # a rank that drops pages while the request's D2H copies are in flight (a slow link, 10 MB/s): the pages go
+    # back when its last copy lands, at that copy's end (later if a copy started meanwhile), never before; a
+    # request that finishes first returns them all with its release
+    slow = LinkSpec(name="slow-pcie", bandwidth_Bps=1e7, latency_s=1e-4)
+    cluster, requests = build([(0.0, 256, 60), (0.0, 300, 60), (0.0, 280, 60)], KVSetup("flexicache", FLEXI),
+                              link=slow)
+    kv = cluster.workers[0].kv
+    deferred, returned = [], []
+    defer_fn, shrink_fn = kv._defer_shrink, kv.pool.shrink
+
+    def defer(seq, st):
+        deferred.append((seq.request_id, cluster.env.now, st.d2h_end))
+        defer_fn(seq, st)
+
+    def shrink(seq, num_pages):
+        returned.append((seq.request_id, cluster.env.now, kv._states[seq].d2h_end))
+        shrink_fn(seq, num_pages)
+
+    kv._defer_shrink, kv.pool.shrink = defer, shrink
+    run = cluster.run(requests)
+    assert all(s.status == "finished" for s in run.seqs)
+    assert len(deferred) >= 3, "page returns no longer wait for copies here: the scenario no longer tests it"
+    at_a_copy_end = 0
+    for rid, at, end in deferred:
+        assert end > at
+        assert not [t for r, t, _ in returned if r == rid and at <= t < end]  # never before the copy lands
+        first = min((t, copy_end) for r, t, copy_end in returned if r == rid and t >= end) if any(
+            r == rid and t >= end for r, t, _ in returned) else None
+        at_a_copy_end += first is not None and first[0] == first[1]
+    assert at_a_copy_end >= 1  # returned exactly when its last copy landed
+    assert kv._deferred == 0
