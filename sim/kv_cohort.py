@@ -141,15 +141,17 @@ class KVDecodeCohort:
 
     # ------------------------------------------------------------------------------------ the members' step
     def start_pages(self) -> int:
-        """Head-pages the members that start a page next step need (FCFS's reservation of their new token)."""
-        pool = self.manager.pool
-        return sum(pool.blocks_needed(seq, 1) for seq in self.starters)
+        """Head-pages the members that start a page next step need (FCFS's reservation of their new token: a page
+        on every head, pool.blocks_needed(seq, 1) at a page start)."""
+        return len(self.starters) * self.manager.pool.num_heads
 
     def take_starts(self) -> None:
-        """Allocate the starting members' pages, as FCFS does for their new token (after start_pages fit)."""
+        """Allocate the starting members' pages, as FCFS does for their new token (after start_pages fit; a member
+        is never a fresh request, so allocate is grow)."""
         pool = self.manager.pool
+        heads = pool.num_heads
         for seq in self.starters:
-            if not pool.allocate(seq, 1):
+            if not pool.grow(seq, heads):
                 raise AssertionError(f"request {seq.request_id}: a page start did not fit the KV pool")
         self.starters.clear()
 

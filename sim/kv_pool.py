@@ -38,8 +38,8 @@ class HeadPagePool(BlockPool):
     def allocate(self, seq, num_new_tokens: int) -> bool:
         need = self.blocks_needed(seq, num_new_tokens)
         fresh = seq.num_blocks == 0 and seq.num_computed_tokens == 0
-        if fresh and not self.manager.reserve(seq):
-            return False
+        if fresh and (need > self._free or not self.manager.reserve(seq)):
+            return False  # a reservation the pages could not follow would be undone at once
         if need <= 0:
             return True
         if not self.grow(seq, need):
