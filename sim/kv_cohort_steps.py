@@ -70,6 +70,8 @@ class KVCohortSteps:
         shape = kv.batch_shape(batch, self._shape, *cohort.step_terms(), decoding=self.running)
         duration = self.cost.iteration_time(shape)
         yield env.timeout(duration)
+        if kv._landings:
+            kv.land_reloads()  # reloads that landed during the step (sim/kv_reloads.py)
         self._account(batch, shape, now, duration)
         if cohort.size:
             cohort.log.append(duration)

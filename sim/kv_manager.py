@@ -14,9 +14,10 @@ its StepSummaries into simulator effects:
   request reserves its peak host pages; admission waits while they do not fit, a request that can
   never fit is rejected with a message naming kvpolicy.host_kv_gib.
 - PCIe: D2H copies (prompt offload, pages that fill) and H2D reloads (promoted pages at a rerank)
-  are queued on the worker's host Link (FIFO per direction, shared by all requests). A reload is one
-  event: the reloading request leaves `running` until its copy lands, keeping its pages, then rejoins in
-  its admission order. A D2H copy has no event unless pages the request gives back wait for it.
+  are queued on the worker's host Link (FIFO per direction, shared by all requests). A reloading
+  request leaves `running` until its copy lands, keeping its pages, then rejoins in its admission order
+  (the worker takes landings at its next step: sim/kv_reloads.py). A D2H copy has no event unless pages
+  the request gives back wait for it.
 - decode cost: decode_kv_tokens += attended tokens per head (sparse attention over the selected
   pages; tokens read through page lists count 1/sparse_kernel_efficiency times, the gathered-page
   kernel being slower per byte than the dense one), extra_hbm_bytes += MinMax bytes the scoring pass
@@ -45,6 +46,7 @@ from tessera.kvcache.request_kv import RequestKV
 from tessera.kvcache.summary import StepSummary
 from tessera.sim.admission import KV_FIX
 from tessera.sim.kv_pool import HeadPagePool
+from tessera.sim.kv_reloads import KVReloads
 from tessera.sim.kv_setup import KVSimConfig
 from tessera.sim.link import Link
 from tessera.sim.timeouts import timeout_at_place
@@ -96,7 +98,7 @@ class _SeqKV:
         self.minmax_bytes = 0
 
 
-class KVManager:
+class KVManager(KVReloads):
     def __init__(self, env: simpy.Environment, policy: PlannedPolicy, kv_bytes_per_gpu: float, page_tokens: int,
                  link: Link | None, sim: KVSimConfig = KVSimConfig(), head_model: HeadModel | None = None,
                  tp: int = 1) -> None:
@@ -133,6 +135,8 @@ class KVManager:
         self._states: dict = {}  # SeqState -> _SeqKV
         self._order = count()
         self.num_stalled = 0
+        self._landings: list = []  # reloads in flight: (end, landing event id, request); sim/kv_reloads.py
+        self._armed = None  # the landing an idle worker's event waits for
         self._deferred = 0  # requests whose page returns wait for a D2H copy
         self.minmax_used_bytes = 0  # reserved
         self.host_used_bytes = 0  # reserved
@@ -325,11 +329,10 @@ class KVManager:
         """Start a D2H copy. It needs no event: only a page return deferred behind it waits for it (_defer_shrink)."""
         st.d2h_end, st.d2h_eid = self.link.start_quiet(num_bytes / self.shards, "d2h")
 
-    def _d2h_in_flight(self, st: _SeqKV, now_eid: float) -> bool:
-        """The request's last D2H copy (so all of them) has not landed by now, in the event with id now_eid (inf:
-        the worker's own step, which comes after every copy that ends by now)."""
-        now = self.env.now
-        return st.d2h_end > now or (st.d2h_end == now and st.d2h_eid > now_eid)
+    def _d2h_in_flight(self, st: _SeqKV) -> bool:
+        """The request's last D2H copy (so all of them) lands after now. (One landing now is taken as landed: the
+        other events now, whichever order they ran in, leave the worker's next step the same.)"""
+        return st.d2h_end > self.env.now
 
     def _defer_shrink(self, seq, st: _SeqKV) -> None:
         """The pages the request no longer keeps go back when its last D2H copy lands: an event where that copy's
@@ -344,21 +347,10 @@ class KVManager:
                 return
             st.shrink_pending = False
             self._deferred -= 1
-            self._reconcile(seq, st, now_eid=eid)
+            self._reconcile(seq, st)
             self.worker.wake()
 
         timeout_at_place(self.env, st.d2h_end, eid).callbacks.append(landed)
-
-    def _reload(self, seq, st: _SeqKV, num_bytes: int) -> None:
-        """Start a reload's H2D copy; when it lands the request's held pages go and it rejoins `running`."""
-        def landed() -> None:
-            st.rk.reload_landed()
-            self._reconcile(seq, st, now_eid=eid)
-            st.stall_s += self.env.now - st.stalled_at
-            self.num_stalled -= 1
-            self.worker.resume(seq, st.order)
-
-        _, eid = self.link.start(num_bytes / self.shards, "h2d", landed)
 
     def order_of(self, seq) -> int:
         return self._states[seq].order
@@ -376,23 +368,21 @@ class KVManager:
         return self.num_stalled > 0 or self._deferred > 0
 
     # ------------------------------------------------------------------------------- accounting
-    def _reconcile(self, seq, st: _SeqKV, device_pages: int | None = None, now_eid: float = math.inf) -> None:
+    def _reconcile(self, seq, st: _SeqKV, device_pages: int | None = None) -> None:
         """Grow or shrink the request's pool pages to its page state's device pages (given, or read from it); a
-        shrink waits for the request's D2H copies in flight (their pages are read until they land). now_eid: the
-        event running now (see _d2h_in_flight)."""
+        shrink waits for the request's D2H copies in flight (their pages are read until they land)."""
         diff = (st.rk.device_pages if device_pages is None else device_pages) - seq.num_blocks
         if diff > 0:
             if not self.pool.grow(seq, diff):
                 raise AssertionError(f"request {seq.request_id} needs {diff} more head-pages than the scheduler "
                                      f"reserved and the pool has only {self.pool.num_free_blocks} free")
         elif diff < 0:
-            if self._d2h_in_flight(st, now_eid):
-                if not st.shrink_pending:
-                    st.shrink_pending = True
-                    self._deferred += 1
-                    self._defer_shrink(seq, st)
-            else:
+            if not self._d2h_in_flight(st):
                 self.pool.shrink(seq, -diff)
+            elif not st.shrink_pending:
+                st.shrink_pending = True
+                self._deferred += 1
+                self._defer_shrink(seq, st)
 
     def _set_host(self, st: _SeqKV, host_bytes: int, minmax_bytes: int) -> None:
         """Host KV and MinMax bytes the request holds now (the reservations are their peaks)."""

@@ -7,7 +7,7 @@ copy's landing event runs or the run settles the link (settle), as its own event
 """
 from __future__ import annotations
 
-from heapq import heappop, heappush
+from collections import deque
 from typing import Callable
 
 import simpy
@@ -17,6 +17,7 @@ from tessera.sim.timeouts import timeout_at_place
 from tessera.types import LinkSpec
 
 DIRECTIONS = ("h2d", "d2h")
+QUIET_BATCH = 512  # quiet copies held before those that landed are counted
 
 
 class Link:
@@ -29,8 +30,10 @@ class Link:
         self.bytes_moved = {d: 0.0 for d in DIRECTIONS}
         self.busy_s = {d: 0.0 for d in DIRECTIONS}
         self.log: TransferLog | None = None  # one entry per copy (output.batch_log); set by enable_batch_log
-        # quiet copies not counted yet: (end, event id its landing would have had, start, duration, direction, bytes)
-        self._quiet: list[tuple[float, int, float, float, str, float]] = []
+        # quiet copies not counted yet, per direction in start order (so in landing order: FIFO): (end, the event id
+        # its landing would have had, start, duration, bytes)
+        self._quiet = {d: deque() for d in DIRECTIONS}
+        self._num_quiet = 0
 
     def transfer_time(self, num_bytes: float) -> float:
         return self.spec.latency_s + num_bytes / self.spec.bandwidth_Bps
@@ -59,7 +62,10 @@ class Link:
         there (timeouts.timeout_at_place), where start() would have."""
         start, duration, end = self._book(num_bytes, direction)
         eid = next(self.env._eid)
-        heappush(self._quiet, (end, eid, start, duration, direction, num_bytes))
+        self._quiet[direction].append((end, eid, start, duration, num_bytes))
+        self._num_quiet += 1
+        if self._num_quiet > QUIET_BATCH:  # count those that landed already: the pending ones stay few
+            self._settle(self.env.now, -1)
         return end, eid
 
     def settle(self, until: float = float("inf")) -> None:
@@ -88,15 +94,27 @@ class Link:
 
     def _count(self, start: float, duration: float, direction: str, num_bytes: float, end: float, eid: int) -> None:
         """A copy's landing event runs: first the quiet copies that landed before it, then it."""
-        if self._quiet:
+        if self._num_quiet:
             self._settle(end, eid)
         self._landed(start, duration, direction, num_bytes)
 
     def _settle(self, end: float, eid: float) -> None:
-        quiet = self._quiet
-        while quiet and (quiet[0][0] < end or (quiet[0][0] == end and quiet[0][1] < eid)):
-            _, _, start, duration, direction, num_bytes = heappop(quiet)
-            self._landed(start, duration, direction, num_bytes)
+        """Count the quiet copies whose landing comes before (end, eid), in landing order across directions."""
+        h2d, d2h = self._quiet["h2d"], self._quiet["d2h"]
+        while True:
+            a = h2d[0] if h2d else None
+            b = d2h[0] if d2h else None
+            if a is None and b is None:
+                return
+            if b is None or (a is not None and (a[0], a[1]) < (b[0], b[1])):
+                head, queue, direction = a, h2d, "h2d"
+            else:
+                head, queue, direction = b, d2h, "d2h"
+            if not (head[0] < end or (head[0] == end and head[1] < eid)):
+                return
+            queue.popleft()
+            self._num_quiet -= 1
+            self._landed(head[2], head[3], direction, head[4])
 
     def _landed(self, start: float, duration: float, direction: str, num_bytes: float) -> None:
         self.bytes_moved[direction] += num_bytes

@@ -237,11 +237,15 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         env = self.env
         if self.spec.ready_s > 0:
             yield env.timeout(self.spec.ready_s)
+        kv = self.kv
         while True:
+            if kv._landings:
+                kv.land_reloads()
             idle = not self.waiting and not self.running
             if not idle and not self.running and len(self.stalled) >= self.scheduler.config.max_num_seqs:
                 idle = True  # every slot is taken by a reloading request
             if idle:
+                kv.arm_landings()
                 self._wakeup = env.event()
                 yield self._wakeup
                 continue
@@ -278,6 +282,8 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
                 shape = kv.batch_shape(batch, self._shape)
                 duration = self.cost.iteration_time(shape)
                 yield env.timeout(duration)
+                if kv._landings:
+                    kv.land_reloads()
                 self._account(batch, shape, now, duration)
                 for seq in kv.after_step(batch):
                     self.running.remove(seq)
@@ -292,6 +298,7 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
                     f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
                     f"waiting and {len(self.running)} running requests (free head-pages "
                     f"{self.pool.num_free_blocks}) and no copy in flight")
+            kv.arm_landings()
             self._wakeup = env.event()
             yield self._wakeup
 

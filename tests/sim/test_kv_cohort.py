@@ -137,3 +137,23 @@ def test_no_cohort_for_a_policy_that_never_ranks():
     cluster = Cluster(worker_specs(1), lambda s: LinearCost(), SchedulerConfig(), MemoryConfig(0.5, 0.0),
                       make_router("round_robin"), host_link=PCIE, kv=KVSetup("quest", TINY_PARAMS["quest"]))
     assert cluster.workers[0]._kv_cohort is None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reqs=st.lists(st.tuples(st.floats(0, 0.3), st.integers(1, 700), st.integers(1, 90)), min_size=1, max_size=16),
+       max_seqs=st.integers(1, 6), mode=st.sampled_from(["pages", "sampled", "moments"]), cohort=st.booleans(),
+       link=st.sampled_from([PCIE, SLOW_PCIE]))
+def test_reloads_taken_at_the_workers_steps_equal_one_event_each(reqs, max_seqs, mode, cohort, link):
+    """Reload landings taken late, at the worker's next step or by an idle worker's one event (sim/kv_reloads.py),
+    give the run that one landing event per reload gives: requests, KV usage, copies, stalls and page returns."""
+    from tessera.sim.kv_reloads import KVReloads
+
+    kw = dict(policy="flexicache", mode=mode, max_seqs=max_seqs, budget=64, chunked=True, link=link)
+    quiet, worker = tiny_run(reqs, cohort, **kw)
+    KVReloads.quiet_reloads = False
+    try:
+        evented, reference = tiny_run(reqs, cohort, **kw)
+    finally:
+        KVReloads.quiet_reloads = True
+    assert_same(quiet, evented)
+    assert kv_results(worker) == kv_results(reference)
