@@ -36,16 +36,16 @@ class KVCohortSteps:
             if tokens[-1] < 1:
                 return None
             need = budget
-        pages = cohort.start_pages() if cohort.starters else 0
-        for seq, n in zip(others, tokens):
-            pages += pool.blocks_needed(seq, n)
+        needs = [pool.blocks_needed(seq, n) for seq, n in zip(others, tokens)]
+        pages = sum(needs) + (cohort.start_pages() if cohort.starters else 0)
         if pages > pool.num_free_blocks:
             return None
         if cohort.starters:
             cohort.take_starts()
         batch = ScheduledBatch()
-        for seq, n in zip(others, tokens):
-            if not pool.allocate(seq, n):
+        for seq, n, blocks in zip(others, tokens, needs):
+            # pool.allocate for a running request (never a fresh one: its reservation was made): grow by what it needs
+            if blocks > 0 and not pool.grow(seq, blocks):
                 raise AssertionError(f"request {seq.request_id}: {n} tokens' head-pages did not fit although "
                                      f"{pages} were free")
             batch.seqs.append(seq)

@@ -27,6 +27,7 @@ class Link:
         # each direction serves its copies one at a time in request order (FIFO): a copy starts when the one before
         # it ends, so its times are known when it is requested; one timeout per copy, no queue of SimPy requests
         self._free_at = {d: 0.0 for d in DIRECTIONS}
+        self._latency_s, self._bandwidth_Bps = spec.latency_s, spec.bandwidth_Bps
         self.bytes_moved = {d: 0.0 for d in DIRECTIONS}
         self.busy_s = {d: 0.0 for d in DIRECTIONS}
         self.log: TransferLog | None = None  # one entry per copy (output.batch_log); set by enable_batch_log
@@ -83,12 +84,14 @@ class Link:
 
     def _book(self, num_bytes: float, direction: str) -> tuple[float, float, float]:
         """(start, duration, end) of a copy queued now behind the direction's earlier ones (FIFO)."""
-        if direction not in self._free_at:
+        free_at = self._free_at.get(direction)
+        if free_at is None:
             raise ValueError(f"link direction {direction!r} is not one of {DIRECTIONS}")
         if num_bytes < 0:
             raise ValueError(f"transfer of {num_bytes} bytes: the size must be >= 0")
-        start = max(self.env.now, self._free_at[direction])
-        duration = self.transfer_time(num_bytes)
+        now = self.env._now
+        start = now if now > free_at else free_at
+        duration = self._latency_s + num_bytes / self._bandwidth_Bps  # transfer_time, inlined
         end = self._free_at[direction] = start + duration
         return start, duration, end
 
