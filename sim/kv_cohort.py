@@ -33,6 +33,7 @@ class KVDecodeCohort:
 
     def __init__(self, manager: "KVManager") -> None:
         self.manager = manager
+        self._states = manager._states  # request -> the manager's per-request state (its RequestKV, shrink_pending)
         self.steps = 0
         self.size = 0
         self.attended_a = self.attended_b = self.sparse_a = self.sparse_b = self.scanned = 0
@@ -49,10 +50,11 @@ class KVDecodeCohort:
         """Add a decoding request whose next step is quiet; False (nothing changed) if it is not."""
         if seq.num_generated == 0 or seq.num_tokens - seq.num_computed_tokens != 1:
             return False
-        stretch = self.manager.request_kv(seq).quiet_stretch()
+        st = self._states[seq]
+        stretch = st.rk.quiet_stretch()
         if stretch is None:
             return False
-        if stretch.starts_page and self.manager.shrink_pending(seq):
+        if stretch.starts_page and st.shrink_pending:
             # a landing D2H copy would return its pages by RequestKV's page count, which a member's page start
             # changes while its stored counters wait: take that step outside
             return False
@@ -60,10 +62,14 @@ class KVDecodeCohort:
         seq.cohort_base = base
         seq.cohort_log = len(self.log)
         attended_b, sparse_b = stretch.attended_slope, stretch.sparse_slope
-        terms = (stretch.attended - attended_b * (base + 1), attended_b, stretch.sparse - sparse_b * (base + 1),
-                 sparse_b, stretch.scanned)
-        self.terms[seq] = terms
-        self._add(terms, 1)
+        attended_a, sparse_a = stretch.attended - attended_b * (base + 1), stretch.sparse - sparse_b * (base + 1)
+        self.terms[seq] = (attended_a, attended_b, sparse_a, sparse_b, stretch.scanned)
+        self.attended_a += attended_a  # the member's share of the five sums (twice per rank interval per request)
+        self.attended_b += attended_b
+        self.sparse_a += sparse_a
+        self.sparse_b += sparse_b
+        self.scanned += stretch.scanned
+        self.size += 1
         if stretch.starts_page:
             self.starters.append(seq)
         self._tie += 1
@@ -74,24 +80,21 @@ class KVDecodeCohort:
             heappush(self.events, (base + stretch.steps + 1, self._tie, seq))
         return True
 
-    def _add(self, terms: tuple[int, int, int, int, int], sign: int) -> None:
-        attended_a, attended_b, sparse_a, sparse_b, scanned = terms
-        self.attended_a += sign * attended_a
-        self.attended_b += sign * attended_b
-        self.sparse_a += sign * sparse_a
-        self.sparse_b += sign * sparse_b
-        self.scanned += sign * scanned
-        self.size += sign
-
     def _write_back(self, seq: SeqState) -> None:
         """Bring a member's counters, KV state and execution time up to date and drop it from the sums."""
         k = self.steps - seq.cohort_base
-        self._add(self.terms.pop(seq), -1)
+        attended_a, attended_b, sparse_a, sparse_b, scanned = self.terms.pop(seq)  # its share leaves the sums
+        self.attended_a -= attended_a
+        self.attended_b -= attended_b
+        self.sparse_a -= sparse_a
+        self.sparse_b -= sparse_b
+        self.scanned -= scanned
+        self.size -= 1
         seq.num_computed_tokens += k
         seq.num_generated += k
         # the step that samples the last token adds no token to compute
         seq.num_tokens += k - 1 if seq.num_generated >= seq.max_output_tokens else k
-        self.manager.request_kv(seq).skip_quiet(k)
+        self._states[seq].rk.skip_quiet(k)
         seq.execution_s = fold(seq.execution_s, self.log, seq.cohort_log)
         seq.cohort_base = -1
         if not self.size:
