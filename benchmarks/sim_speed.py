@@ -6,8 +6,9 @@ simulate, write results) with decode spans vs one event per iteration, then the 
 --kvpolicy flexicache: the offline-throughput workload (experiment=flexicache_throughput: 500 requests, prompts
 10k-30k tokens, --output-len tokens each, Llama-3.1-8B on 1 x H100-NVL) with page-id reranks (today's mode) vs
 sampled reranks (counts only, exact in distribution) vs moments (request totals from tabulated per-head moments,
-approximate), whole run (workload, simulation, results, the moments' tables) each; moments twice: drawing its tables
-(an empty on-disk table cache), then as a later process would, reading them back (tessera/kvcache/table_cache.py).
+approximate), whole run (workload, simulation, results, the moments' tables) each, pages once and the others the best
+of --repeat; moments twice: drawing its tables (an empty on-disk table cache), then as a later process would, reading
+them back (tessera/kvcache/table_cache.py).
 Targets (issue 15): FlexiCache >= 1,000 requests per CPU-second and >= 100x the page-id mode; the command's whole run
 within 2x of the library run; the command >= 20x Vidur's whole run.
 Run: .venv/bin/python benchmarks/sim_speed.py [--kvpolicy flexicache] [--repeat 3]
@@ -148,12 +149,22 @@ def flexicache(args, tmp: Path) -> None:
         cfg = compose(config_name="config", overrides=["experiment=flexicache_throughput"])
     from tessera.kvcache.rank_moments import _table
 
-    os.environ["TESSERA_CACHE_DIR"] = str(tmp / "table_cache")  # an empty cache: moments draws its tables
-    rows = {mode: flexicache_run(cfg, mode, args, tmp / mode) for mode in ("pages", "sampled", "moments")}
-    _table.cache_clear()  # what a later process would do: read the tables the run above stored
-    rows["moments, cached"] = flexicache_run(cfg, "moments", args, tmp / "moments_cached")
+    def best(mode: str, label: str, fresh_tables: bool) -> dict:
+        """The fastest of --repeat runs (pages: one, ~14 s); fresh_tables: each run draws the moment tables."""
+        runs = []
+        for i in range(1 if mode == "pages" else args.repeat):
+            if fresh_tables:  # an empty cache, nothing in memory: the run draws its tables
+                os.environ["TESSERA_CACHE_DIR"] = str(tmp / f"table_cache_{label}{i}")
+                _table.cache_clear()
+            runs.append(flexicache_run(cfg, mode, args, tmp / f"{label}{i}"))
+        return min(runs, key=lambda r: r["cpu_s"])
+
+    rows = {mode: best(mode, mode, True) for mode in ("pages", "sampled", "moments")}
+    _table.cache_clear()  # what a later process does: read the tables the runs above stored
+    rows["moments, cached"] = best("moments", "moments_cached", False)
     print(f"offline throughput, FlexiCache K=1024 R=16: {args.num_requests} requests, prompts 10k-30k, "
-          f"{args.output_len} output tokens each, Llama-3.1-8B on 1 x H100-NVL (whole run, CPU seconds)")
+          f"{args.output_len} output tokens each, Llama-3.1-8B on 1 x H100-NVL (whole run, CPU seconds; pages one "
+          f"run, the others best of {args.repeat})")
     print(f"{'rerank mode':>16} {'cpu s':>7} {'req/cpu-s':>10} {'out tok/s':>10} {'H2D GB':>8} {'D2H GB':>8} "
           f"{'reloads':>8} {'stall s':>8} {'mean batch':>11}")
     for mode, r in rows.items():
@@ -173,7 +184,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kvpolicy", choices=("full", "flexicache"), default="full")
     parser.add_argument("--trace", default="azure_code", help="full KV: the trace to replay")
-    parser.add_argument("--repeat", type=int, default=3, help="full KV: runs per mode; the fastest is reported")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per mode (flexicache: but pages); the fastest is reported")
     parser.add_argument("--vidur-cpu-s", type=float, default=None, help="full KV: Vidur's measured whole-run CPU s")
     parser.add_argument("--num-requests", type=int, default=500, help="flexicache: requests (paper: 500)")
     parser.add_argument("--output-len", type=int, default=500, help="flexicache: output tokens per request")
