@@ -99,7 +99,7 @@ class HeadModel:
         rng = np.random.default_rng([self.seed, 1, request_id])
         shift = p.request_spread * rng.standard_normal()
         log_churn = self.base_log_churn + p.task_spread * rng.standard_normal(self.shape) + shift
-        return 1.0 - np.clip(np.exp(log_churn), p.min_churn, p.max_churn)
+        return 1.0 - np.minimum(np.maximum(np.exp(log_churn), p.min_churn), p.max_churn)  # np.clip, cheaper
 
     def typical_keep_prob(self) -> np.ndarray:
         """Keep probability of each head with no task or request deviation."""

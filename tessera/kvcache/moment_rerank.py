@@ -32,13 +32,22 @@ class _Group:
     schedule: RankSchedule | None = None
     sums: list | None = None  # per table rank: the STATS summed over the group's heads (Python floats, see set_sums)
     sd_fetched: list | None = None  # per table rank: the sd of fetched pages summed over the group's heads
+    draw_terms: list | None = None  # per table rank: what _draw uses (set_sums)
     z_fetched: float = 0.0  # the last rank's fetched pages as a standard normal deviate (0 after the first rank)
 
     def set_sums(self, sums: np.ndarray) -> None:
         """[table ranks, len(STATS)] moments summed over the group's heads; kept as Python floats (a draw is a few
-        float operations, which numpy scalars make several times slower)."""
+        float operations, which numpy scalars make several times slower), with each rank's draw constants: the sd
+        of fetched pages, and tail kept given fetched (regression slope on the fetched deviate, residual sd)."""
         self.sums = sums.tolist()
         self.sd_fetched = [math.sqrt(max(row[2], 0.0)) for row in self.sums]
+        self.draw_terms = []
+        for (mean_f, mean_t, var_f, var_t, cov, lag_cov), sd_f in zip(self.sums, self.sd_fetched):
+            if sd_f > 0:
+                slope, residual = cov / sd_f, math.sqrt(max(var_t - cov * cov / var_f, 0.0))
+            else:
+                slope, residual = 0.0, math.sqrt(max(var_t, 0.0))
+            self.draw_terms.append((mean_f, sd_f, mean_t, slope, residual, lag_cov))
 
 
 NORMALS_BLOCK = 64  # standard normals a request draws at once (two per group rank)
@@ -71,7 +80,7 @@ class MomentRerank:
         """Preempted or finished: the next rank is a first one again."""
         self.exact = None
         for g in self.groups:
-            g.rank, g.schedule, g.sums, g.sd_fetched, g.z_fetched = 0, None, None, None, 0.0
+            g.rank, g.schedule, g.sums, g.sd_fetched, g.draw_terms, g.z_fetched = 0, None, None, None, None, 0.0
 
     def rank_totals(self, rows: np.ndarray, n: int, first: bool, ranked: np.ndarray, old_size: np.ndarray,
                     steps_since: np.ndarray, step: int, num_tokens: int) -> tuple[int, int, int, np.ndarray]:
@@ -151,9 +160,8 @@ class MomentRerank:
         page is on device; tail kept in [1, shift] each, the current page always in the set, or 0 when no page was
         created)."""
         heads = len(g.rows)
-        mean_f, mean_t, var_f, var_t, cov, lag_cov = g.sums[idx]
+        mean_f, sd_f, mean_t, slope, residual, lag_cov = g.draw_terms[idx]
         z0, z1 = self._two_normals()
-        sd_f = g.sd_fetched[idx]
         if g.rank > 1 and lag_cov > 0 and sd_f > 0:
             prev_sd = g.sd_fetched[g.schedule.index(g.rank - 1)]
             if prev_sd > 0:
@@ -161,8 +169,7 @@ class MomentRerank:
                 z0 = rho * g.z_fetched + math.sqrt(1.0 - rho * rho) * z0
         g.z_fetched = z0
         f = mean_f + sd_f * z0
-        t = mean_t + (cov / sd_f * z0 + math.sqrt(max(var_t - cov * cov / var_f, 0.0)) * z1 if sd_f > 0
-                      else math.sqrt(max(var_t, 0.0)) * z1)
+        t = mean_t + (slope * z0 + residual * z1 if sd_f > 0 else residual * z1)
         fetched = min(max(round(f), 0), heads * (self.k - 1))
         tail = min(max(round(t), heads if shift else 0), heads * shift)
         return fetched, tail

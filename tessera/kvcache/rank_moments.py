@@ -122,8 +122,8 @@ class RankMomentTable:
 def _interp_points(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lo, hi, t) of each x over an increasing grid (x clipped to its range): weight 1 - t on grid[lo], t on
     grid[hi]."""
-    x = np.clip(x, grid[0], grid[-1])
-    hi = np.clip(np.searchsorted(grid, x, side="right"), 1, len(grid) - 1)
+    x = np.minimum(np.maximum(x, grid[0]), grid[-1])  # np.clip's values, without its wrapper's cost
+    hi = np.minimum(np.maximum(np.searchsorted(grid, x, side="right"), 1), len(grid) - 1)
     lo = hi - 1
     return lo, hi, (x - grid[lo]) / (grid[hi] - grid[lo])
 

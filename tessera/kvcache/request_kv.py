@@ -409,6 +409,8 @@ class RequestKV(RequestRanks, QuietSteps):
     def _due_rows(self, step: int) -> np.ndarray:
         if not self._n_off or not self._is_ranked:
             return self._all_rows
+        if len(self._rows_by_interval) == 1:  # one rerank interval (FlexiCache's): its rows or none
+            return self._all_rows if step % self._only_interval == 0 else self._no_rows
         due = [rows for r, rows in self._rows_by_interval.items() if step % r == 0]
         if not due:
             return self._no_rows
