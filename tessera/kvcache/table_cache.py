@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import zipfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -44,33 +43,36 @@ def code_digest() -> str:
 
 
 def cached_arrays(key: str, names: tuple[str, ...], draw: Callable[[], dict]) -> dict:
-    """draw()'s arrays (a dict holding at least `names`), read from the cache when an entry for `key` is there,
-    else drawn and stored. `key` must determine the draw (settings and seeds)."""
+    """draw()'s arrays (a dict holding at least `names`, arrays of one shape), read from the cache when an entry for
+    `key` is there, else drawn and stored (one .npy of the arrays stacked in `names` order: ~0.1 ms to read). `key`
+    must determine the draw (settings and seeds)."""
     folder = cache_dir()
     if folder is None:
         return draw()
-    digest = hashlib.sha256(f"{code_digest()}|{key}".encode()).hexdigest()[:32]
-    path = folder / f"{digest}.npz"
+    digest = hashlib.sha256(f"{code_digest()}|{'|'.join(names)}|{key}".encode()).hexdigest()[:32]
+    path = folder / f"{digest}.npy"
     try:
-        with np.load(path, allow_pickle=False) as entry:
-            if set(names) <= set(entry.files):
-                return {name: entry[name] for name in names}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        stacked = np.load(path, allow_pickle=False)
+        if stacked.shape[0] == len(names):
+            return dict(zip(names, stacked))
+    except (OSError, ValueError, EOFError, IndexError):
         pass  # absent or unreadable: draw it (again)
     arrays = draw()
-    _store(path, {name: arrays[name] for name in names})
+    _store(path, np.stack([arrays[name] for name in names]))
     return arrays
 
 
-def _store(path: Path, arrays: dict) -> None:
+def _store(path: Path, stacked: np.ndarray) -> None:
     """Write atomically; a cache that cannot be written (read-only home, full disk) only costs the next draw."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", suffix=".npz", delete=False) as tmp:
-            np.savez(tmp, **arrays)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", suffix=".npy", delete=False) as tmp:
+            np.save(tmp, stacked)
         os.replace(tmp.name, path)
     except OSError:
-        try:
-            os.unlink(tmp.name)
-        except (OSError, NameError):
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp.name)
+            except OSError:
+                pass
