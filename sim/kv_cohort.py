@@ -1,8 +1,9 @@
-"""A KV-policy worker's decode cohort: its running requests in a quiet stretch (no rank due, no page filled), whose
-token counters, KV state and per-step cost terms advance lazily.
+"""A KV-policy worker's decode cohort: its running requests in a quiet stretch (no rank due), whose token counters,
+KV state and per-step cost terms advance lazily; the pages they fill meanwhile go to host without a step of their
+own.
 
-An iteration then costs O(requests that are not quiet this step), about 2 in 16 of the decoding ones with 16-token
-pages and a rank interval of 16 (a rank, a page filled), not O(running requests); sim/kv_cohort_steps.py drives it.
+An iteration then costs O(requests that rank this step, or fill a page), about 1 in 16 of the decoding ones each
+with 16-token pages and a rank interval of 16, not O(running requests); sim/kv_cohort_steps.py drives it.
 """
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ class KVDecodeCohort:
     page, the pages FCFS allocated for it then: it is in `starters` until that step), and an execution_s missing
     `log[seq.cohort_log:]`. It leaves before its first step that is not quiet (`events`) or after the step that
     samples its last token (`finishes`), whichever comes first; each member has one entry in one of the two heaps.
+    Its stretch runs across the pages it fills (quiet_stretch(through_pages=True)) unless page returns wait for
+    its copies: a member with a fill ahead has an entry in `fills` (its next fill step); the worker takes the fill
+    after that step (take_fills: the page to host, with the batch's page events) and the member goes on, its sums
+    on the next page's line and its page start reserved as a starter's.
 
     The members' attended and sparse tokens at cohort step s (1-based) are attended_a + attended_b * s and
     sparse_a + sparse_b * s, summed over members as exact integers; their MinMax scan is `scanned`.
@@ -43,6 +48,10 @@ class KVDecodeCohort:
         self.log: list[float] = []
         self.others: list[SeqState] = []
         self.starters: list[SeqState] = []  # members whose next step starts a page: FCFS allocates it (take_starts)
+        self.fills: list[tuple[int, int, SeqState]] = []  # (cohort step that fills a page, tie, member)
+        self.fill_of: dict[SeqState, int] = {}  # member -> its next fill step (entries in `fills` not matching: stale)
+        self.last_step: dict[SeqState, int] = {}  # member with fills ahead -> the last cohort step of its stretch
+        self._page = manager.pool.block_size
         self._tie = 0
 
     # ------------------------------------------------------------------------------------ membership
@@ -51,7 +60,8 @@ class KVDecodeCohort:
         if seq.num_generated == 0 or seq.num_tokens - seq.num_computed_tokens != 1:
             return False
         st = self._states[seq]
-        stretch = st.rk.quiet_stretch()
+        # through pages unless a page return waits for its copies (it would count pages by the lagging counters)
+        stretch = st.rk.quiet_stretch(through_pages=not st.shrink_pending)
         if stretch is None:
             return False
         if stretch.starts_page and st.shrink_pending:
@@ -74,10 +84,15 @@ class KVDecodeCohort:
             self.starters.append(seq)
         self._tie += 1
         finish = base + seq.max_output_tokens - seq.num_generated
-        if finish <= base + stretch.steps:
+        last = base + stretch.steps
+        if finish <= last:
             heappush(self.finishes, (finish, self._tie, seq))
         else:
-            heappush(self.events, (base + stretch.steps + 1, self._tie, seq))
+            heappush(self.events, (last + 1, self._tie, seq))
+        if stretch.fill_at and base + stretch.fill_at < finish:  # a fill at its last step copies nothing
+            self.fill_of[seq] = base + stretch.fill_at
+            self.last_step[seq] = last
+            heappush(self.fills, (base + stretch.fill_at, self._tie, seq))
         return True
 
     def _write_back(self, seq: SeqState) -> None:
@@ -90,6 +105,9 @@ class KVDecodeCohort:
         self.sparse_b -= sparse_b
         self.scanned -= scanned
         self.size -= 1
+        if self.fill_of:
+            self.fill_of.pop(seq, None)
+            self.last_step.pop(seq, None)
         seq.num_computed_tokens += k
         seq.num_generated += k
         # the step that samples the last token adds no token to compute
@@ -108,6 +126,42 @@ class KVDecodeCohort:
             self._write_back(seq)
             self.others.append(seq)
 
+    def take_fills(self) -> list[tuple[SeqState, int, int, int]]:
+        """Members whose step just taken (cohort step steps + 1) filled a page: the page goes to host (RequestKV
+        fill_page at the tokens they have now); each goes on to the next page, its sums on that page's line from
+        the next step and its page start reserved (a starter), unless its stretch ends there. Returns (member, D2H
+        bytes, host KV bytes, MinMax bytes) for the worker's after_step, which starts the copies in running order."""
+        fills, step, out = self.fills, self.steps + 1, []
+        while fills and fills[0][0] <= step:
+            f, tie, seq = heappop(fills)
+            if self.fill_of.get(seq) != f:
+                continue  # it left (a stale entry)
+            rk = self._states[seq].rk
+            tokens = rk.num_tokens + (f - seq.cohort_base)  # its stored counters are as of cohort step base
+            out.append((seq, *rk.fill_page(tokens)))
+            last = self.last_step[seq]
+            if f + 1 > last:  # it leaves before the next step (a rank): no page start or line to keep
+                del self.fill_of[seq], self.last_step[seq]
+                continue
+            attended, sparse, sparse_slope, scanned = rk.page_line(tokens + 1)
+            old_a, attended_b, old_sa, old_sb, old_scanned = self.terms[seq]
+            start = f + 1
+            new = (attended - attended_b * start, attended_b, sparse - sparse_slope * start, sparse_slope, scanned)
+            self.terms[seq] = new
+            self.attended_a += new[0] - old_a
+            self.sparse_a += new[2] - old_sa
+            self.sparse_b += sparse_slope - old_sb
+            self.scanned += scanned - old_scanned
+            self.starters.append(seq)
+            finish = seq.cohort_base + seq.max_output_tokens - seq.num_generated
+            nxt = f + self._page
+            if nxt <= last and nxt < finish:
+                self.fill_of[seq] = nxt
+                heappush(fills, (nxt, tie, seq))
+            else:
+                del self.fill_of[seq], self.last_step[seq]
+        return out
+
     def pop_finished(self) -> list[SeqState]:
         """Members that sampled their last token by now (cohort step `steps`), written back."""
         done, finishes = [], self.finishes
@@ -123,6 +177,7 @@ class KVDecodeCohort:
             self._write_back(seq)
         self.events.clear()
         self.finishes.clear()
+        self.fills.clear()
         self.others.clear()
         self.starters.clear()
         self.log.clear()

@@ -76,7 +76,8 @@ class KVCohortSteps:
         if cohort.size:
             cohort.log.append(duration)
         others = cohort.others
-        for seq in kv.after_step(batch):
+        fills = cohort.take_fills() if cohort.fills else None
+        for seq in kv.after_step(batch, fills):
             self.running.remove(seq)
             self.stalled.add(seq)
             others.remove(seq)

@@ -98,6 +98,10 @@ class _SeqKV:
         self.minmax_bytes = 0
 
 
+def _running_order_of_fill(fill: tuple) -> int:
+    return fill[0].running_order
+
+
 class KVManager(KVReloads):
     def __init__(self, env: simpy.Environment, policy: PlannedPolicy, kv_bytes_per_gpu: float, page_tokens: int,
                  link: Link | None, sim: KVSimConfig = KVSimConfig(), head_model: HeadModel | None = None,
@@ -291,10 +295,21 @@ class KVManager(KVReloads):
                 rk.set_pending_rank(totals)
         return True
 
-    def after_step(self, batch: ScheduledBatch) -> list:
-        """Apply the step's page events (before token counters advance); returns requests to stall."""
+    def after_step(self, batch: ScheduledBatch, fills: list | None = None) -> list:
+        """Apply the step's page events (before token counters advance); returns requests to stall. fills: (request,
+        D2H bytes, host KV bytes, MinMax bytes) of a KV decode cohort's members that filled a page this step
+        (sim/kv_cohort.py take_fills), taken with the batch's in running order (the order copies queue in)."""
         stall = []
+        if fills:
+            fills.sort(key=_running_order_of_fill)
+            pending = iter(fills)
+            fill = next(pending)
+        else:
+            fill = None
         for seq, n in zip(batch.seqs, batch.num_scheduled_tokens):
+            while fill is not None and fill[0].running_order < seq.running_order:
+                self._take_fill(*fill)
+                fill = next(pending, None)
             st = self._states[seq]
             samples = seq.num_computed_tokens + n == seq.num_tokens
             s, st.step = st.step, None
@@ -322,7 +337,18 @@ class KVManager(KVReloads):
                 stall.append(seq)
                 self._reload(seq, st, s.h2d_bytes)
             self._reconcile(seq, st, s.device_pages)  # the summary's count is the request's now
+        while fill is not None:
+            self._take_fill(*fill)
+            fill = next(pending, None)
         return stall
+
+    def _take_fill(self, seq, d2h_bytes: int, host_bytes: int, minmax_bytes: int) -> None:
+        """A cohort member's fill step: after_step for it (its device pages do not change, nothing else moves)."""
+        st = self._states[seq]
+        self._set_host(st, host_bytes, minmax_bytes)
+        if d2h_bytes:
+            st.d2h_bytes += d2h_bytes
+            self._d2h(st, d2h_bytes)
 
     # ------------------------------------------------------------------------------------ copies
     def _d2h(self, st: _SeqKV, num_bytes: int) -> None:

@@ -99,8 +99,8 @@ def test_stalled_requests_do_not_decode_during_their_reload():
         decoded.append((cluster.env.now, {s.request_id for s in batch.seqs} | members))
         return shape_fn(batch, shape, *cohort_terms, **decoding)
 
-    def after_step(batch):
-        stalled = after_fn(batch)
+    def after_step(batch, fills=None):
+        stalled = after_fn(batch, fills)
         for seq in stalled:
             intervals.setdefault(seq.request_id, []).append([cluster.env.now, math.inf])
         return stalled

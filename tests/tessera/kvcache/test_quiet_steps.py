@@ -99,3 +99,55 @@ def test_skip_quiet_equals_stepping():
     assert skipped.summary() == stepped.summary()
     assert (skipped.num_tokens, skipped.decode_step) == (stepped.num_tokens, stepped.decode_step)
     assert skipped.on_decode_step() == stepped.on_decode_step()
+
+
+@pytest.mark.parametrize("mode", ["pages", "sampled", "moments"])
+@pytest.mark.parametrize("prompt", [3000, 17_000])
+def test_a_stretch_through_pages_matches_the_full_steps(mode, prompt):
+    # FlexiCache with a rank every 64 steps: stretches span pages. Each step's counts follow the first line up to
+    # fill_at, then page_line's from each page start; each fill step copies what fill_page says; nothing else moves
+    policy = make_policy("flexicache", LLAMA, rerank_interval=64)
+    rk = policy.new_request(11, prompt, HEADS.behaviour(11), track_pages=False)
+    if mode == "sampled":
+        rk.use_sampled_reranks()
+    elif mode == "moments":
+        rk.use_moment_reranks(8192, HEADS.seed)
+    rk.quiet_fast_path = False
+    rk.on_prefill_done()
+    lazy = policy.new_request(11, prompt, HEADS.behaviour(11), track_pages=False)  # a twin for fill_page
+    if mode == "sampled":
+        lazy.use_sampled_reranks()
+    elif mode == "moments":
+        lazy.use_moment_reranks(8192, HEADS.seed)
+    lazy.quiet_fast_path = False
+    lazy.on_prefill_done()
+    fills = stretches = 0
+    for _ in range(300):
+        for r in (rk, lazy):
+            if r.is_reloading:
+                r.on_reload_done()
+        rk.quiet_fast_path = True
+        stretch = rk.quiet_stretch(through_pages=True)
+        rk.quiet_fast_path = False
+        if stretch is None or not stretch.fill_at:
+            assert rk.on_decode_step() == lazy.on_decode_step()
+            continue
+        stretches += 1
+        line = (stretch.attended, stretch.sparse, stretch.sparse_slope, stretch.scanned)
+        start, tokens0 = 1, rk.num_tokens
+        for j in range(1, stretch.steps + 1):
+            s = rk.on_decode_step()
+            attended, sparse, slope, scanned = line
+            assert s.attended_tokens == attended + (j - start) * stretch.attended_slope
+            assert s.sparse_tokens == sparse + (j - start) * slope and s.minmax_bytes_scanned == scanned
+            assert not s.h2d_bytes and not s.num_promoted_pages and not s.is_reloading
+            if (j - stretch.fill_at) % 16 == 0 and j >= stretch.fill_at:
+                fills += 1
+                d2h, host, minmax = lazy.fill_page(tokens0 + j)
+                assert (s.d2h_bytes, s.host_kv_bytes, s.minmax_bytes) == (d2h, host, minmax) and d2h > 0
+                line, start = lazy.page_line(tokens0 + j + 1), j + 1
+            else:
+                assert not s.d2h_bytes
+        lazy.skip_quiet(stretch.steps)
+        assert lazy.summary() == rk.summary()
+    assert stretches > 3 and fills > 2 * stretches
