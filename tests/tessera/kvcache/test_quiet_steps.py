@@ -26,8 +26,9 @@ def mixed_policy() -> PlannedPolicy:
     return PlannedPolicy(dataclasses.replace(plan, policy="mixed", mode=mode, sink_pages=1, window_pages=8))
 
 
-def new_request(policy: str, request_id: int, prompt: int, mode: str):
-    planned = mixed_policy() if policy == "mixed" else make_policy(policy, LLAMA)
+def new_request(policy: str | PlannedPolicy, request_id: int, prompt: int, mode: str):
+    planned = policy if isinstance(policy, PlannedPolicy) else (
+        mixed_policy() if policy == "mixed" else make_policy(policy, LLAMA))
     rk = planned.new_request(request_id, prompt, HEADS.behaviour(request_id), track_pages=False)
     if mode == "sampled":
         rk.use_sampled_reranks()
@@ -107,20 +108,7 @@ def test_a_stretch_through_pages_matches_the_full_steps(mode, prompt):
     # FlexiCache with a rank every 64 steps: stretches span pages. Each step's counts follow the first line up to
     # fill_at, then page_line's from each page start; each fill step copies what fill_page says; nothing else moves
     policy = make_policy("flexicache", LLAMA, rerank_interval=64)
-    rk = policy.new_request(11, prompt, HEADS.behaviour(11), track_pages=False)
-    if mode == "sampled":
-        rk.use_sampled_reranks()
-    elif mode == "moments":
-        rk.use_moment_reranks(8192, HEADS.seed)
-    rk.quiet_fast_path = False
-    rk.on_prefill_done()
-    lazy = policy.new_request(11, prompt, HEADS.behaviour(11), track_pages=False)  # a twin for fill_page
-    if mode == "sampled":
-        lazy.use_sampled_reranks()
-    elif mode == "moments":
-        lazy.use_moment_reranks(8192, HEADS.seed)
-    lazy.quiet_fast_path = False
-    lazy.on_prefill_done()
+    rk, lazy = (new_request(policy, 11, prompt, mode) for _ in range(2))  # lazy: a twin for fill_page
     fills = stretches = 0
     for _ in range(300):
         for r in (rk, lazy):
