@@ -98,10 +98,8 @@ def batch_frame(run: ClusterRun) -> pd.DataFrame:
         if log is None:
             raise ValueError("batch records were not kept: call tessera.sim.batch_log.enable_batch_log(cluster) "
                              "before cluster.run (output.batch_log=true)")
-        parts.append(pd.DataFrame({"worker": np.full(len(log), w.worker_id), "t_s": log.t_s,
-                                   "duration_s": log.duration_s, "prefill_tokens": log.prefill_tokens,
-                                   "decode_seqs": log.decode_seqs, "kv_tokens_read": log.kv_tokens_read,
-                                   "preemptions": log.preemptions}))
+        parts.append(pd.DataFrame({"worker": np.full(len(log), w.worker_id),
+                                   **{name: np.array(getattr(log, name)) for name in BATCH_COLUMNS if name != "worker"}}))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(BATCH_COLUMNS))
     return frame.astype(BATCH_COLUMNS)
 
