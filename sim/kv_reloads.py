@@ -5,7 +5,8 @@ A reloading request misses the iterations that start before its copy lands, so n
 changes (the request back in `running`, its held pages returned) until the worker's next step, which comes after
 every copy it started earlier that ends by then (they were booked before that step's event): taking them there, at
 their own times, gives the same run as one event each (quiet_reloads=False keeps those events, the tests' reference).
-An idle worker waits on one event placed where the earliest landing's own event would have been.
+An idle worker waits on one event placed where the earliest landing's own event would have been. A worker that
+waits for its GPUs (replicas sharing one) takes the landings due when it gets them, before it schedules.
 """
 from __future__ import annotations
 
@@ -41,10 +42,14 @@ class KVReloads:
 
     def arm_landings(self) -> None:
         """Before the worker idles: an event where the earliest pending landing's event would be, taking it (and
-        any due with it) and waking the worker as that event would have."""
+        any due with it) and waking the worker as that event would have. The worker took every landing due by now
+        (land_reloads) since it last waited for anything."""
         if not self._landings or self._armed == self._landings[0][1]:
             return
         end, eid, _ = self._landings[0]
+        if end <= self.env.now:
+            raise RuntimeError(f"worker {self.worker.worker_id}: a reload that landed at {end} was not taken before "
+                               f"it idles at {self.env.now}")
         self._armed = eid
 
         def fire(_event) -> None:

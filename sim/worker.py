@@ -270,6 +270,8 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
                 request = lane.request()
                 yield request
                 held.append((lane, request))
+            if kv._landings:
+                kv.land_reloads()  # reloads that landed while the worker waited for its GPUs
         try:
             batch = self._scheduler_kv().schedule(self.waiting, self.running, self.pool)
             self._record_usage()

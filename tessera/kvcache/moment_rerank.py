@@ -77,7 +77,9 @@ class MomentRerank:
         self._next_normal = 0
 
     def reset(self) -> None:
-        """Preempted or finished: the next rank is a first one again."""
+        """Preempted or finished: the next rank is a first one again. The normals drawn ahead stay: they are the
+        rng's next values either way (an exact first rank after a drawn one would see the rng ahead by up to a
+        block, but a request's first-rank page count only grows, so it never ranks exactly after a drawn rank)."""
         self.exact = None
         for g in self.groups:
             g.rank, g.schedule, g.sums, g.sd_fetched, g.draw_terms, g.z_fetched = 0, None, None, None, None, 0.0

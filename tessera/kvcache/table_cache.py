@@ -1,9 +1,9 @@
 """On-disk cache of the moments mode's tables (tessera/kvcache/rank_moments.py), as Vidur caches its trained
 runtime predictors: a grid point's moments are drawn once per machine, then read back (~1 ms instead of ~9 ms each).
 
-An entry's name hashes everything that fixes its draws: the table's settings and grid point, and the source of the
-modules whose code draws them (rank_moments.py, sampled_rerank.py, head_model.py), so an edit to that code misses
-the old entries instead of reading them. Entries are written atomically (parallel sweep jobs may share the folder);
+An entry's name hashes everything that fixes its draws: the table's settings and grid point, the source of the
+modules whose code draws them (rank_moments.py, sampled_rerank.py, head_model.py) and numpy's version, so an edit to
+that code or another numpy misses the old entries instead of reading them. Entries are written atomically (parallel sweep jobs may share the folder);
 one that does not read back (truncated, foreign) is drawn again and rewritten. TESSERA_CACHE_DIR sets the folder
 (default $XDG_CACHE_HOME/tessera or ~/.cache/tessera); TESSERA_CACHE_DIR=off draws every table in memory only.
 """
@@ -34,9 +34,10 @@ def cache_dir() -> Path | None:
 
 @lru_cache(maxsize=1)
 def code_digest() -> str:
-    """A digest of the source that draws the tables (an edit to it changes every entry's name)."""
+    """A digest of what draws the tables: their modules' source and numpy's version (its Generator streams may
+    change between versions); a change to either changes every entry's name."""
     here = Path(__file__).resolve().parent
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"numpy {np.__version__}".encode())
     for name in DRAW_MODULES:
         h.update((here / name).read_bytes())
     return h.hexdigest()[:16]

@@ -1,6 +1,8 @@
 """The KV decode cohort (sim/kv_cohort.py) gives exactly the results of stepping every request through the
 scheduler and RequestKV.on_decode_step: requests, iterations, KV usage, PCIe copies, stalls and page counters, in
 every rerank mode (sampled mode's ranks drawn ahead over the batch, members included, consume the same stream)."""
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -13,7 +15,7 @@ from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router
 from tessera.sim.kv_setup import KVSetup, KVSimConfig
 from tessera.types import LinkSpec, Request, WorkerSpec
-from tests.sim.fakes import PCIE, LinearCost, worker_specs
+from tests.sim.fakes import PCIE, TINY_GPU, TINY_MODEL, LinearCost, worker_specs
 from tests.sim.helpers import assert_same, recorded_run
 
 TINY_PARAMS = {"flexicache": {"topk_pages": 4, "rerank_interval": 4}, "flexicache_adaptive": {"topk_pages": 4},
@@ -157,3 +159,36 @@ def test_reloads_taken_at_the_workers_steps_equal_one_event_each(reqs, max_seqs,
         KVReloads.quiet_reloads = True
     assert_same(quiet, evented)
     assert kv_results(worker) == kv_results(reference)
+
+
+def shared_gpu_run(reqs, cohort, mode, link):
+    """Two FlexiCache replicas on one GPU (co-resident, as MoA places experts): each waits for the GPU's compute
+    lane before its step."""
+    big = dataclasses.replace(TINY_GPU, hbm_bytes=1e7)
+    specs = [WorkerSpec(worker_id=i, gpu=big, model=TINY_MODEL, tp=1, gpu_ids=(0,), kv_bytes_per_gpu=256 * 16 * 45)
+             for i in range(2)]
+    kv = KVSetup("flexicache", TINY_PARAMS["flexicache"], KVSimConfig(rerank_mode=mode))
+    cluster = Cluster(specs, lambda s: LinearCost(),
+                      SchedulerConfig(max_num_seqs=4, max_num_batched_tokens=64, chunked_prefill=True),
+                      MemoryConfig(0.9, 0.0), make_router("round_robin"), host_link=link, kv=kv, decode_cohort=cohort)
+    frames, run = recorded_run(cluster, [Request(i, t, p, o) for i, (t, p, o) in enumerate(sorted(reqs))])
+    return frames, run.workers
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reqs=st.lists(st.tuples(st.floats(0, 0.3), st.integers(1, 700), st.integers(1, 90)), min_size=2, max_size=12),
+       mode=st.sampled_from(["pages", "moments"]), cohort=st.booleans(), link=st.sampled_from([PCIE, SLOW_PCIE]))
+def test_reloads_land_the_same_for_replicas_sharing_a_gpu(reqs, mode, cohort, link):
+    """A replica that waits for its shared GPU takes the reloads that landed meanwhile before it schedules, as one
+    event per reload would have run them (it used to schedule without them, or fail to idle)."""
+    from tessera.sim.kv_reloads import KVReloads
+
+    quiet, workers = shared_gpu_run(reqs, cohort, mode, link)
+    KVReloads.quiet_reloads = False
+    try:
+        evented, reference = shared_gpu_run(reqs, cohort, mode, link)
+    finally:
+        KVReloads.quiet_reloads = True
+    assert_same(quiet, evented)
+    for a, b in zip(workers, reference):
+        assert kv_results(a) == kv_results(b)
