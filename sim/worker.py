@@ -143,16 +143,28 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         seq.finish_s = math.nan
         self.on_finish(seq)
 
-    def _reject_unresumable(self, preempted: list[SeqState]) -> None:
-        """Without chunked prefill a preempted request whose tokens outgrew the step budget could never be
-        recomputed (it would block the queue forever): reject it, as vLLM does."""
+    def _reject_unresumable(self, preempted: list[SeqState]) -> int:
+        """A preempted request that could never be recomputed would block the queue forever: reject it, as vLLM
+        does a prompt too long for its KV cache. Without chunked prefill, its tokens outgrew the step budget; under
+        a KV policy, recomputing them needs more head-pages than the pool admits (admission counted the prompt and
+        the policy's steady state, but a recompute holds every token's pages until its prefill ends). Returns how
+        many it rejected (the caller plans the step again: a rejected head of the queue held the others back)."""
         config = getattr(self.scheduler, "config", None)
+        rejected = 0
         for seq in preempted:
             reason = prefill_limit_rejection(seq.num_tokens, config, preempted=True)
+            if reason is None and self.kv is not None:
+                need = self.pool.blocks_needed(seq, seq.num_tokens)
+                if need > self.max_admissible_blocks:
+                    reason = (f"rejected: was preempted after {seq.num_tokens:,} tokens and recomputing them needs "
+                              f"{need:,} KV head-pages, the pool admits at most {self.max_admissible_blocks:,}; "
+                              f"{KV_FIX}")
             if reason is not None and seq in self.waiting:
                 self.waiting.remove(seq)
                 self.outstanding_tokens -= seq.num_prompt_tokens + seq.max_output_tokens
                 self._reject(seq, reason)
+                rejected += 1
+        return rejected
 
     def wake(self) -> None:
         """Pages came back or a request resumed: an idle loop re-plans."""
@@ -200,9 +212,9 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         if batch.preempted:
             self.num_preemptions += len(batch.preempted)
             self._mark_preempted(batch.preempted)
-            self._reject_unresumable(batch.preempted)
-        if not batch.seqs and not self.waiting and not self.running:
-            return  # every request left was rejected
+            rejected = self._reject_unresumable(batch.preempted)
+        if not batch.seqs and (rejected or not self.waiting and not self.running):
+            return  # a request the scheduler preempted was rejected: plan again without it (or nothing is left)
         if not batch.seqs:
             raise RuntimeError(
                 f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
@@ -277,7 +289,7 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
             self._record_usage()
             self.num_preemptions += len(batch.preempted)
             self._mark_preempted(batch.preempted)
-            self._reject_unresumable(batch.preempted)
+            rejected = self._reject_unresumable(batch.preempted)
             if batch.seqs:
                 now = env.now
                 self._mark_scheduled(batch.seqs, now)
@@ -295,6 +307,8 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
             for lane, request in held:
                 lane.release(request)
         if not batch.seqs:
+            if rejected:
+                return  # a request the scheduler preempted was rejected: plan again without it
             if not kv.has_pending():
                 raise RuntimeError(
                     f"worker {self.worker_id}: scheduler produced an empty batch with {len(self.waiting)} "
@@ -316,9 +330,9 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
             self._record_usage()
             self.num_preemptions += len(batch.preempted)
             self._mark_preempted(batch.preempted)
-            self._reject_unresumable(batch.preempted)
-            if not batch.seqs and not self.waiting and not self.running:
-                return  # every request left was rejected; the lanes are released below
+            rejected = self._reject_unresumable(batch.preempted)
+            if not batch.seqs and (rejected or not self.waiting and not self.running):
+                return  # a preempted request was rejected: plan again (or nothing is left); the lanes go below
             if not batch.seqs:
                 raise RuntimeError(f"worker {self.worker_id}: empty batch with {len(self.waiting)} waiting")
             now = self.env.now

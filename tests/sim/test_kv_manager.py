@@ -189,3 +189,18 @@ def test_pages_a_request_gives_back_wait_for_its_d2h_copies():
         at_a_copy_end += first is not None and first[0] == first[1]
     assert at_a_copy_end >= 1  # returned exactly when its last copy landed
     assert kv._deferred == 0
+
+
+def test_a_preempted_request_that_can_never_be_recomputed_is_rejected_naming_the_pool():
+    # a replica with a small share of its GPU: the 542-token request passes admission (prompt and FlexiCache's
+    # steady state fit) but is preempted once its pages outgrow the pool; recomputing 577 tokens would hold them all
+    # at once, more than the pool admits. It used to wait forever ("simulation stalled"); now it is rejected
+    from tests.sim.test_kv_cohort import SLOW_PCIE, shared_gpu_run
+
+    frames, workers = shared_gpu_run([(0.0, 1, 1), (0.0, 542, 36)], False, "pages", SLOW_PCIE)
+    requests = frames[0].set_index("request_id")
+    assert requests.loc[0, "status"] == "finished"
+    status = requests.loc[1, "status"]
+    assert status.startswith("rejected: was preempted after 577 tokens and recomputing them needs")
+    assert "KV head-pages, the pool admits at most" in status and "gpu_memory_utilization" in status
+    assert sum(w.num_preemptions for w in workers) >= 1
