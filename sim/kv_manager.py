@@ -45,11 +45,11 @@ from tessera.kvcache.rerank_batch import draw_ranks
 from tessera.kvcache.request_kv import RequestKV
 from tessera.kvcache.summary import StepSummary
 from tessera.sim.admission import KV_FIX
+from tessera.sim.kv_copies import KVCopies
 from tessera.sim.kv_pool import HeadPagePool
 from tessera.sim.kv_reloads import KVReloads
 from tessera.sim.kv_setup import KVSimConfig
 from tessera.sim.link import Link
-from tessera.sim.timeouts import timeout_at_place
 
 if TYPE_CHECKING:
     from tessera.sim.worker import Worker
@@ -102,7 +102,7 @@ def _running_order_of_fill(fill: tuple) -> int:
     return fill[0].running_order
 
 
-class KVManager(KVReloads):
+class KVManager(KVCopies, KVReloads):
     def __init__(self, env: simpy.Environment, policy: PlannedPolicy, kv_bytes_per_gpu: float, page_tokens: int,
                  link: Link | None, sim: KVSimConfig = KVSimConfig(), head_model: HeadModel | None = None,
                  tp: int = 1) -> None:
@@ -351,33 +351,6 @@ class KVManager(KVReloads):
             self._d2h(st, d2h_bytes)
 
     # ------------------------------------------------------------------------------------ copies
-    def _d2h(self, st: _SeqKV, num_bytes: int) -> None:
-        """Start a D2H copy. It needs no event: only a page return deferred behind it waits for it (_defer_shrink)."""
-        st.d2h_end, st.d2h_eid = self.link.start_quiet(num_bytes / self.shards, "d2h")
-
-    def _d2h_in_flight(self, st: _SeqKV) -> bool:
-        """The request's last D2H copy (so all of them) lands after now. (One landing now is taken as landed: the
-        other events now, whichever order they ran in, leave the worker's next step the same.)"""
-        return st.d2h_end > self.env.now
-
-    def _defer_shrink(self, seq, st: _SeqKV) -> None:
-        """The pages the request no longer keeps go back when its last D2H copy lands: an event where that copy's
-        landing event would be (and again behind a later copy started meanwhile)."""
-        epoch, eid = st.epoch, st.d2h_eid
-
-        def landed(_event) -> None:
-            if st.epoch != epoch or not st.shrink_pending:
-                return
-            if st.d2h_eid != eid:
-                self._defer_shrink(seq, st)
-                return
-            st.shrink_pending = False
-            self._deferred -= 1
-            self._reconcile(seq, st)
-            self.worker.wake()
-
-        timeout_at_place(self.env, st.d2h_end, eid).callbacks.append(landed)
-
     def order_of(self, seq) -> int:
         return self._states[seq].order
 
@@ -394,22 +367,6 @@ class KVManager(KVReloads):
         return self.num_stalled > 0 or self._deferred > 0
 
     # ------------------------------------------------------------------------------- accounting
-    def _reconcile(self, seq, st: _SeqKV, device_pages: int | None = None) -> None:
-        """Grow or shrink the request's pool pages to its page state's device pages (given, or read from it); a
-        shrink waits for the request's D2H copies in flight (their pages are read until they land)."""
-        diff = (st.rk.device_pages if device_pages is None else device_pages) - seq.num_blocks
-        if diff > 0:
-            if not self.pool.grow(seq, diff):
-                raise AssertionError(f"request {seq.request_id} needs {diff} more head-pages than the scheduler "
-                                     f"reserved and the pool has only {self.pool.num_free_blocks} free")
-        elif diff < 0:
-            if not self._d2h_in_flight(st):
-                self.pool.shrink(seq, -diff)
-            elif not st.shrink_pending:
-                st.shrink_pending = True
-                self._deferred += 1
-                self._defer_shrink(seq, st)
-
     def _set_host(self, st: _SeqKV, host_bytes: int, minmax_bytes: int) -> None:
         """Host KV and MinMax bytes the request holds now (the reservations are their peaks)."""
         self.host_bytes += host_bytes - st.host_bytes
