@@ -49,8 +49,9 @@ class KVDecodeCohort:
         self.others: list[SeqState] = []
         self.starters: list[SeqState] = []  # members whose next step starts a page: FCFS allocates it (take_starts)
         self.fills: list[tuple[int, int, SeqState]] = []  # (cohort step that fills a page, tie, member)
-        self.fill_of: dict[SeqState, int] = {}  # member -> its next fill step (entries in `fills` not matching: stale)
-        self.last_step: dict[SeqState, int] = {}  # member with fills ahead -> the last cohort step of its stretch
+        # member with fills ahead -> (its next fill step, the last cohort step of its stretch); an entry in `fills`
+        # whose step does not match is stale
+        self.fills_ahead: dict[SeqState, tuple[int, int]] = {}
         self._page = manager.pool.block_size
         self._tie = 0
 
@@ -90,8 +91,7 @@ class KVDecodeCohort:
         else:
             heappush(self.events, (last + 1, self._tie, seq))
         if stretch.fill_at and base + stretch.fill_at < finish:  # a fill at its last step copies nothing
-            self.fill_of[seq] = base + stretch.fill_at
-            self.last_step[seq] = last
+            self.fills_ahead[seq] = (base + stretch.fill_at, last)
             heappush(self.fills, (base + stretch.fill_at, self._tie, seq))
         return True
 
@@ -105,9 +105,8 @@ class KVDecodeCohort:
         self.sparse_b -= sparse_b
         self.scanned -= scanned
         self.size -= 1
-        if self.fill_of:
-            self.fill_of.pop(seq, None)
-            self.last_step.pop(seq, None)
+        if self.fills_ahead:
+            self.fills_ahead.pop(seq, None)
         seq.num_computed_tokens += k
         seq.num_generated += k
         # the step that samples the last token adds no token to compute
@@ -134,14 +133,15 @@ class KVDecodeCohort:
         fills, step, out = self.fills, self.steps + 1, []
         while fills and fills[0][0] <= step:
             f, tie, seq = heappop(fills)
-            if self.fill_of.get(seq) != f:
+            ahead = self.fills_ahead.get(seq)
+            if ahead is None or ahead[0] != f:
                 continue  # it left (a stale entry)
             rk = self._states[seq].rk
             tokens = rk.num_tokens + (f - seq.cohort_base)  # its stored counters are as of cohort step base
             out.append((seq, *rk.fill_page(tokens)))
-            last = self.last_step[seq]
+            last = ahead[1]
             if f + 1 > last:  # it leaves before the next step (a rank): no page start or line to keep
-                del self.fill_of[seq], self.last_step[seq]
+                del self.fills_ahead[seq]
                 continue
             attended, sparse, sparse_slope, scanned = rk.page_line(tokens + 1)
             old_a, attended_b, old_sa, old_sb, old_scanned = self.terms[seq]
@@ -156,10 +156,10 @@ class KVDecodeCohort:
             finish = seq.cohort_base + seq.max_output_tokens - seq.num_generated
             nxt = f + self._page
             if nxt <= last and nxt < finish:
-                self.fill_of[seq] = nxt
+                self.fills_ahead[seq] = (nxt, last)
                 heappush(fills, (nxt, tie, seq))
             else:
-                del self.fill_of[seq], self.last_step[seq]
+                del self.fills_ahead[seq]
         return out
 
     def pop_finished(self) -> list[SeqState]:

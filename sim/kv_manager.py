@@ -73,7 +73,7 @@ def minmax_share(plan: HeadPlan, avg_tokens: int) -> float:
 class _SeqKV:
     """The manager's per-request state: its RequestKV, copies in flight and counters for the results."""
 
-    __slots__ = ("rk", "epoch", "d2h_end", "d2h_eid", "shrink_pending", "order", "step", "reserved", "host_bytes",
+    __slots__ = ("rk", "epoch", "d2h_end", "d2h_eid", "shrink_pending", "step", "reserved", "host_bytes",
                  "minmax_reserved", "host_reserved", "h2d_bytes", "d2h_bytes", "stall_s", "num_reloads",
                  "promoted_pages", "stalled_at", "minmax_bytes")
 
@@ -83,7 +83,6 @@ class _SeqKV:
         self.d2h_end = 0.0  # the last D2H copy's end time and landing place (copies land in start order)
         self.d2h_eid = 0
         self.shrink_pending = False
-        self.order = 0
         self.step: StepSummary | None = None
         self.reserved = False
         self.host_bytes = 0
@@ -263,7 +262,7 @@ class KVManager(KVCopies, KVReloads):
             else:
                 computed = seq.num_computed_tokens
                 if computed == 0:
-                    st.order = seq.running_order = next(self._order)  # admitted now: FCFS appends it to `running`
+                    seq.running_order = next(self._order)  # admitted now: FCFS appends it to `running`
                 prefill_tokens += n
                 prefill_seqs += 1
                 prefill_pairs += n * computed + n * (n + 1) / 2
@@ -349,18 +348,6 @@ class KVManager(KVCopies, KVReloads):
         if d2h_bytes:
             st.d2h_bytes += d2h_bytes
             self._d2h(st, d2h_bytes)
-
-    # ------------------------------------------------------------------------------------ copies
-    def order_of(self, seq) -> int:
-        return self._states[seq].order
-
-    def request_kv(self, seq) -> RequestKV:
-        """The request's page state (a KV decode cohort member's is as of its last write-back)."""
-        return self._states[seq].rk
-
-    def shrink_pending(self, seq) -> bool:
-        """The request holds pages it no longer keeps, returned when its D2H copies in flight land."""
-        return self._states[seq].shrink_pending
 
     def has_pending(self) -> bool:
         """Something in flight will free pages or return a request (a worker with no batch waits for it)."""

@@ -67,4 +67,4 @@ class KVReloads:
         self._reconcile(seq, st)
         st.stall_s += end - st.stalled_at
         self.num_stalled -= 1
-        self.worker.resume(seq, st.order)
+        self.worker.resume(seq)

@@ -27,7 +27,6 @@ class Link:
         # each direction serves its copies one at a time in request order (FIFO): a copy starts when the one before
         # it ends, so its times are known when it is requested; one timeout per copy, no queue of SimPy requests
         self._free_at = {d: 0.0 for d in DIRECTIONS}
-        self._latency_s, self._bandwidth_Bps = spec.latency_s, spec.bandwidth_Bps
         self.bytes_moved = {d: 0.0 for d in DIRECTIONS}
         self.busy_s = {d: 0.0 for d in DIRECTIONS}
         self.log: TransferLog | None = None  # one entry per copy (output.batch_log); set by enable_batch_log
@@ -41,21 +40,16 @@ class Link:
 
     def transfer(self, num_bytes: float, direction: str):
         """SimPy process: move `num_bytes` in `direction` ('h2d' or 'd2h'); returns the finish time."""
-        end = yield self._queue(num_bytes, direction)
+        event, _ = self._queue(num_bytes, direction)
+        end = yield event
         return end
 
     def start(self, num_bytes: float, direction: str, on_landed: Callable[[], None]) -> tuple[float, int]:
         """Queue a copy now, as transfer() does, without a process: `on_landed` runs when it lands (one event per
-        copy, one callback). Returns its end time and its landing event's id (its place among simultaneous events)."""
-        start, duration, end = self._book(num_bytes, direction)
-        eid = next(self.env._eid)
-
-        def landed(_event) -> None:
-            self._count(start, duration, direction, num_bytes, end, eid)
-            on_landed()
-
-        timeout_at_place(self.env, end, eid).callbacks.append(landed)
-        return end, eid
+        copy). Returns its end time and its landing event's id (its place among simultaneous events)."""
+        event, eid = self._queue(num_bytes, direction)
+        event.callbacks.append(lambda _event: on_landed())
+        return event._value, eid
 
     def start_quiet(self, num_bytes: float, direction: str) -> tuple[float, int]:
         """Queue a copy whose landing needs no callback: no event (it is counted when settled). Returns its end
@@ -73,14 +67,15 @@ class Link:
         """Count the quiet copies that landed by `until` (the run's end): what their events would have counted."""
         self._settle(until, float("inf"))
 
-    def _queue(self, num_bytes: float, direction: str) -> simpy.Event:
-        """The event of a copy queued now behind the direction's earlier ones; at its end it counts the copy."""
+    def _queue(self, num_bytes: float, direction: str) -> tuple[simpy.Event, int]:
+        """The event of a copy queued now behind the direction's earlier ones, and its id; at its end it counts the
+        copy."""
         start, duration, end = self._book(num_bytes, direction)
         eid = next(self.env._eid)
         event = timeout_at_place(self.env, end, eid)
         event._value = end
         event.callbacks.append(lambda _event: self._count(start, duration, direction, num_bytes, end, eid))
-        return event
+        return event, eid
 
     def _book(self, num_bytes: float, direction: str) -> tuple[float, float, float]:
         """(start, duration, end) of a copy queued now behind the direction's earlier ones (FIFO)."""
@@ -91,7 +86,7 @@ class Link:
             raise ValueError(f"transfer of {num_bytes} bytes: the size must be >= 0")
         now = self.env._now
         start = now if now > free_at else free_at
-        duration = self._latency_s + num_bytes / self._bandwidth_Bps  # transfer_time, inlined
+        duration = self.transfer_time(num_bytes)
         end = self._free_at[direction] = start + duration
         return start, duration, end
 

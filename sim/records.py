@@ -98,8 +98,8 @@ def batch_frame(run: ClusterRun) -> pd.DataFrame:
         if log is None:
             raise ValueError("batch records were not kept: call tessera.sim.batch_log.enable_batch_log(cluster) "
                              "before cluster.run (output.batch_log=true)")
-        parts.append(pd.DataFrame({"worker": np.full(len(log), w.worker_id),
-                                   **{name: np.array(getattr(log, name)) for name in BATCH_COLUMNS if name != "worker"}}))
+        columns = {name: np.array(getattr(log, name)) for name in BATCH_COLUMNS if name != "worker"}
+        parts.append(pd.DataFrame({"worker": np.full(len(log), w.worker_id), **columns}))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(BATCH_COLUMNS))
     return frame.astype(BATCH_COLUMNS)
 

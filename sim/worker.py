@@ -172,10 +172,10 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
             wakeup, self._wakeup = self._wakeup, None
             wakeup.succeed()
 
-    def resume(self, seq: SeqState, order: int) -> None:
+    def resume(self, seq: SeqState) -> None:
         """A stalled request's reload landed: back into `running` at its admission position."""
         self.stalled.discard(seq)
-        self.running.insert(bisect_left(self.running, order, key=RUNNING_ORDER), seq)
+        self.running.insert(bisect_left(self.running, seq.running_order, key=RUNNING_ORDER), seq)
         if self._kv_cohort is not None:
             self._kv_cohort.others.append(seq)
         self.wake()
@@ -209,6 +209,7 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         env = self.env
         batch = self.scheduler.schedule(self.waiting, self.running, self.pool)
         self._record_usage()
+        rejected = 0
         if batch.preempted:
             self.num_preemptions += len(batch.preempted)
             self._mark_preempted(batch.preempted)

@@ -97,11 +97,7 @@ class RankMomentTable:
     def pages_weights(self, first_pages: int) -> np.ndarray:
         """[N] interpolation weights of a first rank at `first_pages` pages, linear in 1 / pages (clipped)."""
         inverse = 1.0 / self.first_pages[::-1]  # increasing
-        (lo,), (hi,), (t,) = _interp_points(inverse, np.array([1.0 / first_pages]))
-        w = np.zeros(len(inverse))
-        w[lo] += 1.0 - t
-        w[hi] += t
-        return w[::-1]
+        return _interp_weights(inverse, np.array([1.0 / first_pages]))[0][::-1]
 
     def head_sums(self, churn_weights: np.ndarray, pages_weights: np.ndarray) -> np.ndarray:
         """[ranks, len(STATS)] the STATS summed over heads (independent: variances and covariances add)."""

@@ -3,9 +3,10 @@ runtime predictors: a grid point's moments are drawn once per machine, then read
 
 An entry's name hashes everything that fixes its draws: the table's settings and grid point, the source of the
 modules whose code draws them (rank_moments.py, sampled_rerank.py, head_model.py) and numpy's version, so an edit to
-that code or another numpy misses the old entries instead of reading them. Entries are written atomically (parallel sweep jobs may share the folder);
-one that does not read back (truncated, foreign) is drawn again and rewritten. TESSERA_CACHE_DIR sets the folder
-(default $XDG_CACHE_HOME/tessera or ~/.cache/tessera); TESSERA_CACHE_DIR=off draws every table in memory only.
+that code or another numpy misses the old entries instead of reading them. Entries are written atomically (parallel
+sweep jobs may share the folder); one that does not read back (truncated, foreign) is drawn again and rewritten.
+TESSERA_CACHE_DIR sets the folder (default $XDG_CACHE_HOME/tessera or ~/.cache/tessera); TESSERA_CACHE_DIR=off draws
+every table in memory only.
 """
 from __future__ import annotations
 

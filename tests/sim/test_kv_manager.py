@@ -105,9 +105,9 @@ def test_stalled_requests_do_not_decode_during_their_reload():
             intervals.setdefault(seq.request_id, []).append([cluster.env.now, math.inf])
         return stalled
 
-    def resume(seq, order):
+    def resume(seq):
         intervals[seq.request_id][-1][1] = cluster.env.now
-        resume_fn(seq, order)
+        resume_fn(seq)
 
     worker.kv.batch_shape, worker.kv.after_step, worker.resume = batch_shape, after_step, resume
     run = cluster.run(requests)

@@ -61,3 +61,16 @@ def test_batch_shapes_count_the_prompts_of_a_prefill_step(kvpolicy):
             host_link=PCIE, kv=kv).run(requests)
     assert shapes[0] == (63, 3, 0, 3)
     assert shapes[1][1:] == (0, 3, 3)
+
+
+def test_a_scheduler_that_schedules_nothing_is_reported_not_crashed_on():
+    # nothing preempted, nothing scheduled, a request waiting: the worker says so (it used to reach a variable set
+    # only when the scheduler preempted)
+    from tessera.interface import ScheduledBatch
+
+    cluster = Cluster(worker_specs(1), lambda s: LinearCost(), SchedulerConfig(), MemoryConfig(0.5, 0.0),
+                      make_router("round_robin"), host_link=PCIE, decode_cohort=False)
+    cluster.workers[0].scheduler.schedule = lambda waiting, running, pool: ScheduledBatch()
+    with pytest.raises(RuntimeError, match="simulation stalled with 1 unfinished") as stalled:
+        cluster.run([Request(0, 0.0, 32, 4)])
+    assert "scheduler produced an empty batch with 1 waiting" in str(stalled.value.__cause__)
