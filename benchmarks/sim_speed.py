@@ -8,15 +8,18 @@ simulate, write results) with decode spans vs one event per iteration, then the 
 sampled reranks (counts only, exact in distribution) vs moments (request totals from tabulated per-head moments,
 approximate), whole run (workload, simulation, results, the moments' tables) each, pages once and the others the best
 of --repeat; moments twice: drawing its tables (an empty on-disk table cache), then as a later process would, reading
-them back (tessera/kvcache/table_cache.py).
+them back (tessera/kvcache/table_cache.py). --baseline-commit [COMMIT] also runs the same workload on an older tree
+(by default the one issue 15 was filed against, whose page-id mode is the issue's "today"), installed apart from
+this one in a temporary folder, once, with that tree's defaults.
 Targets (issue 15): FlexiCache >= 1,000 requests per CPU-second and >= 100x the page-id mode; the command's whole run
 within 2x of the library run; the command >= 20x Vidur's whole run.
-Run: .venv/bin/python benchmarks/sim_speed.py [--kvpolicy flexicache] [--repeat 3]
+Run: .venv/bin/python benchmarks/sim_speed.py [--kvpolicy flexicache [--baseline-commit [COMMIT]]] [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import resource
 import subprocess
@@ -29,6 +32,7 @@ from tessera.cost import make_cost_model
 from tessera.hardware import gpu, host_link
 from tessera.memory import MemoryConfig
 from tessera.models import model
+from tessera.paths import REPO_ROOT
 from tessera.results import save_run, summarize
 from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, kv_usage_frame, make_router, request_frame
@@ -42,6 +46,9 @@ VIDUR_CMD = ("python -m vidur.main --replica_config_device h100 --replica_config
              "--replica_scheduler_config_type vllm --vllm_scheduler_config_batch_size_cap 256 "
              "--vllm_scheduler_config_max_tokens_in_batch 8192 --vllm_scheduler_config_block_size 16  "
              "# then: /usr/bin/time -f '%U user %S sys' on it")
+
+# The last commit before issue 15's work: its FlexiCache runs materialise page ids (the issue's "about a minute of CPU").
+ISSUE_15_FILED_COMMIT = "e004a5697c560be2a92a94d501fe56e36b1876b0"
 
 
 def child_cpu_s() -> float:
@@ -138,11 +145,44 @@ def flexicache_run(cfg, rerank_mode: str, args, out_dir: Path) -> dict:
     return row | {"cpu_s": time.process_time() - cpu0, "requests": len(requests)}
 
 
+def fail(message: str) -> None:
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+def commit_run(commit: str, args, tmp: Path) -> dict:
+    """The same workload on `commit`'s tree (benchmarks/flexicache_tree_run.py in a fresh process): the tree is taken
+    from git, installed without dependencies into a folder of its own and run with this environment's packages and
+    its own data and configs."""
+    tree, site = tmp / "baseline_tree", tmp / "baseline_site"
+    tree.mkdir()
+    try:
+        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", commit], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                        "--no-compile", "--target", str(site), str(tree)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = getattr(err, "stderr", b"") or b""
+        fail(f"--baseline-commit {commit}: could not take that tree from git and install it ({err}; "
+             f"{detail.decode(errors='replace').strip()[-400:]}); --baseline-commit needs a git checkout with that "
+             f"commit in its history (git fetch --unshallow)")
+    env = os.environ | {"PYTHONPATH": str(site), "TESSERA_DATA_DIR": str(tree / "data")}
+    before = child_cpu_s()
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("flexicache_tree_run.py")), str(tree / "conf"),
+                           str(args.num_requests), str(args.output_len), str(args.seed), str(tmp / "baseline_run")],
+                          env=env, cwd=tmp, capture_output=True, text=True)
+    if done.returncode != 0:
+        fail(f"--baseline-commit {commit}: its run failed (exit {done.returncode}):\n{done.stderr.strip()[-2000:]}")
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    if not row["tessera"].startswith(str(site)):
+        fail(f"--baseline-commit {commit}: the run imported {row['tessera']}, not the tree in {site}")
+    return row | {"process_cpu_s": child_cpu_s() - before}
+
+
 def flexicache(args, tmp: Path) -> None:
     from hydra import compose, initialize_config_dir
 
     from tessera.experiments.config import register_configs
-    from tessera.paths import REPO_ROOT
 
     register_configs()
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO_ROOT / "conf"), job_name="sim_speed"):
@@ -160,10 +200,13 @@ def flexicache(args, tmp: Path) -> None:
             runs.append(flexicache_run(cfg, mode, args, tmp / f"{label}{i}"))
         return min(runs, key=lambda r: r["cpu_s"])
 
+    baseline = commit_run(args.baseline_commit, args, tmp) if args.baseline_commit else None  # first: fails fast
     cache_setting = os.environ.get("TESSERA_CACHE_DIR")
     try:
         rows = {mode: best(mode, mode, True) for mode in ("pages", "sampled", "moments")}
         rows["moments, cached"] = best("moments", "moments_cached", False)  # as later processes: tables read back
+        if baseline:
+            rows[f"{baseline['rerank_mode']} @{args.baseline_commit[:7]}"] = baseline
     finally:
         if cache_setting is None:
             os.environ.pop("TESSERA_CACHE_DIR", None)
@@ -182,6 +225,12 @@ def flexicache(args, tmp: Path) -> None:
         rate = rows[mode]["requests"] / rows[mode]["cpu_s"]
         print(f"{mode} vs pages: {rows['pages']['cpu_s'] / rows[mode]['cpu_s']:.1f}x faster (target >= 100x); "
               f"{rate:.0f} req/cpu-s (target >= 1,000)")
+    if args.baseline_commit:
+        label, then = next((m, r) for m, r in rows.items() if "@" in m)
+        print(f"{label}: the tree of commit {args.baseline_commit} (one run, its own defaults; its whole process "
+              f"{then['process_cpu_s']:.2f} CPU s with imports)")
+        for mode in ("pages", "sampled", "moments", "moments, cached"):
+            print(f"{mode} vs {label}: {then['cpu_s'] / rows[mode]['cpu_s']:.1f}x faster (target >= 100x)")
     h2d = rows["pages"]["pcie_h2d_gb"]
     print("H2D GB vs pages: " + ", ".join(f"{m} {100 * (rows[m]['pcie_h2d_gb'] / h2d - 1):+.2f}%"
                                           for m in ("sampled", "moments", "moments, cached")))
@@ -197,9 +246,14 @@ def main() -> None:
     parser.add_argument("--num-requests", type=int, default=500, help="flexicache: requests (paper: 500)")
     parser.add_argument("--output-len", type=int, default=500, help="flexicache: output tokens per request")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline-commit", nargs="?", const=ISSUE_15_FILED_COMMIT, default=None,
+                        help="flexicache: also run the workload on this commit's tree (default when given alone: "
+                             f"{ISSUE_15_FILED_COMMIT[:7]}, the tree issue 15 was filed against)")
     parser.add_argument("--library-run", type=Path, default=None, help=argparse.SUPPRESS)  # one run, for timing
     parser.add_argument("--figure", action="store_true", help=argparse.SUPPRESS)  # the library run draws the CDF
     args = parser.parse_args()
+    if args.baseline_commit and args.kvpolicy != "flexicache":
+        parser.error("--baseline-commit compares FlexiCache runs: add --kvpolicy flexicache")
     if args.library_run is not None:
         full_kv_run(args.trace, True, args.library_run, figure=args.figure)
         return
