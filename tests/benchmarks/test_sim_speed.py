@@ -1,5 +1,6 @@
 """sim_speed.py's run of an older tree: the tree is installed apart and runs the benchmark's workload, or is refused."""
 import argparse
+import importlib.util
 import shutil
 import subprocess
 
@@ -10,12 +11,13 @@ from tessera.paths import REPO_ROOT
 
 
 def _has_git_history() -> bool:
-    if shutil.which("git") is None:
+    """git and this checkout's history, and setuptools to install a tree without build isolation."""
+    if shutil.which("git") is None or importlib.util.find_spec("setuptools") is None:
         return False
     return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True).returncode == 0
 
 
-needs_git = pytest.mark.skipif(not _has_git_history(), reason="needs the repository's git history")
+needs_git = pytest.mark.skipif(not _has_git_history(), reason="needs git, the repository's history and setuptools")
 ARGS = argparse.Namespace(num_requests=3, output_len=20, seed=0)
 
 
