@@ -204,6 +204,24 @@ def pr2192_rows(profile: EngineProfile) -> list[dict]:
     return out
 
 
+def mlc_rows(profile: EngineProfile) -> list[dict]:
+    """MLC llm-perf-bench's vLLM column (data/validation/mlc_llm_perf_bench_vllm): benchmark_latency of one prompt of
+    input_len tokens generating output_len at batch 1 with the Oct-2023 engine (eager); the latency of the generate
+    call is output_len / (tok/s)."""
+    out = []
+    table = pd.read_csv(data_path("validation", "mlc_llm_perf_bench_vllm", "measurements.csv"))
+    for row in table[table["split"] != "excluded"].itertuples():
+        batch = int(row.batch_size)
+        requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(batch)]
+        scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=batch,
+                                    max_num_batched_tokens=batch * int(row.input_len))
+        frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler)
+        out.append({"source": "mlc_llm_perf_bench_vllm", "split": row.split, "model": row.model, "gpu": row.gpu,
+                    "tp": int(row.tp), "metric": "e2e", "measured": int(row.output_len) / float(row.tok_per_s),
+                    "predicted": float(frame["finish_s"].max())})
+    return out
+
+
 def pr2221_row():
     """The fitted row of data/validation/vllm_pr2221 (the fixed run)."""
     return pd.read_csv(data_path("validation", "vllm_pr2221", "measurements.csv")).query("split == 'fitted'").iloc[0]

@@ -49,6 +49,12 @@ _GPUS = (
     # total global memory, 42,405,855,232 bytes (deviceQuery on an A100-SXM4-40GB node, Paderborn PC2 wiki
     # "NVIDIA A100 40GB with NVLINK"); no public nvidia-smi total found, so this one is the CUDA figure (what
     # torch.cuda.mem_get_info and vLLM read), a few hundred MiB below what nvidia-smi would list.
+    # NVIDIA A100 Tensor Core GPU datasheet (80GB PCIe): HBM2e 1,935 GB/s, BF16 312 TFLOPS (dense), 300 W. Without
+    # the optional NVLink bridge (pairs only), GPU-GPU traffic goes over PCIe Gen4 (data/validation/
+    # mlc_llm_perf_bench_vllm). Capacity: nvidia-smi dumps of "NVIDIA A100 80GB PCIe" in public notes list 81920MiB
+    # and a 300 W cap, the SXM4 card's total.
+    GPUSpec("A100-PCIe-80GB", hbm_bytes=81920 * MiB, hbm_bandwidth_Bps=1.935 * TB,
+            peak_bf16_flops=312 * TFLOPS, host_link="PCIe-Gen4-x16", peer_link="PCIe-Gen4-x16"),
     GPUSpec("A100-SXM-40GB", hbm_bytes=42405855232, hbm_bandwidth_Bps=1.555 * TB,
             peak_bf16_flops=312 * TFLOPS, host_link="PCIe-Gen4-x16", peer_link="NVLink3-SXM"),
     # NVIDIA H100 Tensor Core GPU datasheet (SXM): HBM3 3.35 TB/s, BF16 1,979 TFLOPS with sparsity
@@ -75,6 +81,7 @@ LINKS: dict[str, LinkSpec] = {lk.name: lk for lk in _LINKS}
 # Short names accepted by gpu(); keys are normalised (lower case, '_' and ' ' -> '-').
 _GPU_ALIASES = {
     "a100": "A100-SXM-80GB", "a100-80gb": "A100-SXM-80GB", "a100-sxm": "A100-SXM-80GB", "a100-40gb": "A100-SXM-40GB",
+    "a100-pcie": "A100-PCIe-80GB",
     "h100": "H100-SXM-80GB", "h100-80gb": "H100-SXM-80GB", "h100-sxm": "H100-SXM-80GB",
     "h100-nvl": "H100-NVL-94GB", "h200": "H200-SXM-141GB", "h200-141gb": "H200-SXM-141GB",
     "l40s": "L40S-48GB",

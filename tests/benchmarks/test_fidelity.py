@@ -4,14 +4,15 @@ import pytest
 
 from dataclasses import replace
 
-from benchmarks.fidelity_sources import (bench_table, lambda_rows, late_2023_graphs, load_profile, pr2192_rows,
-                                         pr2221_fixed_run, splitwise_rows, splitwise_table, static_batch)
+from benchmarks.fidelity_sources import (bench_table, lambda_rows, late_2023_graphs, load_profile, mlc_rows,
+                                         pr2192_rows, pr2221_fixed_run, splitwise_rows, splitwise_table,
+                                         static_batch)
 from tessera.hardware import gpu
 from tessera.models import model
 from tessera.paths import data_path
 
 SOURCES = ("nemo_trtllm_llama2", "flexicache_vllm_v1", "lambda_vllm_sharegpt", "llm_inference_bench_trtllm",
-           "splitwise_perf_model", "vllm_pr2221", "vllm_pr2192")
+           "splitwise_perf_model", "vllm_pr2221", "vllm_pr2192", "mlc_llm_perf_bench_vllm")
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -126,3 +127,19 @@ def test_the_pr2192_batch_is_held_out_and_simulated_with_the_dec_2023_engine():
     rows = pr2192_rows(eager)
     assert [(r["split"], r["metric"], r["measured"]) for r in rows] == [("held_out", "e2e", 16.37)]
     assert rows[0]["predicted"] == pytest.approx(19.59, abs=0.01)  # docs/fidelity.md: +19.6%
+
+
+def test_the_mlc_rows_are_held_out_eager_batch_one_runs_on_pcie_a100s():
+    table = pd.read_csv(data_path("validation", "mlc_llm_perf_bench_vllm", "measurements.csv"))
+    held = table[table["split"] == "held_out"]
+    assert set(held["gpu"]) == {"A100-PCIe-80GB"} and sorted(held["tp"]) == [2, 4, 8]
+    assert table.loc[table["split"] == "excluded", "why"].str.len().gt(0).all()  # every exclusion says why
+    eager = load_profile("vllm_v0_eager")
+    assert not eager.cuda_graphs  # the Oct-2023 commit predates vLLM's CUDA graphs
+    rows = mlc_rows(eager)
+    assert [(r["tp"], r["metric"]) for r in rows] == [(2, "e2e"), (4, "e2e"), (8, "e2e")]
+    assert rows[0]["measured"] == pytest.approx(256 / 15.27)  # the generate call: output_len / (tok/s)
+    # every one of the 255 decode steps costs at least the eager host floor of 80 layers, whatever the TP degree
+    floor = 255 * model("Llama-2-70B").num_layers * eager.host_launch_per_layer_s
+    assert all(r["predicted"] > floor for r in rows)
+    assert rows[1]["predicted"] == pytest.approx(7.146, abs=0.01)  # docs/fidelity.md: -50.8% at TP 4

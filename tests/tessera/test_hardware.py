@@ -6,8 +6,8 @@ from tessera.types import GB
 
 
 def test_catalog_lists_the_required_gpus_and_links():
-    assert set(list_gpus()) == {"A100-SXM-80GB", "A100-SXM-40GB", "H100-SXM-80GB", "H100-NVL-94GB",
-                                "H200-SXM-141GB", "L40S-48GB"}
+    assert set(list_gpus()) == {"A100-SXM-80GB", "A100-PCIe-80GB", "A100-SXM-40GB", "H100-SXM-80GB",
+                                "H100-NVL-94GB", "H200-SXM-141GB", "L40S-48GB"}
     assert {"PCIe-Gen4-x16", "PCIe-Gen5-x16"} <= set(list_links())
 
 
@@ -25,6 +25,7 @@ def test_nvlink_is_per_direction_half_of_the_datasheet_total():
     assert link("NVLink4-NVL-bridge").bandwidth_Bps == 300 * GB  # H100 NVL bridge: 600 GB/s total
     assert peer_link(gpu("A100")).name == "NVLink3-SXM"
     assert peer_link(gpu("H100-NVL")).name == "NVLink4-NVL-bridge"
+    assert peer_link(gpu("a100-pcie")).name == "PCIe-Gen4-x16"  # no NVLink bridge: TP traffic over PCIe
 
 
 def test_pcie_bandwidth_is_the_theoretical_per_direction_rate():
