@@ -222,6 +222,34 @@ def mlc_rows(profile: EngineProfile) -> list[dict]:
     return out
 
 
+def after_pr2221(profile: EngineProfile, graphs: bool) -> EngineProfile:
+    """vLLM v0 after PR #2221 (v0.2.7 on: no Ray control plane per token), with or without its decode graphs, from the
+    late-2023 profile; profiles without eager host costs (tessera_default) are returned unchanged."""
+    if profile.host_launch_per_layer_s == 0 and profile.control_per_token_s == 0:
+        return profile
+    profile = replace(profile, control_per_token_s=0.0)
+    return late_2023_graphs(profile) if graphs else profile
+
+
+def qwen2_rows(profile: EngineProfile) -> list[dict]:
+    """Qwen2's speed benchmark (data/validation/qwen2_speed_vllm042): one prompt of input_len tokens generating
+    output_len at batch 1 with vLLM 0.4.2 (after_pr2221, graphs unless enforce_eager) and vLLM's budget without chunked
+    prefill; the latency of the generate call is output_len / (tok/s)."""
+    out = []
+    table = pd.read_csv(data_path("validation", "qwen2_speed_vllm042", "measurements.csv"))
+    for row in table[table["split"] != "excluded"].itertuples():
+        requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(int(row.batch_size))]
+        scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256,
+                                    max_num_batched_tokens=max(int(row.max_model_len), 2048))
+        memory = MemoryConfig(gpu_memory_utilization=float(row.gpu_memory_utilization))
+        engine = after_pr2221(profile, graphs=not bool(row.enforce_eager))
+        frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), engine, scheduler, memory)
+        out.append({"source": "qwen2_speed_vllm042", "split": row.split, "model": row.model, "gpu": row.gpu,
+                    "tp": int(row.tp), "metric": "e2e", "measured": int(row.output_len) / float(row.tok_per_s),
+                    "predicted": float(frame["finish_s"].max()), "input_len": int(row.input_len)})
+    return out
+
+
 def pr2221_row():
     """The fitted row of data/validation/vllm_pr2221 (the fixed run)."""
     return pd.read_csv(data_path("validation", "vllm_pr2221", "measurements.csv")).query("split == 'fitted'").iloc[0]

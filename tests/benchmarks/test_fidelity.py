@@ -4,15 +4,16 @@ import pytest
 
 from dataclasses import replace
 
-from benchmarks.fidelity_sources import (bench_table, lambda_rows, late_2023_graphs, load_profile, mlc_rows,
-                                         pr2192_rows, pr2221_fixed_run, splitwise_rows, splitwise_table,
-                                         static_batch)
+from benchmarks.fidelity_sources import (after_pr2221, bench_table, lambda_rows, late_2023_graphs, load_profile,
+                                         mlc_rows, pr2192_rows, pr2221_fixed_run, qwen2_rows, splitwise_rows,
+                                         splitwise_table, static_batch)
 from tessera.hardware import gpu
 from tessera.models import model
 from tessera.paths import data_path
 
 SOURCES = ("nemo_trtllm_llama2", "flexicache_vllm_v1", "lambda_vllm_sharegpt", "llm_inference_bench_trtllm",
-           "splitwise_perf_model", "vllm_pr2221", "vllm_pr2192", "mlc_llm_perf_bench_vllm")
+           "splitwise_perf_model", "vllm_pr2221", "vllm_pr2192", "mlc_llm_perf_bench_vllm",
+           "qwen2_speed_vllm042")
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -143,3 +144,22 @@ def test_the_mlc_rows_are_held_out_eager_batch_one_runs_on_pcie_a100s():
     floor = 255 * model("Llama-2-70B").num_layers * eager.host_launch_per_layer_s
     assert all(r["predicted"] > floor for r in rows)
     assert rows[1]["predicted"] == pytest.approx(7.146, abs=0.01)  # docs/fidelity.md: -50.8% at TP 4
+
+
+def test_the_qwen2_rows_run_vllm_042_as_the_late_2023_profile_without_its_ray_control_plane():
+    eager, default = load_profile("vllm_v0_eager"), load_profile("tessera_default")
+    graphed, plain = after_pr2221(eager, graphs=True), after_pr2221(eager, graphs=False)
+    assert graphed.control_per_token_s == plain.control_per_token_s == 0.0 < eager.control_per_token_s
+    assert graphed.cuda_graphs and not plain.cuda_graphs and graphed.cpu_per_seq_s == eager.cpu_per_seq_s
+    assert after_pr2221(default, graphs=True) == default
+    table = pd.read_csv(data_path("validation", "qwen2_speed_vllm042", "measurements.csv"))
+    held = table[table["split"] == "held_out"]
+    assert (held["input_len"] <= held["max_model_len"]).all()  # longer inputs ran with an unstated setting
+    assert (table.loc[table["split"] == "excluded", "input_len"] > 32768).all()
+    rows = qwen2_rows(eager)
+    assert len(rows) == len(held) == 9 and {r["metric"] for r in rows} == {"e2e"}
+    assert rows[0]["measured"] == pytest.approx(2048 / 80.45)  # the generate call: output_len / (tok/s)
+    by = {(r["model"], r["tp"], r["input_len"]): r["predicted"] for r in rows}
+    # the same 2,048 steps take longer the longer the context they attend over
+    assert by[("Qwen2-7B-Instruct", 1, 1)] < by[("Qwen2-7B-Instruct", 1, 14336)] < by[("Qwen2-7B-Instruct", 1, 30720)]
+    assert by[("Qwen2-72B-Instruct", 4, 1)] == pytest.approx(53.61, abs=0.01)  # docs/fidelity.md: -21.4%
