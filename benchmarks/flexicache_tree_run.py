@@ -1,10 +1,5 @@
 """One FlexiCache offline-throughput run (benchmarks/sim_speed.py's workload) through whichever Tessera tree is
 imported, printed as one JSON line: sim_speed.py --baseline-commit runs it on an older tree, installed apart.
-
-It uses only what every tree since the FlexiCache experiments has (experiments/flexicache/common.py: spec_for,
-kv_setup, workload, simulate; tessera.results.save_run), and the tree's own defaults (its rerank mode included).
-CPU time counts what sim_speed.py's flexicache_run counts: run setup, workload, simulation and results, not imports.
-Run: python benchmarks/flexicache_tree_run.py CONF_DIR NUM_REQUESTS OUTPUT_LEN SEED OUT_DIR
 """
 from __future__ import annotations
 
@@ -14,6 +9,9 @@ import time
 
 
 def main() -> None:
+    """argv: CONF_DIR NUM_REQUESTS OUTPUT_LEN SEED OUT_DIR. Uses only what every tree since the FlexiCache experiments
+    has (experiments/flexicache/common.py, tessera.results.save_run) and the tree's own defaults (its rerank mode
+    too); CPU time counts what sim_speed.py's flexicache_run counts (setup, workload, simulation, results)."""
     conf_dir, num_requests, output_len, seed, out_dir = sys.argv[1:6]
     from hydra import compose, initialize_config_dir
 

@@ -49,14 +49,14 @@ _GPUS = (
     # total global memory, 42,405,855,232 bytes (deviceQuery on an A100-SXM4-40GB node, Paderborn PC2 wiki
     # "NVIDIA A100 40GB with NVLINK"); no public nvidia-smi total found, so this one is the CUDA figure (what
     # torch.cuda.mem_get_info and vLLM read), a few hundred MiB below what nvidia-smi would list.
-    # NVIDIA A100 Tensor Core GPU datasheet (80GB PCIe): HBM2e 1,935 GB/s, BF16 312 TFLOPS (dense), 300 W. Without
-    # the optional NVLink bridge (pairs only), GPU-GPU traffic goes over PCIe Gen4 (data/validation/
-    # mlc_llm_perf_bench_vllm). Capacity: nvidia-smi dumps of "NVIDIA A100 80GB PCIe" in public notes list 81920MiB
-    # and a 300 W cap, the SXM4 card's total.
-    GPUSpec("A100-PCIe-80GB", hbm_bytes=81920 * MiB, hbm_bandwidth_Bps=1.935 * TB,
-            peak_bf16_flops=312 * TFLOPS, host_link="PCIe-Gen4-x16", peer_link="PCIe-Gen4-x16"),
     GPUSpec("A100-SXM-40GB", hbm_bytes=42405855232, hbm_bandwidth_Bps=1.555 * TB,
             peak_bf16_flops=312 * TFLOPS, host_link="PCIe-Gen4-x16", peer_link="NVLink3-SXM"),
+    # NVIDIA A100 Tensor Core GPU datasheet (80GB PCIe): HBM2e 1,935 GB/s, BF16 312 TFLOPS (dense), 300 W. Without
+    # the optional NVLink bridge (pairs only), GPU-GPU traffic goes over PCIe Gen4 (data/validation/
+    # mlc_llm_perf_bench_vllm). Capacity: 81,920 MiB, the same total as the SXM4 card's, in nvidia-smi dumps of
+    # "NVIDIA A100 80GB PCIe" quoted in public notes (e.g. "437MiB / 81920MiB" beside a "300W" power cap).
+    GPUSpec("A100-PCIe-80GB", hbm_bytes=81920 * MiB, hbm_bandwidth_Bps=1.935 * TB,
+            peak_bf16_flops=312 * TFLOPS, host_link="PCIe-Gen4-x16", peer_link="PCIe-Gen4-x16"),
     # NVIDIA H100 Tensor Core GPU datasheet (SXM): HBM3 3.35 TB/s, BF16 1,979 TFLOPS with sparsity
     # -> 989.4 dense (Hopper whitepaper table).
     GPUSpec("H100-SXM-80GB", hbm_bytes=81559 * MiB, hbm_bandwidth_Bps=3.35 * TB,

@@ -32,7 +32,7 @@ _TABLE = (
     # Qwen2 (June 2024; data/validation/qwen2_speed_vllm042): a Qwen2Config dump naming Qwen/Qwen2-7B-Instruct
     # (28 layers, 3584, 28/4 heads, 18944, max_position_embeddings 32768, untied, embedding 152064 x 3584) and a stored
     # Qwen2-72B-Instruct config.json (80 layers, 8192, 64/8 heads, 29568, 32768); 72B vocab 152064 as Qwen2.5-72B's.
-    # Parameter counts from the shapes (7.62B, 72.71B; the 72B model card says 72.7B).
+    # Parameter counts: computed from these shapes (7.62B, 72.71B), matching the model cards' 7.6B and 72.7B.
     ("Qwen2-7B-Instruct", "Qwen/Qwen2-7B-Instruct",          28, 3584, 28,  4, 128, 18944, 152064, 7.62e9,   32768, False),
     ("Qwen2-72B-Instruct", "Qwen/Qwen2-72B-Instruct",        80, 8192, 64,  8, 128, 29568, 152064, 72.71e9,  32768, False),
     ("Qwen2.5-7B",        "Qwen/Qwen2.5-7B",                 28, 3584, 28,  4, 128, 18944, 152064, 7.62e9,  131072, False),
