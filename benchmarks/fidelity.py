@@ -19,8 +19,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when imported by a test
 from fidelity_fits import fit_control, fit_trtllm, fit_vllm_multistep  # noqa: E402
-from fidelity_sources import (bench_rows, flexicache_rows, lambda_rows, load_profile, mlc_rows,  # noqa: E402
-                              nemo_rows, pr2192_rows, qwen2_rows, splitwise_rows)
+from fidelity_sources import (bench_rows, flexicache_rows, lambda_rows, load_profile, mixtral_pr_rows,  # noqa: E402
+                              mlc_rows, nemo_rows, pr2192_rows, qwen2_rows, splitwise_rows)
 
 
 # Sources whose engine is not stated, and whose rows show an engine unlike the profile simulating them (SOURCE.md)
@@ -44,7 +44,7 @@ def run_all(quick: bool) -> pd.DataFrame:
         rows = (bench_rows(nemo_profile) + nemo_rows(nemo_profile)
                 + flexicache_rows(flexi_profile, 100 if quick else None) + lambda_rows(lambda_profile)
                 + splitwise_rows(splitwise_profile) + pr2192_rows(splitwise_profile) + mlc_rows(splitwise_profile)
-                + qwen2_rows(splitwise_profile))
+                + qwen2_rows(splitwise_profile) + mixtral_pr_rows(splitwise_profile))
         frames.append(pd.DataFrame(rows).assign(profile=label))
     return pd.concat(frames, ignore_index=True)
 

@@ -258,6 +258,23 @@ def qwen2_rows(profile: EngineProfile) -> list[dict]:
     return out
 
 
+def mixtral_pr_rows(profile: EngineProfile) -> list[dict]:
+    """vLLM PRs #2542 / #3240 (data/validation/vllm_mixtral_prs): benchmark_latency's batch of batch_size prompts at
+    t = 0 on Mixtral-8x7B with the early-2024 engine (after_pr2221, decode graphs) and a 32,768-token budget; the
+    simulated value is the whole generate call."""
+    out = []
+    table = pd.read_csv(data_path("validation", "vllm_mixtral_prs", "measurements.csv"))
+    scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256, max_num_batched_tokens=32768)
+    for row in table[table["split"] != "excluded"].itertuples():
+        requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(int(row.batch_size))]
+        frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp),
+                         after_pr2221(profile, graphs=True), scheduler)
+        out.append({"source": "vllm_mixtral_prs", "split": row.split, "model": row.model, "gpu": row.gpu,
+                    "tp": int(row.tp), "metric": "e2e", "measured": float(row.latency_s),
+                    "predicted": float(frame["finish_s"].max()), "batch_size": int(row.batch_size)})
+    return out
+
+
 def pr2221_row():
     """The fitted row of data/validation/vllm_pr2221 (the fixed run)."""
     return pd.read_csv(data_path("validation", "vllm_pr2221", "measurements.csv")).query("split == 'fitted'").iloc[0]

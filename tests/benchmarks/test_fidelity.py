@@ -5,15 +5,15 @@ import pytest
 from dataclasses import replace
 
 from benchmarks.fidelity_sources import (after_pr2221, bench_table, lambda_rows, late_2023_graphs, load_profile,
-                                         mlc_rows, pr2192_rows, pr2221_fixed_run, qwen2_rows, splitwise_rows,
-                                         splitwise_table, static_batch)
+                                         mixtral_pr_rows, mlc_rows, pr2192_rows, pr2221_fixed_run, qwen2_rows,
+                                         splitwise_rows, splitwise_table, static_batch)
 from tessera.hardware import gpu
 from tessera.models import model
 from tessera.paths import data_path
 
 SOURCES = ("nemo_trtllm_llama2", "flexicache_vllm_v1", "lambda_vllm_sharegpt", "llm_inference_bench_trtllm",
            "splitwise_perf_model", "vllm_pr2221", "vllm_pr2192", "mlc_llm_perf_bench_vllm",
-           "qwen2_speed_vllm042")
+           "qwen2_speed_vllm042", "vllm_mixtral_prs")
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -163,3 +163,17 @@ def test_the_qwen2_rows_run_vllm_042_as_the_late_2023_profile_without_its_ray_co
     # the same 2,048 steps take longer the longer the context they attend over
     assert by[("Qwen2-7B-Instruct", 1, 1)] < by[("Qwen2-7B-Instruct", 1, 14336)] < by[("Qwen2-7B-Instruct", 1, 30720)]
     assert by[("Qwen2-72B-Instruct", 4, 1)] == pytest.approx(53.61, abs=0.01)  # docs/fidelity.md: -21.4%
+
+
+def test_the_mixtral_pr_rows_hold_out_the_fused_moe_columns_only():
+    table = pd.read_csv(data_path("validation", "vllm_mixtral_prs", "measurements.csv"))
+    assert set(table.loc[table["split"] == "held_out", "column"]) == {"this_pr"}
+    assert set(table.loc[table["split"] == "excluded", "column"]) == {"master"}
+    assert set(table["model"]) == {"Mixtral-8x7B"} and model("Mixtral-8x7B").num_experts == 8
+    rows = mixtral_pr_rows(load_profile("vllm_v0_eager"))
+    assert len(rows) == 14 and {(r["gpu"], r["tp"]) for r in rows} == {("H100-SXM-80GB", 8), ("A100-SXM-80GB", 2)}
+    assert rows[0]["measured"] == 0.459  # the whole generate call, benchmark_latency's "Avg latency"
+    for gpu_name in ("H100-SXM-80GB", "A100-SXM-80GB"):  # a bigger batch never finishes sooner
+        times = [r["predicted"] for r in rows if r["gpu"] == gpu_name]
+        assert times == sorted(times)
+    assert rows[-1]["predicted"] == pytest.approx(7.245, abs=0.01)  # docs/fidelity.md: A100 TP 2, batch 64, -3.9%
