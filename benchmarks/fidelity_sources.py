@@ -275,6 +275,32 @@ def mixtral_pr_rows(profile: EngineProfile) -> list[dict]:
     return out
 
 
+def trtllm_perf_table() -> pd.DataFrame:
+    return pd.read_csv(data_path("validation", "trtllm_perf_overview_v011", "measurements.csv"))
+
+
+def trtllm_perf_rows(profile: EngineProfile) -> list[dict]:
+    """TensorRT-LLM v0.11.0's perf overview (data/validation/trtllm_perf_overview_v011), every simulated row."""
+    table = trtllm_perf_table()
+    return [trtllm_perf_row(profile, row) for row in table[table["split"] != "excluded"].itertuples()]
+
+
+def trtllm_perf_row(profile: EngineProfile, row) -> dict:
+    """One row: num_requests equal requests at t = 0 through in-flight batching that reserves each request's whole KV
+    (the orca family, as GUARANTEED_NO_EVICT), the engine's max_batch_size / max_num_tokens, 0.99 of the memory for
+    KV; output tokens per second of the whole run."""
+    scheduler = SchedulerConfig(family="orca", max_num_seqs=int(row.max_batch_size),
+                                max_num_batched_tokens=int(row.max_num_tokens), watermark=0.0)
+    n, output_len = int(row.num_requests), int(row.output_len)
+    requests = [Request(i, 0.0, int(row.input_len), output_len) for i in range(n)]
+    run = run_one_worker(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler,
+                         MemoryConfig(gpu_memory_utilization=0.99))
+    elapsed = float(request_frame(run)["finish_s"].max())
+    return {"source": "trtllm_perf_overview_v011", "split": row.split, "model": row.model, "gpu": row.gpu,
+            "tp": int(row.tp), "metric": "throughput", "measured": float(row.output_tok_per_s),
+            "predicted": n * output_len / elapsed, "shape": f"{int(row.input_len)}/{output_len}"}
+
+
 def pr2221_row():
     """The fitted row of data/validation/vllm_pr2221 (the fixed run)."""
     return pd.read_csv(data_path("validation", "vllm_pr2221", "measurements.csv")).query("split == 'fitted'").iloc[0]

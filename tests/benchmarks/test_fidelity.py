@@ -6,14 +6,16 @@ from dataclasses import replace
 
 from benchmarks.fidelity_sources import (after_pr2221, bench_table, lambda_rows, late_2023_graphs, load_profile,
                                          mixtral_pr_rows, mlc_rows, pr2192_rows, pr2221_fixed_run, qwen2_rows,
-                                         splitwise_rows, splitwise_table, static_batch)
+                                         splitwise_rows, splitwise_table, static_batch, trtllm_perf_row,
+                                         trtllm_perf_table)
 from tessera.hardware import gpu
 from tessera.models import model
 from tessera.paths import data_path
 
 SOURCES = ("nemo_trtllm_llama2", "flexicache_vllm_v1", "lambda_vllm_sharegpt", "llm_inference_bench_trtllm",
            "splitwise_perf_model", "vllm_pr2221", "vllm_pr2192", "mlc_llm_perf_bench_vllm",
-           "qwen2_speed_vllm042", "vllm_mixtral_prs")
+           "qwen2_speed_vllm042", "vllm_mixtral_prs",
+           "trtllm_perf_overview_v011")
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -177,3 +179,19 @@ def test_the_mixtral_pr_rows_hold_out_the_fused_moe_columns_only():
         times = [r["predicted"] for r in rows if r["gpu"] == gpu_name]
         assert times == sorted(times)
     assert rows[-1]["predicted"] == pytest.approx(7.245, abs=0.01)  # docs/fidelity.md: A100 TP 2, batch 64, -3.9%
+
+
+def test_the_trtllm_perf_rows_are_fp16_in_flight_batching_with_the_pages_settings():
+    table = trtllm_perf_table()
+    held = table[table["split"] == "held_out"]
+    assert len(held) == 52 and set(held["gpu"]) == {"H100-SXM-80GB", "A100-SXM-80GB"}
+    assert all(model(name) for name in held["model"])  # every simulated row names a catalog model
+    counts = {(r.input_len, r.output_len): r.num_requests for r in table.itertuples()}
+    assert counts == {(128, 128): 30000, (128, 2048): 3000, (2048, 128): 3000, (2048, 2048): 1500}
+    seventy_b = held[(held["model"] == "Llama-2-70B") & (held["tp"] == 8)]
+    assert set(seventy_b.loc[seventy_b["output_len"] == 2048].query("input_len == 128")["max_batch_size"]) == {1024}
+    row = next(table.query("model == 'Llama-2-7B' and gpu == 'A100-SXM-80GB' and input_len == 2048 "
+                           "and output_len == 128").itertuples())
+    result = trtllm_perf_row(load_profile("trtllm"), row)
+    assert result["metric"] == "throughput" and result["measured"] == 558.56
+    assert result["predicted"] == pytest.approx(535.26, abs=0.01)  # docs/fidelity.md: -4.2%
