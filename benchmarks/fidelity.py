@@ -20,7 +20,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when imported by a test
 from fidelity_fits import fit_control, fit_trtllm, fit_vllm_multistep  # noqa: E402
 from fidelity_sources import (bench_rows, flexicache_rows, lambda_rows, load_profile, mixtral_pr_rows,  # noqa: E402
-                              mlc_rows, nemo_rows, pr2192_rows, qwen2_rows, splitwise_rows, trtllm_perf_rows)
+                              mlc_rows, nemo_rows, pr2192_rows, qwen2_rows, splitwise_rows, trtllm_perf_rows,
+                              trtllm_static_rows)
 
 
 # Sources whose engine is not stated, and whose rows show an engine unlike the profile simulating them (SOURCE.md)
@@ -42,6 +43,7 @@ def run_all(quick: bool) -> pd.DataFrame:
             ("tessera_default", load_profile("tessera_default"), load_profile("tessera_default"),
              load_profile("tessera_default"), load_profile("tessera_default"))):
         rows = (bench_rows(nemo_profile) + nemo_rows(nemo_profile) + trtllm_perf_rows(nemo_profile)
+                + trtllm_static_rows(nemo_profile)
                 + flexicache_rows(flexi_profile, 100 if quick else None) + lambda_rows(lambda_profile)
                 + splitwise_rows(splitwise_profile) + pr2192_rows(splitwise_profile) + mlc_rows(splitwise_profile)
                 + qwen2_rows(splitwise_profile) + mixtral_pr_rows(splitwise_profile))

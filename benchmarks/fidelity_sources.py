@@ -275,6 +275,25 @@ def mixtral_pr_rows(profile: EngineProfile) -> list[dict]:
     return out
 
 
+def trtllm_static_rows(profile: EngineProfile) -> list[dict]:
+    """TensorRT-LLM v0.9.0's static-batch tables (data/validation/trtllm_perf_v090_static): a batch's output tokens/s
+    per GPU, and a one-prompt batch's first-token latency, each one static batch (static_batch)."""
+    out = []
+    table = pd.read_csv(data_path("validation", "trtllm_perf_v090_static", "measurements.csv"))
+    for row in table[table["split"] != "excluded"].itertuples():
+        batch, tp = int(row.batch_size), int(row.tp)
+        latency_s, _ = static_batch(model_spec(row.model), gpu_spec(row.gpu), tp, profile, batch, int(row.input_len),
+                                    int(row.output_len))
+        if row.metric == "ttft_ms":
+            metric, predicted = "ttft", latency_s * 1e3
+        else:
+            metric, predicted = "throughput", batch * int(row.output_len) / latency_s / tp
+        out.append({"source": "trtllm_perf_v090_static", "split": row.split, "model": row.model, "gpu": row.gpu,
+                    "tp": tp, "metric": metric, "measured": float(row.measured), "predicted": predicted,
+                    "shape": f"{batch} x {int(row.input_len)}/{int(row.output_len)}"})
+    return out
+
+
 def trtllm_perf_table() -> pd.DataFrame:
     return pd.read_csv(data_path("validation", "trtllm_perf_overview_v011", "measurements.csv"))
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from benchmarks.fidelity_sources import (after_pr2221, bench_table, lambda_rows, late_2023_graphs, load_profile,
                                          mixtral_pr_rows, mlc_rows, pr2192_rows, pr2221_fixed_run, qwen2_rows,
                                          splitwise_rows, splitwise_table, static_batch, trtllm_perf_row,
-                                         trtllm_perf_table)
+                                         trtllm_perf_table, trtllm_static_rows)
 from tessera.hardware import gpu
 from tessera.models import model
 from tessera.paths import data_path
@@ -15,7 +15,7 @@ from tessera.paths import data_path
 SOURCES = ("nemo_trtllm_llama2", "flexicache_vllm_v1", "lambda_vllm_sharegpt", "llm_inference_bench_trtllm",
            "splitwise_perf_model", "vllm_pr2221", "vllm_pr2192", "mlc_llm_perf_bench_vllm",
            "qwen2_speed_vllm042", "vllm_mixtral_prs",
-           "trtllm_perf_overview_v011")
+           "trtllm_perf_overview_v011", "trtllm_perf_v090_static")
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -195,3 +195,15 @@ def test_the_trtllm_perf_rows_are_fp16_in_flight_batching_with_the_pages_setting
     result = trtllm_perf_row(load_profile("trtllm"), row)
     assert result["metric"] == "throughput" and result["measured"] == 558.56
     assert result["predicted"] == pytest.approx(535.26, abs=0.01)  # docs/fidelity.md: -4.2%
+
+
+def test_the_trtllm_static_rows_are_per_gpu_batch_throughput_and_batch_one_first_tokens():
+    rows = trtllm_static_rows(load_profile("trtllm"))
+    assert [r["metric"] for r in rows].count("throughput") == 16 and [r["metric"] for r in rows].count("ttft") == 8
+    by = {(r["model"], r["tp"], r["metric"], r["shape"]): r for r in rows}
+    seventy = by[("Llama-2-70B", 4, "throughput", "1024 x 128/128")]
+    assert seventy["measured"] == 686.0  # "out tok/s/GPU": the batch's tokens per second over 4 GPUs
+    latency_s, _ = static_batch(model("Llama-2-70B"), gpu("A100-SXM-80GB"), 4, load_profile("trtllm"), 1024, 128, 128)
+    assert seventy["predicted"] == pytest.approx(1024 * 128 / latency_s / 4)
+    first = by[("Llama-2-7B", 1, "ttft", "1 x 2048/1")]  # a one-prompt batch generating its first token
+    assert first["measured"] == 132.4 and first["predicted"] == pytest.approx(136.8, abs=0.1)
