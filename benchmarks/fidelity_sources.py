@@ -42,6 +42,16 @@ def simulate(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memo
                           requests)
 
 
+def last_finish_s(frame: pd.DataFrame, what: str) -> float:
+    """When a batch run's last request finished; every request must have (a rejected one has no finish time and would
+    make a throughput look higher than what ran)."""
+    unfinished = frame[frame["status"] != "finished"]
+    if len(unfinished):
+        raise RuntimeError(f"{what}: {len(unfinished)} of {len(frame)} requests did not finish "
+                           f"({', '.join(sorted(set(unfinished['status'])))})")
+    return float(frame["finish_s"].max())
+
+
 def whole_batch_prefill(batch: int, prompt: int) -> SchedulerConfig:
     """vLLM v0's prefill-first scheduler with room for `batch` prompts of `prompt` tokens in one step (a fixed batch
     sent at once: one prefill step, then decodes)."""
@@ -56,7 +66,8 @@ def static_batch(model, gpu, tp: int, profile: EngineProfile, batch: int, prompt
     frontend_s included) and the engine iterations."""
     run = run_one_worker([Request(i, 0.0, prompt, output) for i in range(batch)], model, gpu, tp, profile,
                          whole_batch_prefill(batch, prompt))
-    return float(request_frame(run)["finish_s"].max()), run.workers[0].num_iterations
+    return last_finish_s(request_frame(run), f"static batch {batch} x {prompt}/{output} on {model.name}"), \
+        run.workers[0].num_iterations
 
 
 # ------------------------------------------------------------------------------------------------- sources
@@ -271,7 +282,8 @@ def mixtral_pr_rows(profile: EngineProfile) -> list[dict]:
                          after_pr2221(profile, graphs=True), scheduler)
         out.append({"source": "vllm_mixtral_prs", "split": row.split, "model": row.model, "gpu": row.gpu,
                     "tp": int(row.tp), "metric": "e2e", "measured": float(row.latency_s),
-                    "predicted": float(frame["finish_s"].max()), "batch_size": int(row.batch_size)})
+                    "predicted": last_finish_s(frame, f"vllm_mixtral_prs batch {row.batch_size}"),
+                    "batch_size": int(row.batch_size)})
     return out
 
 
@@ -314,7 +326,7 @@ def trtllm_perf_row(profile: EngineProfile, row) -> dict:
     requests = [Request(i, 0.0, int(row.input_len), output_len) for i in range(n)]
     run = run_one_worker(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler,
                          MemoryConfig(gpu_memory_utilization=0.99))
-    elapsed = float(request_frame(run)["finish_s"].max())
+    elapsed = last_finish_s(request_frame(run), f"trtllm_perf_overview_v011 {row.model} {row.gpu} TP {row.tp}")
     return {"source": "trtllm_perf_overview_v011", "split": row.split, "model": row.model, "gpu": row.gpu,
             "tp": int(row.tp), "metric": "throughput", "measured": float(row.output_tok_per_s),
             "predicted": n * output_len / elapsed, "shape": f"{int(row.input_len)}/{output_len}"}

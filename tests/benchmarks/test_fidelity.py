@@ -7,7 +7,7 @@ from dataclasses import replace
 from benchmarks.fidelity_sources import (after_pr2221, bench_table, lambda_rows, late_2023_graphs, load_profile,
                                          mixtral_pr_rows, mlc_rows, pr2192_rows, pr2221_fixed_run, qwen2_rows,
                                          splitwise_rows, splitwise_table, static_batch, trtllm_perf_row,
-                                         trtllm_perf_table, trtllm_static_rows)
+                                         trtllm_perf_table, trtllm_static_rows, last_finish_s)
 from tessera.hardware import gpu
 from tessera.models import model
 from tessera.paths import data_path
@@ -207,3 +207,10 @@ def test_the_trtllm_static_rows_are_per_gpu_batch_throughput_and_batch_one_first
     assert seventy["predicted"] == pytest.approx(1024 * 128 / latency_s / 4)
     first = by[("Llama-2-7B", 1, "ttft", "1 x 2048/1")]  # a one-prompt batch generating its first token
     assert first["measured"] == 132.4 and first["predicted"] == pytest.approx(136.8, abs=0.1)
+
+
+def test_a_batch_run_with_an_unfinished_request_is_refused_not_counted():
+    frame = pd.DataFrame({"status": ["finished", "rejected: prompt exceeds the KV pool"], "finish_s": [1.0, float("nan")]})
+    with pytest.raises(RuntimeError, match="1 of 2 requests did not finish"):
+        last_finish_s(frame, "a batch")
+    assert last_finish_s(frame.iloc[:1], "a batch") == 1.0
