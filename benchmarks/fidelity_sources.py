@@ -42,6 +42,21 @@ def simulate(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memo
                           requests)
 
 
+def source_table(source: str) -> pd.DataFrame:
+    """A validation source's measurements (data/validation/<source>/measurements.csv)."""
+    return pd.read_csv(data_path("validation", source, "measurements.csv"))
+
+
+def simulated(table: pd.DataFrame):
+    """The rows a source's simulation covers: all but its excluded ones (each SOURCE.md says why)."""
+    return table[table["split"] != "excluded"].itertuples()
+
+
+def equal_requests(n: int, prompt: int, output: int) -> list[Request]:
+    """n requests of `prompt` tokens generating `output`, all sent at t = 0 (a fixed batch or a burst)."""
+    return [Request(i, 0.0, prompt, output) for i in range(n)]
+
+
 def last_finish_s(frame: pd.DataFrame, what: str) -> float:
     """When a batch run's last request finished; every request must have (a rejected one has no finish time and would
     make a throughput look higher than what ran)."""
@@ -64,7 +79,7 @@ def static_batch(model, gpu, tp: int, profile: EngineProfile, batch: int, prompt
     """TensorRT-LLM's static batching: `batch` equal requests at t = 0, one context step for all of them (the token
     budget holds the whole batch), then decodes. Returns the batch's latency from its send (s; the profile's
     frontend_s included) and the engine iterations."""
-    run = run_one_worker([Request(i, 0.0, prompt, output) for i in range(batch)], model, gpu, tp, profile,
+    run = run_one_worker(equal_requests(batch, prompt, output), model, gpu, tp, profile,
                          whole_batch_prefill(batch, prompt))
     return last_finish_s(request_frame(run), f"static batch {batch} x {prompt}/{output} on {model.name}"), \
         run.workers[0].num_iterations
@@ -206,9 +221,8 @@ def pr2192_rows(profile: EngineProfile) -> list[dict]:
     """vLLM PR #2192's benchmark_latency batch (data/validation/vllm_pr2192): `batch` prompts sent at once, the
     latency of the whole generate call; simulated with the profile's Dec-2023 variant (late_2023_graphs)."""
     out = []
-    table = pd.read_csv(data_path("validation", "vllm_pr2192", "measurements.csv"))
-    for row in table[table["split"] != "excluded"].itertuples():
-        requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(int(row.batch_size))]
+    for row in simulated(source_table("vllm_pr2192")):
+        requests = equal_requests(int(row.batch_size), int(row.input_len), int(row.output_len))
         scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256, max_num_batched_tokens=4096)
         frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), late_2023_graphs(profile),
                          scheduler)
@@ -223,16 +237,15 @@ def mlc_rows(profile: EngineProfile) -> list[dict]:
     input_len tokens generating output_len at batch 1 with the Oct-2023 engine (eager); the latency of the generate
     call is output_len / (tok/s)."""
     out = []
-    table = pd.read_csv(data_path("validation", "mlc_llm_perf_bench_vllm", "measurements.csv"))
-    for row in table[table["split"] != "excluded"].itertuples():
+    for row in simulated(source_table("mlc_llm_perf_bench_vllm")):
         batch = int(row.batch_size)
-        requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(batch)]
+        requests = equal_requests(batch, int(row.input_len), int(row.output_len))
         scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=batch,
                                     max_num_batched_tokens=batch * int(row.input_len))
         frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler)
         out.append({"source": "mlc_llm_perf_bench_vllm", "split": row.split, "model": row.model, "gpu": row.gpu,
                     "tp": int(row.tp), "metric": "e2e", "measured": int(row.output_len) / float(row.tok_per_s),
-                    "predicted": float(frame["finish_s"].max())})
+                    "predicted": last_finish_s(frame, f"mlc_llm_perf_bench_vllm TP {row.tp}")})
     return out
 
 
@@ -250,14 +263,14 @@ def qwen2_rows(profile: EngineProfile) -> list[dict]:
     the captured one) and vLLM's budget without chunked prefill; the generate call's latency is output_len / (tok/s)."""
     out = []
     path = data_path("validation", "qwen2_speed_vllm042", "measurements.csv")
-    table = pd.read_csv(path)
+    table = source_table("qwen2_speed_vllm042")
     if table["enforce_eager"].dtype != bool or (table["batch_size"] != 1).any():
         raise ValueError(f"{path}: enforce_eager must be True/False in every row and batch_size 1 (the graph rule "
                          f"below reads one sequence's context)")
-    for row in table[table["split"] != "excluded"].itertuples():
+    for row in simulated(table):
         longest_context = int(row.input_len) + int(row.output_len) - 1
         graphs = not row.enforce_eager and longest_context <= V0_GRAPH_MAX_CONTEXT
-        requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(int(row.batch_size))]
+        requests = equal_requests(int(row.batch_size), int(row.input_len), int(row.output_len))
         scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256,
                                     max_num_batched_tokens=max(int(row.max_model_len), 2048))
         memory = MemoryConfig(gpu_memory_utilization=float(row.gpu_memory_utilization))
@@ -265,7 +278,8 @@ def qwen2_rows(profile: EngineProfile) -> list[dict]:
         frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), engine, scheduler, memory)
         out.append({"source": "qwen2_speed_vllm042", "split": row.split, "model": row.model, "gpu": row.gpu,
                     "tp": int(row.tp), "metric": "e2e", "measured": int(row.output_len) / float(row.tok_per_s),
-                    "predicted": float(frame["finish_s"].max()), "input_len": int(row.input_len)})
+                    "predicted": last_finish_s(frame, f"qwen2_speed_vllm042 {row.model} input {row.input_len}"),
+                    "input_len": int(row.input_len)})
     return out
 
 
@@ -274,12 +288,11 @@ def mixtral_pr_rows(profile: EngineProfile) -> list[dict]:
     t = 0 on Mixtral-8x7B with the early-2024 engine (after_pr2221, decode graphs) and a 32,768-token budget; the
     simulated value is the whole generate call."""
     out = []
-    table = pd.read_csv(data_path("validation", "vllm_mixtral_prs", "measurements.csv"))
     scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256, max_num_batched_tokens=32768)
-    for row in table[table["split"] != "excluded"].itertuples():
-        requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(int(row.batch_size))]
-        frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp),
-                         after_pr2221(profile, graphs=True), scheduler)
+    engine = after_pr2221(profile, graphs=True)
+    for row in simulated(source_table("vllm_mixtral_prs")):
+        requests = equal_requests(int(row.batch_size), int(row.input_len), int(row.output_len))
+        frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), engine, scheduler)
         out.append({"source": "vllm_mixtral_prs", "split": row.split, "model": row.model, "gpu": row.gpu,
                     "tp": int(row.tp), "metric": "e2e", "measured": float(row.latency_s),
                     "predicted": last_finish_s(frame, f"vllm_mixtral_prs batch {row.batch_size}"),
@@ -291,8 +304,7 @@ def trtllm_static_rows(profile: EngineProfile) -> list[dict]:
     """TensorRT-LLM v0.9.0's static-batch tables (data/validation/trtllm_perf_v090_static): a batch's output tokens/s
     per GPU, and a one-prompt batch's first-token latency, each one static batch (static_batch)."""
     out = []
-    table = pd.read_csv(data_path("validation", "trtllm_perf_v090_static", "measurements.csv"))
-    for row in table[table["split"] != "excluded"].itertuples():
+    for row in simulated(source_table("trtllm_perf_v090_static")):
         batch, tp = int(row.batch_size), int(row.tp)
         latency_s, _ = static_batch(model_spec(row.model), gpu_spec(row.gpu), tp, profile, batch, int(row.input_len),
                                     int(row.output_len))
@@ -306,14 +318,9 @@ def trtllm_static_rows(profile: EngineProfile) -> list[dict]:
     return out
 
 
-def trtllm_perf_table() -> pd.DataFrame:
-    return pd.read_csv(data_path("validation", "trtllm_perf_overview_v011", "measurements.csv"))
-
-
 def trtllm_perf_rows(profile: EngineProfile) -> list[dict]:
     """TensorRT-LLM v0.11.0's perf overview (data/validation/trtllm_perf_overview_v011), every simulated row."""
-    table = trtllm_perf_table()
-    return [trtllm_perf_row(profile, row) for row in table[table["split"] != "excluded"].itertuples()]
+    return [trtllm_perf_row(profile, row) for row in simulated(source_table("trtllm_perf_overview_v011"))]
 
 
 def trtllm_perf_row(profile: EngineProfile, row) -> dict:
@@ -323,8 +330,7 @@ def trtllm_perf_row(profile: EngineProfile, row) -> dict:
     scheduler = SchedulerConfig(family="orca", max_num_seqs=int(row.max_batch_size),
                                 max_num_batched_tokens=int(row.max_num_tokens), watermark=0.0)
     n, output_len = int(row.num_requests), int(row.output_len)
-    requests = [Request(i, 0.0, int(row.input_len), output_len) for i in range(n)]
-    run = run_one_worker(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler,
+    run = run_one_worker(equal_requests(n, int(row.input_len), output_len), model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler,
                          MemoryConfig(gpu_memory_utilization=0.99))
     elapsed = last_finish_s(request_frame(run), f"trtllm_perf_overview_v011 {row.model} {row.gpu} TP {row.tp}")
     return {"source": "trtllm_perf_overview_v011", "split": row.split, "model": row.model, "gpu": row.gpu,
@@ -342,7 +348,7 @@ def pr2221_fixed_run(profile: EngineProfile) -> float:
     sent at t = 0, Llama-2-70B on 8 x A100-40GB, vLLM v0's scheduler with its then defaults (256 sequences, 4096
     tokens a step). Returns the simulated elapsed time (s)."""
     row = pr2221_row()
-    requests = [Request(i, 0.0, int(row.input_len), int(row.output_len)) for i in range(int(row.num_prompts))]
+    requests = equal_requests(int(row.num_prompts), int(row.input_len), int(row.output_len))
     scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256, max_num_batched_tokens=4096)
     frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler)
     return float(frame["finish_s"].max())

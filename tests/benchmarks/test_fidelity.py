@@ -4,10 +4,10 @@ import pytest
 
 from dataclasses import replace
 
-from benchmarks.fidelity_sources import (after_pr2221, bench_table, lambda_rows, late_2023_graphs, load_profile,
-                                         mixtral_pr_rows, mlc_rows, pr2192_rows, pr2221_fixed_run, qwen2_rows,
-                                         splitwise_rows, splitwise_table, static_batch, trtllm_perf_row,
-                                         trtllm_perf_table, trtllm_static_rows, last_finish_s)
+from benchmarks.fidelity_sources import (after_pr2221, bench_table, lambda_rows, last_finish_s, late_2023_graphs,
+                                         load_profile, mixtral_pr_rows, mlc_rows, pr2192_rows, pr2221_fixed_run,
+                                         qwen2_rows, source_table, splitwise_rows, splitwise_table, static_batch,
+                                         trtllm_perf_row, trtllm_static_rows)
 from tessera.hardware import gpu
 from tessera.models import model
 from tessera.paths import data_path
@@ -182,7 +182,7 @@ def test_the_mixtral_pr_rows_hold_out_the_fused_moe_columns_only():
 
 
 def test_the_trtllm_perf_rows_are_fp16_in_flight_batching_with_the_pages_settings():
-    table = trtllm_perf_table()
+    table = source_table("trtllm_perf_overview_v011")
     held = table[table["split"] == "held_out"]
     assert len(held) == 52 and set(held["gpu"]) == {"H100-SXM-80GB", "A100-SXM-80GB"}
     assert all(model(name) for name in held["model"])  # every simulated row names a catalog model
