@@ -228,7 +228,7 @@ def pr2192_rows(profile: EngineProfile) -> list[dict]:
                          scheduler)
         out.append({"source": "vllm_pr2192", "split": row.split, "model": row.model, "gpu": row.gpu,
                     "tp": int(row.tp), "metric": "e2e", "measured": float(row.latency_s),
-                    "predicted": float(frame["finish_s"].max())})
+                    "predicted": last_finish_s(frame, f"vllm_pr2192 batch {row.batch_size}")})
     return out
 
 
