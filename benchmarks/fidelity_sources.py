@@ -203,18 +203,20 @@ def splitwise_rows(profile: EngineProfile) -> list[dict]:
 # list through v0.6 and conf/engine_profile/vllm_v0_multistep.yaml): [1, 2, 4] + [8 * i for i in range(1, 33)]
 V0_GRAPH_SIZES = tuple(expand_sizes([1, 2, 4, {"start": 8, "stop": 256, "step": 8}]))
 # ... and replayed them only while the batch's longest context fits the captured one: vllm/worker/model_runner.py uses
-# the graphs when max_context_len <= max_context_len_to_capture, 8192 by default (vllm/entrypoints/llm.py, v0.2.6-0.4.2)
+# the graphs when max_context_len <= max_context_len_to_capture, 8192 by default (vllm/entrypoints/llm.py, v0.2.6-0.4.2);
+# the profile's graph_max_context applies it per step (tessera/cost/engine_cost.py)
 V0_GRAPH_MAX_CONTEXT = 8192
 # vllm-project/vllm PR #1440: Llama-2-7B, batch 1, 1.2 s eager for 100 tokens (conf/engine_profile/vllm_v0_eager.yaml)
 PR1440_EAGER_STEP_S, PR1440_LAYERS = 1.2 / 100, 32
 
 
 def late_2023_graphs(profile: EngineProfile) -> EngineProfile:
-    """The late-2023 engine (vllm_v0_eager) as of Dec 2023: CUDA graphs for decode batches up to 256 (v0.2.6-0.2.7).
-    Profiles without eager host costs (tessera_default) are returned unchanged."""
+    """The late-2023 engine (vllm_v0_eager) as of Dec 2023: CUDA graphs for decode batches up to 256 whose longest
+    context fits 8,192 tokens (v0.2.6-0.2.7). Profiles without eager host costs (tessera_default) are returned
+    unchanged."""
     if profile.host_launch_per_layer_s == 0 and profile.control_per_token_s == 0:
         return profile
-    return replace(profile, cuda_graphs=True, graph_sizes=V0_GRAPH_SIZES)
+    return replace(profile, cuda_graphs=True, graph_sizes=V0_GRAPH_SIZES, graph_max_context=V0_GRAPH_MAX_CONTEXT)
 
 
 def pr2192_rows(profile: EngineProfile) -> list[dict]:
@@ -259,22 +261,20 @@ def after_pr2221(profile: EngineProfile, graphs: bool) -> EngineProfile:
 
 def qwen2_rows(profile: EngineProfile) -> list[dict]:
     """Qwen2's speed benchmark (data/validation/qwen2_speed_vllm042): one prompt of input_len tokens generating
-    output_len at batch 1 with vLLM 0.4.2 (after_pr2221: decode graphs unless enforce_eager or the context outgrows
-    the captured one) and vLLM's budget without chunked prefill; the generate call's latency is output_len / (tok/s)."""
+    output_len at batch 1 with vLLM 0.4.2 (after_pr2221: decode graphs unless enforce_eager, each step's replayed only
+    while its context fits the captured one) and vLLM's budget without chunked prefill; the generate call's latency is
+    output_len / (tok/s)."""
     out = []
     path = data_path("validation", "qwen2_speed_vllm042", "measurements.csv")
     table = source_table("qwen2_speed_vllm042")
-    if table["enforce_eager"].dtype != bool or (table["batch_size"] != 1).any():
-        raise ValueError(f"{path}: enforce_eager must be True/False in every row and batch_size 1 (the graph rule "
-                         f"below reads one sequence's context)")
+    if table["enforce_eager"].dtype != bool:
+        raise ValueError(f"{path}: enforce_eager must be True/False in every row")
     for row in simulated(table):
-        longest_context = int(row.input_len) + int(row.output_len) - 1
-        graphs = not row.enforce_eager and longest_context <= V0_GRAPH_MAX_CONTEXT
         requests = equal_requests(int(row.batch_size), int(row.input_len), int(row.output_len))
         scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256,
                                     max_num_batched_tokens=max(int(row.max_model_len), 2048))
         memory = MemoryConfig(gpu_memory_utilization=float(row.gpu_memory_utilization))
-        engine = after_pr2221(profile, graphs=graphs)
+        engine = after_pr2221(profile, graphs=not row.enforce_eager)
         frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), engine, scheduler, memory)
         out.append({"source": "qwen2_speed_vllm042", "split": row.split, "model": row.model, "gpu": row.gpu,
                     "tp": int(row.tp), "metric": "e2e", "measured": int(row.output_len) / float(row.tok_per_s),

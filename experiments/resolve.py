@@ -166,6 +166,10 @@ def resolve(cfg: DictConfig) -> RunSpec:
            profile.control_per_token_s if profile else None,
            "0 with a KV policy (it counts a decoding sequence's context as the KV tokens read, which a sparse "
            "policy shrinks)")
+    _check("engine_profile.graph_max_context", not (profile and profile.graph_max_context and kv),
+           profile.graph_max_context if profile else None,
+           "null with a KV policy (its decode cohort does not track the longest context; null prices every decode "
+           "step up to the largest graph size as graphed)")
     return RunSpec(model=model, gpu=gpu, workers=workers, scheduler=scheduler, memory=memory,
                    router=cfg.cluster.router, cost_kind=cost_kind, cost_params=cost_params,
                    workload=OmegaConf.to_container(cfg.workload, resolve=True),

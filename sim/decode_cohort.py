@@ -5,7 +5,7 @@ O(running requests); a member's counters, KV blocks and execution time are writt
 """
 from __future__ import annotations
 
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 
 from tessera.interface import ScheduledBatch
 from tessera.sim.block_pool import BlockPool
@@ -34,12 +34,16 @@ class DecodeCohort:
     joined, added in that order when it leaves, so the float sums are the ones of adding them one by one.
 
     `others`: the worker's running requests that are not members (prefilling), in running order.
+    With track_longest (a cost model that reads BatchShape.decode_max_context), `longest_context` gives the longest
+    member's context from a max-heap of offsets whose entries go stale when their member leaves.
     """
 
     max_log = 4096  # durations kept before they are folded into every member's execution_s
 
-    def __init__(self, pool: BlockPool) -> None:
+    def __init__(self, pool: BlockPool, track_longest: bool = False) -> None:
         self.pool = pool
+        self.track_longest = track_longest
+        self._longest: list[tuple[int, int, int, SeqState]] = []  # (-offset, tie, cohort_base, member)
         self.block_size = pool.block_size
         self.steps = 0
         self.size = 0
@@ -64,6 +68,11 @@ class DecodeCohort:
         self.size += 1
         self._tie += 1
         heappush(self.finishes, (self.steps + seq.max_output_tokens - seq.num_generated, self._tie, seq))
+        if self.track_longest:
+            if len(self._longest) > 2 * self.size + 64:  # mostly stale: keep the members' entries only
+                self._longest = [e for e in self._longest if e[3].cohort_base == e[2]]
+                heapify(self._longest)
+            heappush(self._longest, (-offset, self._tie, self.steps, seq))
         return True
 
     def _write_back(self, seq: SeqState) -> None:
@@ -101,6 +110,7 @@ class DecodeCohort:
         self.finishes.clear()
         self.others.clear()
         self.log.clear()
+        self._longest.clear()
 
     def rebuild(self, running: list[SeqState]) -> bool:
         """Members and others from the running list (after write_back_all and a step taken outside)."""
@@ -146,6 +156,14 @@ class DecodeCohort:
     def computed_sum(self) -> int:
         """Sum over members of num_computed_tokens now."""
         return self.offset_sum + self.size * self.steps
+
+    def longest_context(self) -> int:
+        """The longest member's context at the next step (its computed tokens + 1); 0 without members. Needs
+        track_longest."""
+        heap = self._longest
+        while heap and heap[0][3].cohort_base != heap[0][2]:
+            heappop(heap)  # its member left (a later join pushed a fresh entry)
+        return self.steps - heap[0][0] + 1 if heap else 0
 
     def next_finish(self) -> int:
         """Steps until the first member samples its last token."""

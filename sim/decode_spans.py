@@ -47,7 +47,8 @@ class DecodeSpans:
         shape.decode_seqs = batch_size = len(seqs)
         kv_first = sum(seq.num_computed_tokens for seq in seqs) + batch_size  # KV tokens the first step reads
         start = env.now
-        times = span_times(self.cost, shape, start, batch_size, kv_first, steps)
+        longest = max(seq.num_computed_tokens for seq in seqs) + 1 if self._reads_context else 0
+        times = span_times(self.cost, shape, start, batch_size, kv_first, steps, longest)
         times.extend(steps)
         ends = times.ends
         self._in_span = True

@@ -271,6 +271,7 @@ class KVManager(KVCopies, KVReloads):
         shape.prefill_attn_pairs = prefill_pairs
         shape.decode_seqs = decode_seqs
         shape.decode_kv_tokens = (attended + sparse * self._sparse_surcharge) / self.num_heads
+        shape.decode_max_context = 0  # not tracked: graph_max_context is refused with a KV policy
         shape.extra_hbm_bytes = float(scanned)
         return shape
 

@@ -12,12 +12,14 @@ from tessera.interface import BatchShape, CostModel
 
 class SpanTimes:
     """End times of `steps` pure-decode iterations of `batch_size` requests from `start`: iteration i (from 0)
-    reads kv_first + i * batch_size KV tokens; times are summed one by one, as one event per iteration would."""
+    reads kv_first + i * batch_size KV tokens and its longest context is longest_first + i (0: not tracked); times
+    are summed one by one, as one event per iteration would."""
 
-    __slots__ = ("ends", "steps", "_time", "_shape", "_batch_size", "_kv", "_t", "_terms")
+    __slots__ = ("ends", "steps", "_time", "_shape", "_batch_size", "_kv", "_t", "_terms", "_longest")
 
     def __init__(self, iteration_time: Callable[[BatchShape], float], shape: BatchShape, start: float,
-                 batch_size: int, kv_first: int, steps: int, terms: tuple | None = None) -> None:
+                 batch_size: int, kv_first: int, steps: int, terms: tuple | None = None,
+                 longest_first: int = 0) -> None:
         """terms: the cost model's decode_step_terms(batch_size) (tessera/cost/roofline.py), when it has them: each
         step's time from them, the same floats as iteration_time(shape) without a call per step."""
         self.ends: list[float] = []
@@ -28,6 +30,7 @@ class SpanTimes:
         self._kv = kv_first - batch_size
         self._t = start
         self._terms = terms
+        self._longest = longest_first - 1 if longest_first else 0
 
     @property
     def complete(self) -> bool:
@@ -47,7 +50,18 @@ class SpanTimes:
                 t += head + ((t0 + (compute if compute > memory else memory)) + lm)
                 append(t)
             shape.decode_kv_tokens = kv
+        elif self._longest:
+            longest = self._longest
+            for _ in range(count):
+                kv += batch_size
+                longest += 1
+                shape.decode_kv_tokens = kv
+                shape.decode_max_context = longest
+                t += iteration_time(shape)
+                append(t)
+            self._longest = longest
         else:
+            shape.decode_max_context = 0
             for _ in range(count):
                 kv += batch_size
                 shape.decode_kv_tokens = kv
@@ -63,8 +77,9 @@ class SpanTimes:
 
 
 def span_times(cost: CostModel, shape: BatchShape, start: float, batch_size: int, kv_first: int,
-               steps: int) -> SpanTimes:
-    """SpanTimes for a cost model: from its decode_step_terms when it has them, else one iteration_time per step."""
+               steps: int, longest_first: int = 0) -> SpanTimes:
+    """SpanTimes for a cost model: from its decode_step_terms when it has them, else one iteration_time per step;
+    longest_first: the first step's longest context, for a cost model that reads it (0: not tracked)."""
     terms = getattr(cost, "decode_step_terms", None)
     return SpanTimes(cost.iteration_time, shape, start, batch_size, kv_first, steps,
-                     terms(batch_size) if terms is not None else None)
+                     terms(batch_size) if terms is not None else None, longest_first)

@@ -94,7 +94,9 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         self._span_blocked = False  # the running span started with requests waiting that FCFS could not admit
         self._shape = BatchShape()
         # decode_cohort=False: every step through the scheduler (the reference the cohort must match)
-        self._cohort = (DecodeCohort(self.pool) if decode_cohort and fast_forward and kv is None
+        # a cost model that reads the longest decoding context (an engine profile's graph_max_context)
+        self._reads_context = bool(getattr(cost, "reads_max_context", False))
+        self._cohort = (DecodeCohort(self.pool, self._reads_context) if decode_cohort and fast_forward and kv is None
                         and compute_lanes is None and self._span_while_waiting and type(self.pool) is BlockPool
                         else None)
         self._kv_cohort = (KVDecodeCohort(kv) if kv is not None and decode_cohort and compute_lanes is None
@@ -381,8 +383,10 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
                 return False
         return True
 
-    def _batch_shape(self, batch: ScheduledBatch, decode_seqs: int = 0, decode_kv: int = 0) -> BatchShape:
-        """The batch's shape; decode_seqs / decode_kv start from what the decode cohort already counts."""
+    def _batch_shape(self, batch: ScheduledBatch, decode_seqs: int = 0, decode_kv: int = 0,
+                     longest: int = 0) -> BatchShape:
+        """The batch's shape; decode_seqs / decode_kv / longest (context) start from what the decode cohort already
+        counts."""
         shape = self._shape
         prefill_tokens = prefill_seqs = 0
         prefill_pairs = 0.0
@@ -391,6 +395,8 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
             if n == 1 and seq.num_generated > 0 and seq.num_tokens - computed == 1:
                 decode_seqs += 1
                 decode_kv += computed + 1
+                if computed >= longest:
+                    longest = computed + 1
             else:
                 prefill_tokens += n
                 prefill_seqs += 1
@@ -400,6 +406,7 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         shape.prefill_attn_pairs = prefill_pairs
         shape.decode_seqs = decode_seqs
         shape.decode_kv_tokens = decode_kv
+        shape.decode_max_context = longest
         shape.extra_hbm_bytes = 0.0
         return shape
 

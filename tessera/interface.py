@@ -28,6 +28,8 @@ class BatchShape:
     decode_kv_tokens: sum over decoding sequences of the KV tokens each reads (per layer, per KV
         head on average: a sparse policy that reads 1k of 20k tokens counts 1k).
     extra_hbm_bytes: other device-memory traffic this iteration (e.g. page-score metadata).
+    decode_max_context: the longest decoding sequence's context in tokens (the new one included), or 0 when the
+        producer does not know it; an engine profile's graph_max_context reads it (0: not checked).
     """
 
     prefill_tokens: int = 0
@@ -36,6 +38,7 @@ class BatchShape:
     decode_kv_tokens: float = 0.0
     extra_hbm_bytes: float = 0.0
     prefill_seqs: int = 0
+    decode_max_context: int = 0
 
     @property
     def num_tokens(self) -> int:

@@ -29,6 +29,7 @@ class EngineCostModel:
         self._layers = roofline.model.num_layers
         self._sizes = profile.graph_sizes
         self._graph_max = profile.graph_sizes[-1] if profile.graph_sizes else 0
+        self._graph_context = profile.graph_max_context
         self._launch_s = profile.launch_per_layer_s * self._layers
         self._host_s = profile.host_launch_per_layer_s * self._layers
         self._control_s = profile.control_per_token_s * (self.tp if self.tp > 1 else 0)  # per token, all workers
@@ -37,6 +38,11 @@ class EngineCostModel:
         self._pf_scale = 1.0 if frac is None else roofline.efficiency.flops_fraction / frac
         self._linear = base.layers_time if hasattr(base, "layers_time") else (
             lambda n: roofline.linear_time(n) + roofline.all_reduce_time(n))
+
+    @property
+    def reads_max_context(self) -> bool:
+        """Whether a step's time depends on BatchShape.decode_max_context (the profile's graph_max_context)."""
+        return self._graph_context is not None and self.profile.cuda_graphs
 
     def _prefill_attention_delta(self, pf: int, pairs: float) -> float:
         rl = self._roofline
@@ -55,6 +61,8 @@ class EngineCostModel:
         if pf and self._pf_scale != 1.0:
             t += self._prefill_attention_delta(pf, batch.prefill_attn_pairs)
         graphed = p.cuda_graphs and n <= self._graph_max and (pf == 0 or p.graph_mixed)
+        if graphed and self._graph_context is not None and batch.decode_max_context > self._graph_context:
+            graphed = False  # vLLM v0: a context longer than the captured one runs the step eagerly
         if graphed:
             padded = self._sizes[bisect_left(self._sizes, n)]
             if padded != n:

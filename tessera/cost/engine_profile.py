@@ -52,6 +52,10 @@ class EngineProfile:
     cuda_graphs: decode steps replay captured graphs: no launch gaps, the batch padded up to the next size in
         graph_sizes (larger batches run eagerly); graph_mixed: prefill/mixed steps of at most max(graph_sizes)
         tokens are graphed too (vLLM v1's piecewise graphs), else they run eagerly.
+    graph_max_context: a decode step replays a graph only while its longest sequence has at most this many tokens
+        (vLLM v0's max_seq_len_to_capture, formerly max_context_len_to_capture); longer-context steps run eagerly.
+        None: no limit (vLLM v1 and SGLang keep attention outside the graph). Read from BatchShape's
+        decode_max_context (a shape that leaves it 0 is not checked).
     allreduce_floor_s: the least time of one TP all-reduce call (two per layer), whatever its size.
     attention_backend: a key of ATTENTION_BACKENDS (prefill attention efficiency).
     hbm_fraction: the engine's achieved fraction of the HBM bandwidth (weight, KV and activation reads) in place
@@ -75,6 +79,7 @@ class EngineProfile:
     cuda_graphs: bool = False
     graph_mixed: bool = False
     graph_sizes: tuple[int, ...] = ()
+    graph_max_context: int | None = None
     allreduce_floor_s: float = 0.0
     attention_backend: str = "roofline"
     hbm_fraction: float | None = None
@@ -102,6 +107,13 @@ class EngineProfile:
         if self.cuda_graphs and (not sizes or list(sizes) != sorted(set(sizes)) or sizes[0] < 1):
             raise ValueError(f"engine_profile.graph_sizes={list(sizes)!r} is invalid with cuda_graphs=true: use "
                              "increasing whole batch sizes >= 1, e.g. [1, 2, 4, 8, 16]")
+        limit = self.graph_max_context
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
+            raise ValueError(f"engine_profile.graph_max_context={limit!r} is invalid: use a whole number of tokens "
+                             ">= 1 (vLLM v0: 8192) or null for no limit")
+        if limit is not None and not self.cuda_graphs:
+            raise ValueError(f"engine_profile.graph_max_context={limit} has no effect with cuda_graphs=false: drop it "
+                             "(set it to null) or turn cuda_graphs on")
         if self.frontend_serial and self.frontend_s == 0.0:
             raise ValueError("engine_profile.frontend_serial=true has no effect with frontend_s=0: set "
                              "engine_profile.frontend_s (seconds per request) or drop frontend_serial")

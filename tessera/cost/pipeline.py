@@ -63,6 +63,10 @@ class PipelineCostModel:
         self._send_bytes_per_token = ACTIVATIONS_SENT * stage.model.hidden_size * stage.model.dtype_bytes
         self._split = _cpu_split(stage)
 
+    @property
+    def reads_max_context(self) -> bool:
+        return bool(getattr(self.stage, "reads_max_context", False))
+
     def send_time(self, num_tokens: int) -> float:
         """One stage-to-stage send of num_tokens tokens' activations."""
         return transfer_time(num_tokens * self._send_bytes_per_token, self.link)
@@ -80,7 +84,8 @@ class PipelineCostModel:
             shares = sorted(shares)
         return [BatchShape(prefill_tokens=pf if i == 0 else 0, prefill_attn_pairs=batch.prefill_attn_pairs if i == 0
                            else 0.0, decode_seqs=n, decode_kv_tokens=n * kv_per_seq, extra_hbm_bytes=extra,
-                           prefill_seqs=batch.prefill_seqs if i == 0 else 0)
+                           prefill_seqs=batch.prefill_seqs if i == 0 else 0,
+                           decode_max_context=batch.decode_max_context if n else 0)
                 for i, n in enumerate(shares)]
 
     def iteration_time(self, batch: BatchShape) -> float:

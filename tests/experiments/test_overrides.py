@@ -78,6 +78,8 @@ def test_every_override_changes_what_runs_or_is_refused(experiment):
      "engine.num_scheduler_steps=8 is invalid: use 1 with a KV policy"),
     (["engine_profile=vllm_v0_eager", "kvpolicy=flexicache"],
      "engine_profile.control_per_token_s=3.843e-08 is invalid: use 0 with a KV policy"),
+    (["engine_profile=vllm_v0_multistep", "kvpolicy=flexicache"],
+     "engine_profile.graph_max_context=8192 is invalid: use null with a KV policy"),
     (["experiment=flexicache_memory", "backend=runtime"], "runs in the simulator only"),
     (["experiment=mosaic", "backend=runtime", "backend.runtime.num_threads=2"], "workers do not read it"),
     (["experiment=mosaic", "+params.runtime.bogus=3"], "params.runtime configures backend=runtime only"),

@@ -31,5 +31,17 @@ class LinearCost:
         return link.latency_s + num_bytes / link.bandwidth_Bps
 
 
+@dataclass
+class ContextCost(LinearCost):
+    """LinearCost + per_context * the step's longest decoding context (a cost model that reads decode_max_context,
+    as an engine profile's graph_max_context does)."""
+
+    per_context: float = 1e-6
+    reads_max_context = True
+
+    def iteration_time(self, batch: BatchShape) -> float:
+        return LinearCost.iteration_time(self, batch) + self.per_context * batch.decode_max_context
+
+
 def worker_specs(n: int = 1, tp: int = 1, model: ModelSpec = TINY_MODEL, gpu: GPUSpec = TINY_GPU):
     return [WorkerSpec(worker_id=i, gpu=gpu, model=model, tp=tp) for i in range(n)]

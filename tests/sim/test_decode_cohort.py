@@ -10,15 +10,16 @@ from tessera.sim.block_pool import BlockPool
 from tessera.sim.decode_cohort import DecodeCohort
 from tessera.sim.sequence import SeqState
 from tessera.types import Request
-from tests.sim.fakes import LinearCost, worker_specs
+from tests.sim.fakes import ContextCost, LinearCost, worker_specs
 from tests.sim.helpers import assert_same, recorded_run, requests_strategy
 
 
 def frames(reqs, decode_cohort, *, workers=2, max_seqs=6, budget=128, chunked=True, router="round_robin",
-           on_finish=None, max_log=None, span_chunk=None):
-    cluster = Cluster(worker_specs(workers), lambda s: LinearCost(),
+           on_finish=None, max_log=None, span_chunk=None, cost=LinearCost, fast_forward=True):
+    cluster = Cluster(worker_specs(workers), lambda s: cost(),
                       SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=budget, chunked_prefill=chunked),
-                      MemoryConfig(0.5, 0.0), make_router(router), decode_cohort=decode_cohort)
+                      MemoryConfig(0.5, 0.0), make_router(router), decode_cohort=decode_cohort,
+                      fast_forward=fast_forward)
     for worker in cluster.workers:
         if max_log is not None and worker._cohort is not None:
             worker._cohort.max_log = max_log
@@ -43,6 +44,46 @@ def test_cohort_gives_bit_identical_records(reqs, max_seqs, budget, chunked, rou
     plain, _ = frames(reqs, False, max_seqs=max_seqs, budget=budget, chunked=chunked, router=router)
     assert_same(lazy, plain)
     assert all(w._cohort is not None for w in cluster.workers)  # the cohort stayed on (no fallback)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reqs=requests_strategy, max_seqs=st.integers(1, 8), chunked=st.booleans(), max_log=st.sampled_from([None, 1]),
+       span_chunk=st.sampled_from([None, 1, 3]))
+def test_the_longest_context_of_cohorts_and_spans_is_the_batchs(reqs, max_seqs, chunked, max_log, span_chunk):
+    """A cost model that reads the longest decoding context (ContextCost): the cohort's lazy max-heap, the decode
+    spans and the scheduler's own batches give every step the same context, so the records are bit-identical; the
+    spans' end times are those of one event per iteration (where _batch_shape reads each decoding request)."""
+    budget = 64 if chunked else 512
+    lazy, cluster = frames(reqs, True, max_seqs=max_seqs, budget=budget, chunked=chunked, max_log=max_log,
+                           span_chunk=span_chunk, cost=ContextCost)
+    plain, _ = frames(reqs, False, max_seqs=max_seqs, budget=budget, chunked=chunked, cost=ContextCost)
+    assert_same(lazy, plain)
+    assert all(w._cohort is not None and w._cohort.track_longest for w in cluster.workers)
+    stepped, _ = frames(reqs, False, max_seqs=max_seqs, budget=budget, chunked=chunked, cost=ContextCost,
+                        fast_forward=False)
+    for col in ("first_token_s", "finish_s"):
+        pd.testing.assert_series_equal(plain[0][col], stepped[0][col], check_exact=True)
+
+
+def test_a_cost_model_that_ignores_the_context_leaves_the_cohort_untracked():
+    _, cluster = frames([(0.0, 30, 5)], True, cost=LinearCost)
+    assert not cluster.workers[0]._cohort.track_longest
+
+
+def test_the_longest_context_follows_members_that_join_and_leave():
+    pool = BlockPool(100, 4)
+    cohort = DecodeCohort(pool, track_longest=True)
+    a, b, c = member(40, 10, output=3), member(10, 3), member(25, 7)
+    for seq in (a, b, c):
+        assert cohort.join(seq)
+    assert cohort.longest_context() == 41
+    cohort.steps += 1
+    assert cohort.longest_context() == 42
+    cohort.steps += 1  # a samples its last token
+    assert cohort.pop_finished() == [a]
+    assert cohort.longest_context() == 25 + 2 + 1  # c, two steps on
+    cohort.write_back_all([b, c])
+    assert cohort.longest_context() == 0
 
 
 def test_cohort_matches_with_preemptions_and_submissions_from_callbacks():

@@ -161,3 +161,28 @@ def test_bad_fields_name_the_key():
         with_engine_profile(lambda **p: None, EngineProfile(name="x", cpu_per_seq_s=1e-5), {"overhead_s": 0.0})
     assert expand_sizes([1, 2, {"start": 8, "stop": 24, "step": 8}]) == [1, 2, 8, 16, 24]
     assert replace(load("vllm_v1_cudagraph")).graph_sizes[-1] == 512
+
+
+def test_a_context_longer_than_the_captured_one_runs_the_decode_step_eagerly():
+    """vLLM v0 (graph_max_context 8192): the same batch is graphed at 8,192 tokens of context and eager (the host's
+    launch floor) at 8,193; a shape that does not know its context (0) is not checked."""
+    v0 = cost(load("vllm_v0_multistep"), "Llama-2-70B", tp=4)
+    assert v0.reads_max_context
+    at_limit, beyond = decode(1, kv=8192), decode(1, kv=8193)
+    at_limit.decode_max_context, beyond.decode_max_context = 8192, 8193
+    assert v0.gpu_time(at_limit) < 80 * 3.75e-4 <= v0.gpu_time(beyond)
+    assert v0.gpu_time(beyond) == pytest.approx(80 * 3.75e-4)  # the host floor: kernels take less
+    assert v0.gpu_time(decode(1, kv=8193)) < 80 * 3.75e-4  # context unknown (0): graphed
+    unlimited = cost(load("vllm_v0_multistep", graph_max_context=None), "Llama-2-70B", tp=4)
+    assert not unlimited.reads_max_context
+    assert unlimited.gpu_time(beyond) == unlimited.gpu_time(decode(1, kv=8193))
+
+
+def test_graph_max_context_must_be_a_token_count_with_graphs_on():
+    for bad in (0, -5, 2.5, True, "8k"):
+        with pytest.raises(ValueError, match="engine_profile.graph_max_context"):
+            EngineProfile(name="x", cuda_graphs=True, graph_sizes=(1,), graph_max_context=bad)
+    with pytest.raises(ValueError, match="graph_max_context=8192 has no effect with cuda_graphs=false"):
+        EngineProfile(name="x", graph_max_context=8192)
+    assert [load(name).graph_max_context for name in ("vllm_v0_multistep", "vllm_v1_cudagraph", "sglang")] == \
+        [8192, None, None]
