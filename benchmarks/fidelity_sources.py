@@ -28,18 +28,21 @@ def load_profile(name: str, **overrides) -> EngineProfile:
     return EngineProfile.from_dict({**conf, **overrides})
 
 
-def run_one_worker(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memory=MemoryConfig()):
-    """One worker with the profile's costs serving `requests`, each reaching the engine frontend_s after it was sent."""
-    spec = WorkerSpec(worker_id=0, gpu=gpu, model=model, tp=tp)
+def run_one_worker(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memory=MemoryConfig(),
+                   kv_bytes: float | None = None):
+    """One worker with the profile's costs serving `requests`, each reaching the engine frontend_s after it was sent;
+    kv_bytes: a KV pool the source states (None: the simulator's memory rule)."""
+    spec = WorkerSpec(worker_id=0, gpu=gpu, model=model, tp=tp, kv_bytes_per_gpu=kv_bytes)
     cost = with_engine_profile(lambda **p: make_cost_model("roofline", model, gpu, tp, **p), profile, {})
     cluster = Cluster([spec], lambda s: cost, scheduler, memory, make_router("round_robin"))
     return cluster.run(through_frontend(requests, profile.frontend_s, profile.frontend_serial))
 
 
-def simulate(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memory=MemoryConfig()):
+def simulate(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memory=MemoryConfig(),
+             kv_bytes: float | None = None):
     """Client-side times (the profile's frontend_s included), as experiments/backends/sim.py reports them."""
-    return as_client_sees(request_frame(run_one_worker(requests, model, gpu, tp, profile, scheduler, memory)),
-                          requests)
+    return as_client_sees(request_frame(run_one_worker(requests, model, gpu, tp, profile, scheduler, memory,
+                                                       kv_bytes)), requests)
 
 
 def source_table(source: str) -> pd.DataFrame:
@@ -352,3 +355,27 @@ def pr2221_fixed_run(profile: EngineProfile) -> float:
     scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=256, max_num_batched_tokens=4096)
     frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler)
     return float(frame["finish_s"].max())
+
+
+def vllm_v1_serving_rows(profile: EngineProfile) -> list[dict]:
+    """vLLM 0.10.1.1's V1 engine serving N random 1,024 / 1,024 requests sent at once (data/validation/
+    vllm_v1_qwen2_a100_serving): mean TPOT and output tok/s, with the logged KV pool and the A100 API server's
+    budget; TTFT is not compared (prefix-cache hits, see its SOURCE.md)."""
+    out = []
+    for row in simulated(source_table("vllm_v1_qwen2_a100_serving")):
+        model = model_spec(row.model)
+        kv_bytes = int(row.kv_cache_tokens) * model.kv_bytes_per_token
+        scheduler = SchedulerConfig(family="vllm_v1", max_num_seqs=int(row.max_num_seqs),
+                                    max_num_batched_tokens=int(row.max_num_batched_tokens), chunked_prefill=True)
+        requests = equal_requests(int(row.num_prompts), int(row.input_len), int(row.output_len))
+        frame = simulate(requests, model, gpu_spec(row.gpu), int(row.tp), profile, scheduler, kv_bytes=kv_bytes)
+        finish = last_finish_s(frame, f"vllm_v1_qwen2_a100_serving test {row.test}, {row.num_prompts} prompts")
+        tpot = (frame["finish_s"] - frame["first_token_s"]) / (frame["output_tokens"] - 1)
+        for metric, measured, predicted in (("tpot", row.mean_tpot_ms, float(tpot.mean()) * 1e3),
+                                            ("throughput", row.output_tok_per_s,
+                                             float(frame["output_tokens"].sum()) / finish)):
+            out.append({"source": "vllm_v1_qwen2_a100_serving", "split": row.split, "model": row.model,
+                        "gpu": row.gpu, "tp": int(row.tp), "metric": metric, "measured": float(measured),
+                        "predicted": predicted, "num_prompts": int(row.num_prompts),
+                        "kv_cache_tokens": int(row.kv_cache_tokens)})
+    return out

@@ -7,7 +7,7 @@ from dataclasses import replace
 from benchmarks.fidelity_sources import (after_pr2221, bench_table, lambda_rows, last_finish_s, late_2023_graphs,
                                          load_profile, mixtral_pr_rows, mlc_rows, pr2192_rows, pr2221_fixed_run,
                                          qwen2_rows, source_table, splitwise_rows, splitwise_table, static_batch,
-                                         trtllm_perf_row, trtllm_static_rows)
+                                         trtllm_perf_row, trtllm_static_rows, vllm_v1_serving_rows)
 from tessera.hardware import gpu
 from tessera.models import model
 from tessera.paths import data_path
@@ -15,7 +15,7 @@ from tessera.paths import data_path
 SOURCES = ("nemo_trtllm_llama2", "flexicache_vllm_v1", "lambda_vllm_sharegpt", "llm_inference_bench_trtllm",
            "splitwise_perf_model", "vllm_pr2221", "vllm_pr2192", "mlc_llm_perf_bench_vllm",
            "qwen2_speed_vllm042", "vllm_mixtral_prs",
-           "trtllm_perf_overview_v011", "trtllm_perf_v090_static")
+           "trtllm_perf_overview_v011", "trtllm_perf_v090_static", "vllm_v1_qwen2_a100_serving")
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -165,6 +165,24 @@ def test_the_qwen2_rows_run_vllm_042_as_the_late_2023_profile_without_its_ray_co
     # the same 2,048 steps take longer the longer the context they attend over
     assert by[("Qwen2-7B-Instruct", 1, 1)] < by[("Qwen2-7B-Instruct", 1, 14336)] < by[("Qwen2-7B-Instruct", 1, 30720)]
     assert by[("Qwen2-72B-Instruct", 4, 1)] == pytest.approx(53.61, abs=0.01)  # docs/fidelity.md: -21.4%
+
+
+def test_the_vllm_v1_serving_rows_use_the_logged_kv_pool_and_compare_tpot_and_throughput_only():
+    table = source_table("vllm_v1_qwen2_a100_serving")
+    assert (table.loc[table["split"] == "excluded", "successful_requests"]
+            < table.loc[table["split"] == "excluded", "num_prompts"]).all()  # failed requests: the 1,000-prompt rows
+    held = table[table["split"] == "held_out"]
+    assert (held["successful_requests"] == held["num_prompts"]).all() and len(held) == 18
+    # the logged KV pool in tokens, 57,344 B each, is the logged GiB (whole 16-token blocks)
+    kv = model("Qwen2-7B-Instruct").kv_bytes_per_token
+    assert abs(464848 * kv / 2**30 - 24.83) < 0.01 and abs(93872 * kv / 2**30 - 5.01) < 0.01
+    rows = vllm_v1_serving_rows(load_profile("vllm_v1_cudagraph"))
+    assert len(rows) == 2 * len(held) and {r["metric"] for r in rows} == {"tpot", "throughput"}
+    by = {(r["kv_cache_tokens"], r["num_prompts"], r["metric"]): r["predicted"] for r in rows}
+    # the small pool preempts: beyond ~45 requests of 2,048 tokens its throughput stops growing, the large one's not
+    assert by[(93872, 200, "throughput")] < 0.6 * by[(464848, 200, "throughput")]
+    assert by[(93872, 10, "tpot")] == pytest.approx(by[(464848, 10, "tpot")])  # 10 x 2,048 fits both pools
+    assert by[(464848, 1, "tpot")] == pytest.approx(10.20, abs=0.01)  # docs/fidelity.md: -13.2%
 
 
 def test_the_mixtral_pr_rows_hold_out_the_fused_moe_columns_only():
