@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, als
 from fidelity_fits import fit_control, fit_trtllm, fit_vllm_multistep  # noqa: E402
 from fidelity_sources import (bench_rows, flexicache_rows, lambda_rows, load_profile, mixtral_pr_rows,  # noqa: E402
                               mlc_rows, nemo_rows, pr2192_rows, qwen2_rows, splitwise_rows, trtllm_perf_rows,
-                              trtllm_static_rows, vllm_v1_serving_rows)
+                              qwen3_moe_pr23151_rows, sglang_issue5938_rows, trtllm_static_rows,
+                              vllm_v1_serving_rows)
 
 
 # Sources whose engine is not stated, and whose rows show an engine unlike the profile simulating them (SOURCE.md)
@@ -37,17 +38,19 @@ def error_table(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 def run_all(quick: bool) -> pd.DataFrame:
     frames = []
-    for label, nemo_profile, flexi_profile, lambda_profile, splitwise_profile, v1_profile in (
+    default = load_profile("tessera_default")
+    for label, nemo_profile, flexi_profile, lambda_profile, splitwise_profile, v1_profile, sglang_profile in (
             ("engine profile", load_profile("trtllm"), load_profile("vllm_v1_cudagraph", attention_backend="triton"),
-             load_profile("vllm_v0_multistep"), load_profile("vllm_v0_eager"), load_profile("vllm_v1_cudagraph")),
-            ("tessera_default", load_profile("tessera_default"), load_profile("tessera_default"),
-             load_profile("tessera_default"), load_profile("tessera_default"), load_profile("tessera_default"))):
+             load_profile("vllm_v0_multistep"), load_profile("vllm_v0_eager"), load_profile("vllm_v1_cudagraph"),
+             load_profile("sglang")),
+            ("tessera_default", default, default, default, default, default, default)):
         rows = (bench_rows(nemo_profile) + nemo_rows(nemo_profile) + trtllm_perf_rows(nemo_profile)
                 + trtllm_static_rows(nemo_profile)
                 + flexicache_rows(flexi_profile, 100 if quick else None) + lambda_rows(lambda_profile)
                 + splitwise_rows(splitwise_profile) + pr2192_rows(splitwise_profile) + mlc_rows(splitwise_profile)
                 + qwen2_rows(splitwise_profile) + mixtral_pr_rows(splitwise_profile)
-                + vllm_v1_serving_rows(v1_profile))
+                + vllm_v1_serving_rows(v1_profile) + qwen3_moe_pr23151_rows(v1_profile)
+                + sglang_issue5938_rows(sglang_profile))
         frames.append(pd.DataFrame(rows).assign(profile=label))
     return pd.concat(frames, ignore_index=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
@@ -29,13 +30,14 @@ def load_profile(name: str, **overrides) -> EngineProfile:
 
 
 def run_one_worker(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memory=MemoryConfig(),
-                   kv_bytes: float | None = None):
+                   kv_bytes: float | None = None, on_finish=None):
     """One worker with the profile's costs serving `requests`, each reaching the engine frontend_s after it was sent;
-    kv_bytes: a KV pool the source states (None: the simulator's memory rule)."""
+    kv_bytes: a KV pool the source states (None: the simulator's memory rule); on_finish(seq, cluster): Cluster.run's
+    callback (a closed-loop client submits its next request there)."""
     spec = WorkerSpec(worker_id=0, gpu=gpu, model=model, tp=tp, kv_bytes_per_gpu=kv_bytes)
     cost = with_engine_profile(lambda **p: make_cost_model("roofline", model, gpu, tp, **p), profile, {})
     cluster = Cluster([spec], lambda s: cost, scheduler, memory, make_router("round_robin"))
-    return cluster.run(through_frontend(requests, profile.frontend_s, profile.frontend_serial))
+    return cluster.run(through_frontend(requests, profile.frontend_s, profile.frontend_serial), on_finish=on_finish)
 
 
 def simulate(requests, model, gpu, tp, profile, scheduler: SchedulerConfig, memory=MemoryConfig(),
@@ -378,4 +380,71 @@ def vllm_v1_serving_rows(profile: EngineProfile) -> list[dict]:
                         "gpu": row.gpu, "tp": int(row.tp), "metric": metric, "measured": float(measured),
                         "predicted": predicted, "num_prompts": int(row.num_prompts),
                         "kv_cache_tokens": int(row.kv_cache_tokens)})
+    return out
+
+
+def closed_loop(requests: list[Request], concurrency: int):
+    """A client that keeps `concurrency` requests in flight (benchmark_serving's --max-concurrency with request rate
+    inf): the first ones sent at t = 0, each later one when a request finishes, in order. Returns the first requests
+    and the on_finish callback that sends the rest."""
+    pending = iter(requests[concurrency:])
+
+    def send_next(seq, cluster) -> None:
+        nxt = next(pending, None)
+        if nxt is not None:
+            cluster.submit(Request(nxt.request_id, cluster.env.now, nxt.prompt_tokens, nxt.output_tokens))
+    return requests[:concurrency], send_next
+
+
+def qwen3_moe_pr23151_rows(profile: EngineProfile) -> list[dict]:
+    """vLLM PR #23151's baseline (data/validation/vllm_v1_qwen3_moe_pr23151): Qwen3-30B-A3B on one H100 serving 100
+    random 2,048 / 1,024 requests, 10 in flight (closed_loop); mean TTFT, mean TPOT and output tok/s."""
+    if profile.frontend_s:
+        raise ValueError(f"engine_profile={profile.name}: the closed-loop client sends requests from the engine's "
+                         f"finish callback, which skips frontend_s={profile.frontend_s}; use a profile without one")
+    out = []
+    for row in simulated(source_table("vllm_v1_qwen3_moe_pr23151")):
+        first, send_next = closed_loop(equal_requests(int(row.num_prompts), int(row.input_len), int(row.output_len)),
+                                       int(row.max_concurrency))
+        scheduler = SchedulerConfig(family="vllm_v1", max_num_seqs=int(row.max_num_seqs),
+                                    max_num_batched_tokens=int(row.max_num_batched_tokens), chunked_prefill=True)
+        memory = MemoryConfig(gpu_memory_utilization=float(row.gpu_memory_utilization))
+        run = run_one_worker(first, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler, memory,
+                             on_finish=send_next)
+        frame = request_frame(run)
+        if len(frame) != int(row.num_prompts):
+            raise RuntimeError(f"vllm_v1_qwen3_moe_pr23151: {len(frame)} of {row.num_prompts} requests were sent")
+        finish = last_finish_s(frame, "vllm_v1_qwen3_moe_pr23151")
+        ttft = frame["first_token_s"] - frame["arrival_s"]
+        tpot = (frame["finish_s"] - frame["first_token_s"]) / (frame["output_tokens"] - 1)
+        for metric, measured, predicted in (("ttft", row.mean_ttft_ms, float(ttft.mean()) * 1e3),
+                                            ("tpot", row.mean_tpot_ms, float(tpot.mean()) * 1e3),
+                                            ("throughput", row.output_tok_per_s,
+                                             float(frame["output_tokens"].sum()) / finish)):
+            out.append({"source": "vllm_v1_qwen3_moe_pr23151", "split": row.split, "model": row.model, "gpu": row.gpu,
+                        "tp": int(row.tp), "metric": metric, "measured": float(measured), "predicted": predicted})
+    return out
+
+
+def bench_serving_arrivals(num_prompts: int, rate: float, seed: int = 1) -> list[float]:
+    """Send times of SGLang's bench_serving at `rate` requests/s (its get_request): the first at 0, then
+    np.random.exponential(1 / rate) intervals after np.random.seed(seed) (the client's own seeding, legacy RNG)."""
+    state = np.random.RandomState(seed)
+    return [0.0] + list(np.cumsum(state.exponential(1.0 / rate, num_prompts - 1)))
+
+
+def sglang_issue5938_rows(profile: EngineProfile) -> list[dict]:
+    """SGLang of May 2025 serving 50 random requests at 10 req/s on one A100 (data/validation/sglang_a100_issue5938):
+    output tok/s, with SGLang's prefill-first batches (the vllm_v0 family) and its static memory fraction."""
+    out = []
+    memory = MemoryConfig(gpu_memory_utilization=0.88, activation_reserve_gib=0.0)
+    scheduler = SchedulerConfig(family="vllm_v0", max_num_seqs=2048, max_num_batched_tokens=8192)
+    for row in simulated(source_table("sglang_a100_issue5938")):
+        arrivals = bench_serving_arrivals(int(row.num_prompts), float(row.request_rate))
+        requests = [Request(i, t, int(row.input_len), int(row.output_len)) for i, t in enumerate(arrivals)]
+        frame = simulate(requests, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler, memory)
+        finish = last_finish_s(frame, f"sglang_a100_issue5938 {row.gpu} {row.input_len}/{row.output_len}")
+        out.append({"source": "sglang_a100_issue5938", "split": row.split, "model": row.model, "gpu": row.gpu,
+                    "tp": int(row.tp), "metric": "throughput", "measured": float(row.output_tok_per_s),
+                    "predicted": float(frame["output_tokens"].sum()) / finish})
     return out
