@@ -168,8 +168,8 @@ def resolve(cfg: DictConfig) -> RunSpec:
            "policy shrinks)")
     _check("engine_profile.graph_max_context", not (profile and profile.graph_max_context and kv),
            profile.graph_max_context if profile else None,
-           "null with a KV policy (its decode cohort does not track the longest context; null prices every decode "
-           "step up to the largest graph size as graphed)")
+           "null with a KV policy (a KV policy's step shapes do not carry the longest context; null prices every "
+           "decode step up to the largest graph size as graphed)")
     return RunSpec(model=model, gpu=gpu, workers=workers, scheduler=scheduler, memory=memory,
                    router=cfg.cluster.router, cost_kind=cost_kind, cost_params=cost_params,
                    workload=OmegaConf.to_container(cfg.workload, resolve=True),

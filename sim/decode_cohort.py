@@ -43,7 +43,7 @@ class DecodeCohort:
     def __init__(self, pool: BlockPool, track_longest: bool = False) -> None:
         self.pool = pool
         self.track_longest = track_longest
-        self._longest: list[tuple[int, int, int, SeqState]] = []  # (-offset, tie, cohort_base, member)
+        self._longest: list[tuple[int, int, SeqState]] = []  # (-offset, join id, member): live while the id matches
         self.block_size = pool.block_size
         self.steps = 0
         self.size = 0
@@ -69,10 +69,11 @@ class DecodeCohort:
         self._tie += 1
         heappush(self.finishes, (self.steps + seq.max_output_tokens - seq.num_generated, self._tie, seq))
         if self.track_longest:
+            seq.cohort_join = self._tie  # an entry pushed at an earlier join of the same request is stale
             if len(self._longest) > 2 * self.size + 64:  # mostly stale: keep the members' entries only
-                self._longest = [e for e in self._longest if e[3].cohort_base == e[2]]
+                self._longest = [e for e in self._longest if e[2].cohort_base >= 0 and e[2].cohort_join == e[1]]
                 heapify(self._longest)
-            heappush(self._longest, (-offset, self._tie, self.steps, seq))
+            heappush(self._longest, (-offset, self._tie, seq))
         return True
 
     def _write_back(self, seq: SeqState) -> None:
@@ -161,7 +162,7 @@ class DecodeCohort:
         """The longest member's context at the next step (its computed tokens + 1); 0 without members. Needs
         track_longest."""
         heap = self._longest
-        while heap and heap[0][3].cohort_base != heap[0][2]:
+        while heap and (heap[0][2].cohort_base < 0 or heap[0][2].cohort_join != heap[0][1]):
             heappop(heap)  # its member left (a later join pushed a fresh entry)
         return self.steps - heap[0][0] + 1 if heap else 0
 

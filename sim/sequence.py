@@ -16,7 +16,7 @@ class SeqState:
                  "num_computed_tokens", "num_generated", "num_blocks", "num_preemptions",
                  "worker_id", "arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "status",
                  "execution_s", "preemption_s", "preempted_at_s", "cohort_base", "cohort_log",
-                 "running_order")
+                 "cohort_join", "running_order")
 
     def __init__(self, request: Request) -> None:
         self.request = request
@@ -41,6 +41,7 @@ class SeqState:
         # and where its pending iteration durations start in the cohort's log
         self.cohort_base = -1
         self.cohort_log = 0
+        self.cohort_join = 0  # the cohort's id of its last join (DecodeCohort.longest_context's live entries)
         self.running_order = 0  # a KV-policy worker's admission counter at its last admission (its place in running)
 
     def preempt(self) -> None:

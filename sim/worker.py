@@ -78,6 +78,10 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         if self._multi_step and kv is not None:
             raise ValueError(f"engine.num_scheduler_steps={scheduler.group_steps} is not modelled with a KV policy "
                              f"(kvpolicy={kv.plan.policy}): use engine.num_scheduler_steps=1")
+        if kv is not None and getattr(cost, "reads_max_context", False):
+            raise ValueError(f"engine_profile.graph_max_context is not modelled with a KV policy "
+                             f"(kvpolicy={kv.plan.policy}: its step shapes do not carry the longest context); set it "
+                             "to null")
         self.compute_lanes = compute_lanes  # GPUs shared with other replicas: hold them for each iteration
         self.waiting: deque[SeqState] = deque()
         self.running: list[SeqState] = []

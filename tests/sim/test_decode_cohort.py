@@ -86,6 +86,43 @@ def test_the_longest_context_follows_members_that_join_and_leave():
     assert cohort.longest_context() == 0
 
 
+def test_the_longest_context_of_a_batch_is_its_longest_decoding_sequence_plus_the_new_token():
+    """Worker._batch_shape: two decoding requests one token apart (computed 10 and 11): the longest reads 12 tokens."""
+    from tessera.interface import ScheduledBatch
+    _, cluster = frames([(0.0, 30, 5)], False, cost=ContextCost)
+    worker = cluster.workers[0]
+    a, b = member(10, 1), member(11, 1)
+    batch = ScheduledBatch(seqs=[a, b], num_scheduled_tokens=[1, 1])
+    assert worker._batch_shape(batch).decode_max_context == 12
+    batch = ScheduledBatch(seqs=[b, a], num_scheduled_tokens=[1, 1])
+    assert worker._batch_shape(batch, longest=11).decode_max_context == 12  # a cohort member of computed 10 beside them
+    assert worker._batch_shape(batch, longest=15).decode_max_context == 15
+
+
+def test_the_cohorts_heap_matches_the_brute_force_maximum_and_stays_bounded():
+    """Hundreds of joins and finishes on a small cohort: the heap is compacted (stale entries dropped) and
+    longest_context is always the members' largest computed count + 1."""
+    import random
+    rng = random.Random(5)
+    cohort = DecodeCohort(BlockPool(100_000, 16), track_longest=True)
+    members, compactions = [], 0
+    for step in range(600):
+        while len(members) < 4 or rng.random() < 0.3:
+            computed = rng.randrange(1, 5000)
+            seq = member(computed, -(-computed // 16), output=rng.randrange(2, 40))
+            entries = len(cohort._longest)
+            assert cohort.join(seq)
+            members.append(seq)
+            compactions += len(cohort._longest) <= entries  # the push came with a compaction
+            assert len(cohort._longest) <= 2 * cohort.size + 65  # a join compacts it once it is mostly stale
+        cohort.steps += 1
+        for seq in cohort.pop_finished():
+            members.remove(seq)
+        longest = max((s.num_computed_tokens + cohort.steps - s.cohort_base for s in members), default=-1) + 1
+        assert cohort.longest_context() == longest
+    assert compactions > 0
+
+
 def test_cohort_matches_with_preemptions_and_submissions_from_callbacks():
     reqs = [(0.001 * i, 150 + 13 * i, 60 + 7 * (i % 5)) for i in range(24)]
 

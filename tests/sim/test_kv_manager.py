@@ -204,3 +204,13 @@ def test_a_preempted_request_that_can_never_be_recomputed_is_rejected_naming_the
     assert status.startswith("rejected: was preempted after 577 tokens and recomputing them needs")
     assert "KV head-pages, the pool admits at most" in status and "gpu_memory_utilization" in status
     assert sum(w.num_preemptions for w in workers) >= 1
+
+
+def test_a_cost_model_that_reads_the_longest_context_is_refused_with_a_kv_policy():
+    """A KV policy's step shapes do not carry the longest context: a Cluster built directly (not through the CLI,
+    which refuses engine_profile.graph_max_context first) refuses it by name instead of pricing every step graphed."""
+    from tests.sim.fakes import ContextCost
+    kv = KVSetup.from_conf({"name": "flexicache", **FLEXI})
+    with pytest.raises(ValueError, match="engine_profile.graph_max_context is not modelled with a KV policy"):
+        Cluster(worker_specs(1), lambda s: ContextCost(), SchedulerConfig(), MemoryConfig(0.5, 0.0),
+                make_router("round_robin"), host_link=PCIE, kv=kv)

@@ -89,3 +89,22 @@ def test_bad_pipeline_settings_are_refused():
         stage_model(LLAMA70, 0)
     with pytest.raises(ValueError, match="cluster.pp_microbatches=0"):
         PipelineCostModel(stage_cost(2), 2, 0, NVLINK)
+
+
+def test_micro_batches_carry_the_longest_context_to_a_stage_that_reads_it():
+    """An engine profile's graph_max_context reaches each stage: beyond it the step is eager (here the host floor)."""
+    from omegaconf import OmegaConf
+    from tessera.cost import make_cost_model
+    from tessera.cost.engine_cost import with_engine_profile
+    from tessera.cost.engine_profile import EngineProfile
+    from tessera.paths import REPO_ROOT
+    conf = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "engine_profile" / "vllm_v0_multistep.yaml"))
+    profile = EngineProfile.from_dict(conf)
+    llama = model("Llama-3-8B")  # a small stage: its eager step is held up by the host's launches
+    h100 = gpu("H100-SXM-80GB")
+    piped = pipelined(lambda m: with_engine_profile(lambda **p: make_cost_model("roofline", m, h100, 1, **p),
+                                                    profile, {}), llama, 2, None, peer_link(h100))
+    assert piped.reads_max_context
+    within, beyond = (BatchShape(decode_seqs=4, decode_kv_tokens=4 * 8000, decode_max_context=c) for c in (8000, 9000))
+    assert [b.decode_max_context for b in piped.micro_batches(beyond)] == [9000, 9000]
+    assert piped.iteration_time(beyond) > piped.iteration_time(within)
