@@ -17,6 +17,7 @@ from tessera.memory import MemoryConfig
 from tessera.models import model as model_spec
 from tessera.paths import REPO_ROOT, data_path
 from tessera.results import summarize
+from tessera.results.schema import add_latency_columns
 from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router, request_frame
 from tessera.types import Request, WorkerSpec
@@ -162,8 +163,7 @@ def lambda_rows(profile: EngineProfile, splits=("fitted", "held_out")) -> list[d
         outputs = [max(1, int(x)) for x in row.output_lens.split()]
         reqs = [Request(i, 0.0, p, o) for i, (p, o) in enumerate(zip(prompts, outputs))]
         frame = simulate(reqs, model_spec(row.model), gpu_spec(row.gpu), int(row.tp), profile, scheduler, memory)
-        multi = frame[frame["output_tokens"] > 1]
-        tpot = (multi["finish_s"] - multi["first_token_s"]) / (multi["output_tokens"] - 1)
+        tpot = add_latency_columns(frame)["tpot_s"]  # NaN for one-token outputs, which the median skips
         metrics = [("tpot", row.median_tpot_ms, float(tpot.median()) * 1e3)]
         if row.model != "Mixtral-8x7B":
             metrics += [("ttft", row.median_ttft_ms, float(frame["first_token_s"].median()) * 1e3),
@@ -372,7 +372,7 @@ def vllm_v1_serving_rows(profile: EngineProfile) -> list[dict]:
         requests = equal_requests(int(row.num_prompts), int(row.input_len), int(row.output_len))
         frame = simulate(requests, model, gpu_spec(row.gpu), int(row.tp), profile, scheduler, kv_bytes=kv_bytes)
         finish = last_finish_s(frame, f"vllm_v1_qwen2_a100_serving test {row.test}, {row.num_prompts} prompts")
-        tpot = (frame["finish_s"] - frame["first_token_s"]) / (frame["output_tokens"] - 1)
+        tpot = add_latency_columns(frame)["tpot_s"]
         for metric, measured, predicted in (("tpot", row.mean_tpot_ms, float(tpot.mean()) * 1e3),
                                             ("throughput", row.output_tok_per_s,
                                              float(frame["output_tokens"].sum()) / finish)):
@@ -415,10 +415,9 @@ def qwen3_moe_pr23151_rows(profile: EngineProfile) -> list[dict]:
         if len(frame) != int(row.num_prompts):
             raise RuntimeError(f"vllm_v1_qwen3_moe_pr23151: {len(frame)} of {row.num_prompts} requests were sent")
         finish = last_finish_s(frame, "vllm_v1_qwen3_moe_pr23151")
-        ttft = frame["first_token_s"] - frame["arrival_s"]
-        tpot = (frame["finish_s"] - frame["first_token_s"]) / (frame["output_tokens"] - 1)
-        for metric, measured, predicted in (("ttft", row.mean_ttft_ms, float(ttft.mean()) * 1e3),
-                                            ("tpot", row.mean_tpot_ms, float(tpot.mean()) * 1e3),
+        latency = add_latency_columns(frame)
+        for metric, measured, predicted in (("ttft", row.mean_ttft_ms, float(latency["ttft_s"].mean()) * 1e3),
+                                            ("tpot", row.mean_tpot_ms, float(latency["tpot_s"].mean()) * 1e3),
                                             ("throughput", row.output_tok_per_s,
                                              float(frame["output_tokens"].sum()) / finish)):
             out.append({"source": "vllm_v1_qwen3_moe_pr23151", "split": row.split, "model": row.model, "gpu": row.gpu,

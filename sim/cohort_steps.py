@@ -78,8 +78,7 @@ class CohortSteps:
     def _cohort_shape(self, batch: ScheduledBatch) -> BatchShape:
         """_batch_shape with the members' decodes from the cohort's totals."""
         cohort = self._cohort
-        return self._batch_shape(batch, cohort.size, cohort.computed_sum + cohort.size,
-                                 cohort.longest_context() if cohort.track_longest else 0)
+        return self._batch_shape(batch, cohort.size, cohort.computed_sum + cohort.size, cohort.longest_context())
 
     def _cohort_span_length(self) -> int:
         """_span_length over the cohort: the members' block needs come from their residues, not one by one."""
@@ -110,8 +109,7 @@ class CohortSteps:
         shape.decode_seqs = batch_size = cohort.size
         kv_first = cohort.computed_sum + batch_size  # KV tokens the first step reads
         start = env.now
-        times = span_times(self.cost, shape, start, batch_size, kv_first, steps,
-                           cohort.longest_context() if cohort.track_longest else 0)
+        times = span_times(self.cost, shape, start, batch_size, kv_first, steps, cohort.longest_context())
         times.extend(self.span_chunk)
         ends = times.ends
         self._in_span = True

@@ -159,8 +159,8 @@ class DecodeCohort:
         return self.offset_sum + self.size * self.steps
 
     def longest_context(self) -> int:
-        """The longest member's context at the next step (its computed tokens + 1); 0 without members. Needs
-        track_longest."""
+        """The longest member's context at the next step (its computed tokens + 1); 0 without members or without
+        track_longest (not tracked)."""
         heap = self._longest
         while heap and (heap[0][2].cohort_base < 0 or heap[0][2].cohort_join != heap[0][1]):
             heappop(heap)  # its member left (a later join pushed a fresh entry)

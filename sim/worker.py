@@ -78,7 +78,9 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         if self._multi_step and kv is not None:
             raise ValueError(f"engine.num_scheduler_steps={scheduler.group_steps} is not modelled with a KV policy "
                              f"(kvpolicy={kv.plan.policy}): use engine.num_scheduler_steps=1")
-        if kv is not None and getattr(cost, "reads_max_context", False):
+        # a cost model that reads the longest decoding context (an engine profile's graph_max_context)
+        self._reads_context = bool(getattr(cost, "reads_max_context", False))
+        if kv is not None and self._reads_context:
             raise ValueError(f"engine_profile.graph_max_context is not modelled with a KV policy "
                              f"(kvpolicy={kv.plan.policy}: its step shapes do not carry the longest context); set it "
                              "to null")
@@ -98,8 +100,6 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         self._span_blocked = False  # the running span started with requests waiting that FCFS could not admit
         self._shape = BatchShape()
         # decode_cohort=False: every step through the scheduler (the reference the cohort must match)
-        # a cost model that reads the longest decoding context (an engine profile's graph_max_context)
-        self._reads_context = bool(getattr(cost, "reads_max_context", False))
         self._cohort = (DecodeCohort(self.pool, self._reads_context) if decode_cohort and fast_forward and kv is None
                         and compute_lanes is None and self._span_while_waiting and type(self.pool) is BlockPool
                         else None)
