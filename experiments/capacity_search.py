@@ -14,8 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 from tessera.experiments.backends.sim import run_sim
 from tessera.experiments.config import ConfigError
 from tessera.experiments.resolve import resolve
+from tessera.experiments.run_record import simulated_cluster_record
 from tessera.results import add_latency_columns, empty_frame, save_run
 from tessera.workload import build_workload
+from tessera.workload.arrivals import MAX_RATE, MIN_RATE
 from tessera.workload.context_limit import DEFAULT_POLICY, apply_context_limit
 
 
@@ -33,25 +35,30 @@ class SLO:
                 raise ConfigError(f"params.{key}={getattr(self, key.removeprefix('slo_'))!r} is invalid: use {allowed}")
 
 
+def _real(p: dict, key: str, allowed: str, ok) -> float:
+    """params.<key> as a finite number that passes ok, else a ConfigError naming it and what is allowed."""
+    value = p.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise ConfigError(f"params.{key}={value!r} is invalid: use {allowed}")
+    return float(value)
+
+
 def settings(cfg: DictConfig) -> tuple[SLO, dict]:
     p = OmegaConf.to_container(cfg.params, resolve=True)
-    slo = SLO(float(p["slo_ttft_s"]), float(p["slo_tpot_s"]), float(p["percentile"]))
+    slo = SLO(_real(p, "slo_ttft_s", "seconds > 0", lambda v: v > 0),
+              _real(p, "slo_tpot_s", "seconds > 0", lambda v: v > 0),
+              _real(p, "percentile", "a percentile in (0, 100]", lambda v: 0 < v <= 100))
     slo.check()
-    if not 0 < p["rate_lo"] < p["rate_hi"]:
-        raise ConfigError(f"params.rate_lo={p['rate_lo']} and rate_hi={p['rate_hi']} must satisfy "
-                          "0 < rate_lo < rate_hi")
-    if not p["tolerance"] > 0:
-        raise ConfigError(f"params.tolerance={p['tolerance']} is invalid: use a relative width > 0, e.g. 0.05")
-    if int(p["num_requests"]) < 1:
-        raise ConfigError(f"params.num_requests={p['num_requests']} is invalid: use a request count >= 1")
-    warmup = p.get("warmup_fraction")
-    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not 0 <= warmup < 1:
-        raise ConfigError(f"params.warmup_fraction={warmup!r} is invalid: use a fraction in [0, 1), e.g. 0.1")
-    growth = p.get("max_queue_growth")
-    if growth is not None and (isinstance(growth, bool) or not isinstance(growth, (int, float))
-                               or not 0 < growth < 1):
-        raise ConfigError(f"params.max_queue_growth={growth!r} is invalid: use a share of the arrival rate in "
-                          "(0, 1), e.g. 0.05, or null to judge probes by their SLO percentiles alone")
+    lo = _real(p, "rate_lo", f"requests/s in [{MIN_RATE:g}, {MAX_RATE:g}]", lambda v: MIN_RATE <= v <= MAX_RATE)
+    _real(p, "rate_hi", f"requests/s in ({lo:g}, {MAX_RATE:g}] (above rate_lo)", lambda v: lo < v <= MAX_RATE)
+    _real(p, "tolerance", "a relative width > 0, e.g. 0.05", lambda v: v > 0)
+    num = p.get("num_requests")
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ConfigError(f"params.num_requests={num!r} is invalid: use a whole request count >= 1")
+    _real(p, "warmup_fraction", "a fraction in [0, 1), e.g. 0.1", lambda v: 0 <= v < 1)
+    if p.get("max_queue_growth") is not None:
+        _real(p, "max_queue_growth", "a share of the arrival rate in (0, 1), e.g. 0.05, or null to judge probes by "
+              "their SLO percentiles alone", lambda v: 0 < v < 1)
     return slo, p
 
 
@@ -62,10 +69,8 @@ def describe(cfg: DictConfig) -> dict:
         raise ConfigError(f"experiment=capacity_search sets the arrival rate of a synthetic workload; workload "
                           f"{spec.workload.get('name', spec.workload.get('kind'))} has none: use e.g. "
                           "workload=sharegpt_poisson")
-    return {"model": spec.model.name, "gpu": spec.gpu.name, "num_workers": len(spec.workers), "tp": spec.workers[0].tp,
-            "router": spec.router, "cost_model": spec.cost_kind, "engine": asdict(spec.scheduler),
-            "lengths": spec.workload.get("lengths"),
-            "kvpolicy": spec.kv.name if spec.kv is not None else "full", "seed": cfg.seed, "slo": asdict(slo),
+    return {"model": spec.model.name, **simulated_cluster_record(cfg, spec), "lengths": spec.workload.get("lengths"),
+            "context_limit": spec.workload.get("context_limit", DEFAULT_POLICY), "seed": cfg.seed, "slo": asdict(slo),
             "search": {k: p[k] for k in ("num_requests", "rate_lo", "rate_hi", "tolerance", "warmup_fraction",
                                          "max_queue_growth")}}
 

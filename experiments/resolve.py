@@ -20,7 +20,7 @@ from tessera.scheduling import SchedulerConfig, effective_config
 from tessera.types import GPUSpec, ModelSpec, WorkerSpec
 from tessera.experiments.config import ConfigError
 from tessera.paths import repo_path
-from tessera.sim.kv_setup import KVSetup
+from tessera.sim.kv_setup import SIM_KEYS, KVSetup, used_sim_keys
 from tessera.sim.router import ROUTERS
 
 BACKENDS = ("sim", "runtime")
@@ -42,6 +42,9 @@ class RunSpec:
     engine_profile: EngineProfile | None = None  # None: the cost model alone (tessera_default)
 
 
+FULL_PAGE_TOKENS = 16  # conf/kvpolicy/full.yaml: the page size the other policies' arms compare at
+
+
 def resolve_kv(conf, model: ModelSpec) -> KVSetup | None:
     """cfg.kvpolicy -> KVSetup (None for plain full KV); the policy is built once to validate its params."""
     conf = OmegaConf.to_container(conf, resolve=True) if isinstance(conf, DictConfig) else dict(conf or {})
@@ -49,11 +52,19 @@ def resolve_kv(conf, model: ModelSpec) -> KVSetup | None:
         kv = KVSetup.from_conf(conf)
         if kv.name == "full":
             extra = sorted(set(conf) - {"name", "page_tokens"})
+            if conf.get("page_tokens", FULL_PAGE_TOKENS) != FULL_PAGE_TOKENS:
+                raise ConfigError(f"kvpolicy.page_tokens={conf['page_tokens']!r} has no effect with kvpolicy=full: full KV "
+                                  "is paged in engine.block_size-token blocks (the runtime's kernels: 16-token pages); "
+                                  "drop it, or pick a policy that reads it")
             if extra:
                 raise ConfigError(f"kvpolicy.{extra[0]} has no effect with kvpolicy=full (every page of every head "
                                   "stays on the GPU); pick a policy that uses it, e.g. kvpolicy=flexicache")
             return None
-        kv.policy_for(model)
+        used = used_sim_keys(kv.policy_for(model).plan)
+        unused = sorted(k for k in set(conf) & SIM_KEYS if k not in used)
+        if unused:
+            raise ConfigError(f"kvpolicy.{unused[0]} has no effect with kvpolicy={kv.name} (it reads "
+                              f"{', '.join(used) or 'no simulator setting'}): drop it, or pick a policy that uses it")
     except (ValueError, TypeError, KeyError) as err:
         msg = str(err).strip(chr(34))
         raise ConfigError(msg if msg.startswith("kvpolicy") else f"kvpolicy: {msg}") from None
@@ -135,6 +146,8 @@ def resolve(cfg: DictConfig) -> RunSpec:
            f"an integer >= 1 with tp x pp <= 8: the stages share one node's GPU-GPU link (tp={cfg.cluster.tp})")
     _check("cluster.pp", pp == 1 or cfg.backend.kind == "sim", pp, "1 with backend=runtime (it has no pipeline)")
     _check("cluster.pp_microbatches", micro is None or micro >= 1, micro, "an integer >= 1, or null for pp")
+    _check("cluster.pp_microbatches", micro is None or pp > 1, micro,
+           "null with cluster.pp=1 (micro-batches split a pipeline's batch; one stage has none)")
     model = resolve_model(cfg.model)
     gpu, cost_kind, cost_params = resolve_machine(cfg)
     kv_gib = cfg.cluster.get("kv_gib")

@@ -1,13 +1,12 @@
 """The `tessera` command: compose the Hydra config, validate it, run the chosen experiment, save results.
 
-`tessera -m ...` sweeps (joblib or submitit launchers); a run whose dir already holds results is skipped.
+`tessera -m ...` sweeps (joblib or submitit launchers); a run whose dir already holds this config's results is
+skipped, another config's results are refused (experiments/run_dir.py).
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -21,8 +20,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from tessera.experiments.config import ConfigError, register_configs
 from tessera.experiments.overrides import check_run
 from tessera.experiments.registry import experiment_describer, experiment_runner
+from tessera.experiments.run_dir import (RunDirBefore, finished_run, named_run_dir, prepare, remove_failed_run,
+                                        snapshot, snapshot_after_hydra)
 from tessera.paths import REPO_ROOT
-from tessera.results import is_complete_run
 from tessera.workload import TraceError
 
 register_configs()
@@ -36,14 +36,20 @@ def git_sha() -> str:
         return "unknown"
 
 
+# run dirs named on the command line -> what they held before Hydra wrote to them (main(), before hydra_main)
+_BEFORE: dict[Path, RunDirBefore] = {}
+
+
 def run_config(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
-    """Run one composed config into run_dir (skipping it if complete, unless cfg.force)."""
+    """Run one composed config into run_dir (skipping it if it holds this config's finished run, unless
+    cfg.force; refusing another config's)."""
     runner = experiment_runner(cfg.experiment)
     check_run(cfg, overrides)
     ran = experiment_describer(cfg.experiment)(cfg)  # validates the whole run before any work
-    if is_complete_run(run_dir) and not cfg.force:
-        print(f"skipping {run_dir}: results exist (force=true re-runs it)")
-        return json.loads((run_dir / "summary.json").read_text())["summary"]
+    summary = finished_run(run_dir, cfg)
+    if summary is not None:
+        print(f"skipping {run_dir}: this config's results exist (force=true re-runs it)")
+        return summary
     metadata = {"config": OmegaConf.to_container(cfg, resolve=True), "seed": cfg.seed, "git_sha": git_sha(),
                 "overrides": overrides, "started_unix": time.time(), "ran": ran}
     return runner(cfg, run_dir, metadata)
@@ -53,6 +59,7 @@ def run_config(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
 def hydra_main(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    before = _BEFORE.get(run_dir.absolute()) or snapshot_after_hydra(run_dir)
     if hc.mode == RunMode.MULTIRUN and "joblib" in str(hc.launcher.get("_target_", "")):
         with open_dict(cfg):  # parallel jobs' bars would garble one terminal; each job prints its table
             cfg.output.progress = False
@@ -61,21 +68,8 @@ def hydra_main(cfg: DictConfig) -> dict:
             return run_config(cfg, run_dir, list(hc.overrides.task))
     except (ConfigError, TraceError) as err:
         print(f"tessera: config error: {err}", file=sys.stderr)
-        remove_if_incomplete(run_dir)
+        remove_failed_run(run_dir, before)
         sys.exit(2)
-    except BaseException:
-        remove_if_incomplete(run_dir, keep_log=True)
-        raise
-
-
-def remove_if_incomplete(run_dir: Path, keep_log: bool = False) -> None:
-    """A run that failed leaves no folder that looks like a run: without results, its folder goes (a crash
-    keeps run.log and .hydra/ for the post-mortem)."""
-    if is_complete_run(run_dir) or not run_dir.exists():
-        return
-    if keep_log:
-        return
-    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -123,23 +117,33 @@ def precheck_overrides(argv: list[str]) -> str | None:
     overrides = [a for a in argv if not a.startswith("-")]
     if all(a.lstrip("+~").startswith("hydra.") for a in overrides):
         return None  # the shipped defaults (Hydra reports its own keys): composing twice costs ~0.2 s of start-up
+    for arg in overrides:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if value == "null" and "." not in key and (REPO_ROOT / "conf" / key).is_dir():
+            return (f"{key}=null is not an option of {key}: leave {key} out for its default, or use one of "
+                    f"{', '.join(_group_options(key))}")
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(REPO_ROOT / "conf"), job_name="precheck"):
             compose(config_name="config", overrides=overrides)
+    except ValueError as err:  # Hydra's defaults list raises plain ValueErrors for some malformed group overrides
+        return f"{str(err).strip().splitlines()[0]}; fix the override (see conf/ for each group's options)"
     except (HydraException, OmegaConfBaseException) as err:
         cause = err.__cause__ or err
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         missing = re.search(r"Could not find '([\w/]+)/([^'/]+)'", first)
         if missing and (REPO_ROOT / "conf" / missing.group(1)).is_dir():
             group = missing.group(1)
-            options = sorted(p.stem for p in (REPO_ROOT / "conf" / group).glob("*.yaml"))
-            return f"{group}={missing.group(2)} is not an option of {group}: use one of {', '.join(options)}"
+            return f"{group}={missing.group(2)} is not an option of {group}: use one of {', '.join(_group_options(group))}"
         key = getattr(cause, "full_key", None)
         where = f"{key}: " if key else ""
         head = "" if cause is err else f"{str(err).splitlines()[0]}: "
         return (f"{head}{where}{first}; fix the override (see conf/ and "
                 "experiments/config.py for allowed values)")
     return None
+
+
+def _group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (REPO_ROOT / "conf" / group).glob("*.yaml"))
 
 
 MAX_PRECHECKED_RUNS = 1000
@@ -174,7 +178,7 @@ def precheck_sweep(argv: list[str]) -> str | None:
                 experiment_describer(cfg.experiment)(cfg)
             except (ConfigError, TraceError) as err:
                 failures.append(f"  {' '.join(combo)}: {err}")
-            except (HydraException, OmegaConfBaseException) as err:
+            except (HydraException, OmegaConfBaseException, ValueError) as err:  # Hydra: plain ValueErrors too
                 failures.append(f"  {' '.join(combo)}: {str(err).splitlines()[0]}")
     if failures:
         return (f"{len(failures)} of {len(combos)} runs of the sweep are invalid; nothing was launched:\n"
@@ -190,6 +194,12 @@ def main() -> None:
             print(f"tessera: config error: {error}", file=sys.stderr)
             sys.exit(2)
     error = precheck_overrides(sys.argv[1:])
+    runs_once = not any(a in ("-m", "--multirun", "-h", "--help", "--hydra-help", "--info") or a.startswith("--cfg")
+                        or a.startswith("--shell-completion") for a in argv)
+    run_dir = named_run_dir(argv) if runs_once else None
+    if error is None and run_dir is not None:
+        _BEFORE[run_dir] = snapshot(run_dir)
+        error = prepare(run_dir)
     if error:
         print(f"tessera: config error: {error}", file=sys.stderr)
         sys.exit(2)

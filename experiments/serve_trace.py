@@ -16,6 +16,7 @@ from tessera.experiments.backends.sim import run_sim
 from tessera.experiments.config import ConfigError
 from tessera.experiments.report import format_summary, latency_cdf_figure
 from tessera.experiments.resolve import resolve
+from tessera.experiments.run_record import simulated_cluster_record
 from tessera.results import rejection_summary, save_run, summarize
 from tessera.workload import TraceError, build_workload
 from tessera.workload import describe as describe_requests
@@ -45,24 +46,24 @@ def describe(cfg: DictConfig) -> dict:
         check_policy(spec.workload.get("context_limit", DEFAULT_POLICY))
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    kv = {"name": "full"} if spec.kv is None else {"name": spec.kv.name, **spec.kv.params, **asdict(spec.kv.sim)}
     common = {"backend": cfg.backend.kind, "model": spec.model.name,
               "model_folder": str(spec.model_path) if spec.model_path else None, "workload": spec.workload,
-              "engine": asdict(spec.scheduler), "kvpolicy": kv, "seed": cfg.seed,
-              "engine_profile": asdict(spec.engine_profile) if spec.engine_profile else {"name": "tessera_default"}}
+              "seed": cfg.seed}
     if cfg.backend.kind == "runtime":
         from tessera.experiments.backends.runtime import runtime_settings
-        return common | {"runtime": runtime_settings(cfg.backend.get("runtime"))}
-    return common | {"gpu": spec.gpu.name, "num_workers": len(spec.workers), "tp": spec.workers[0].tp,
-                     "pp": spec.workers[0].pp, "router": spec.router, "memory": asdict(spec.memory), "kv_gib": cfg.cluster.kv_gib,
-                     "cost_model": spec.cost_kind, "cost_params": spec.cost_params,
-                     "fast_forward": cfg.backend.fast_forward}
+        kv = {"name": "full"} if spec.kv is None else {"name": spec.kv.name, **spec.kv.params}
+        return common | {"engine": asdict(spec.scheduler), "kvpolicy": kv,
+                         "runtime": runtime_settings(cfg.backend.get("runtime"))}
+    return common | simulated_cluster_record(cfg, spec) | {"fast_forward": cfg.backend.fast_forward}
 
 
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     spec = resolve(cfg)
     requests, context = workload_requests(spec)
     print(f"tessera: {context.line(spec.model.name)}")
+    if context.num_requests and not requests:
+        print(f"tessera: every request was refused (workload.context_limit={context.policy}): nothing was served; "
+              "clip them (workload.context_limit=clip_prompt) or pick a model with a longer context", file=sys.stderr)
     if cfg.backend.kind == "runtime":
         from tessera.experiments.backends.runtime import run_runtime
 

@@ -21,8 +21,13 @@ class WorkTotals:
     decode_kv_tokens: float = 0.0
     extra_hbm_bytes: float = 0.0
     sampled_tokens: int = 0  # tokens through the LM head: one per sequence of a step (BatchShape.num_seqs)
+    # tokens of a step -> iterations with that many: a MoE model's expert reads per step are concave in its tokens,
+    # so the mean batch would overcount them (sim/utilization.py)
+    batch_tokens: dict[int, int] = field(default_factory=dict)
 
     def add(self, shape: BatchShape) -> None:
+        n = shape.prefill_tokens + shape.decode_seqs
+        self.batch_tokens[n] = self.batch_tokens.get(n, 0) + 1
         self.iterations += 1
         self.prefill_tokens += shape.prefill_tokens
         self.prefill_attn_pairs += shape.prefill_attn_pairs
@@ -33,6 +38,7 @@ class WorkTotals:
 
     def add_decode_span(self, steps: int, batch_size: int, kv_tokens: float) -> None:
         """`steps` pure-decode iterations of `batch_size` sequences reading `kv_tokens` KV tokens in all."""
+        self.batch_tokens[batch_size] = self.batch_tokens.get(batch_size, 0) + steps
         self.iterations += steps
         self.decode_seqs += steps * batch_size
         self.decode_kv_tokens += kv_tokens

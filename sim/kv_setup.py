@@ -3,11 +3,14 @@
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from tessera.kvcache.head_lists import shipped_unstable_heads
 from tessera.kvcache.head_model import HeadModel, default_params, model_seed
+from tessera.kvcache.head_plan import HeadMode, HeadPlan
 from tessera.kvcache.policies import POLICIES, make_policy
 from tessera.kvcache.policies.base import PlannedPolicy
 from tessera.types import ModelSpec
@@ -37,14 +40,38 @@ class KVSimConfig:
     rerank_mode: str = "pages"
 
     def __post_init__(self) -> None:
-        checks = [("rerank_mode", self.rerank_mode in RERANK_MODES, f"one of {', '.join(RERANK_MODES)}"),
-                  ("host_kv_gib", self.host_kv_gib > 0, "a positive size in GiB, e.g. 180"),
-                  ("avg_num_tokens_per_req", self.avg_num_tokens_per_req >= 1, "a token count >= 1, e.g. 20000"),
-                  ("sparse_kernel_efficiency", 0 < self.sparse_kernel_efficiency <= 1,
+        checks = [("rerank_mode", lambda v: v in RERANK_MODES, f"one of {', '.join(RERANK_MODES)}"),
+                  ("host_kv_gib", lambda v: _real(v) and 0 < v < math.inf, "a positive, finite size in GiB, e.g. 180"),
+                  ("avg_num_tokens_per_req", lambda v: _whole(v) and v >= 1, "a whole token count >= 1, e.g. 20000"),
+                  ("minmax_region", lambda v: isinstance(v, bool), "true or false"),
+                  ("sparse_kernel_efficiency", lambda v: _real(v) and 0 < v <= 1,
                    "a fraction in (0, 1], e.g. 0.42 (1.0 charges sparse decode by bytes only)")]
         for name, ok, allowed in checks:
-            if not ok:
+            if not ok(getattr(self, name)):
                 raise ValueError(f"kvpolicy.{name}={getattr(self, name)!r} is invalid: use {allowed}")
+
+
+def _real(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and not math.isnan(value)
+
+
+def _whole(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
+
+
+def used_sim_keys(plan: HeadPlan) -> tuple[str, ...]:
+    """The simulator settings a policy's plan reads (sim/kv_manager.py): the host pool and rerank mode with OFFLOAD
+    heads, the MinMax region and its token sizing where the plan keeps MinMax metadata, the sparse kernel's
+    efficiency where heads decode through page lists (top-K or OFFLOAD)."""
+    offload = plan.count(HeadMode.OFFLOAD) > 0
+    used = set()
+    if offload:
+        used |= {"host_kv_gib", "rerank_mode"}
+    if plan.keeps_minmax:  # the region's token sizing is read while the region is on (a group default otherwise)
+        used |= {"minmax_region", "avg_num_tokens_per_req"}
+    if offload or plan.count(HeadMode.RESIDENT_TOPK) > 0:
+        used.add("sparse_kernel_efficiency")
+    return tuple(k for k in KVSimConfig.__dataclass_fields__ if k in used)
 
 
 SIM_KEYS = frozenset(KVSimConfig.__dataclass_fields__)
@@ -67,6 +94,12 @@ class KVSetup:
             raise ValueError(f"kvpolicy.name={name!r} is unknown: use one of {', '.join(POLICIES)}")
         sim = KVSimConfig(**{k: conf.pop(k) for k in list(conf) if k in SIM_KEYS})
         return cls(name, conf, sim)
+
+    def ran(self, model: ModelSpec) -> dict[str, Any]:
+        """What a run records of it (summary.json metadata.ran): the name, the policy's parameters and the
+        simulator settings its plan reads."""
+        used = used_sim_keys(self.policy_for(model).plan)
+        return {"name": self.name, **self.params, **{k: getattr(self.sim, k) for k in used}}
 
     def policy_for(self, model: ModelSpec) -> PlannedPolicy:
         params = dict(self.params)

@@ -78,7 +78,7 @@ def worker_frame(run: ClusterRun) -> pd.DataFrame:
         mfu, mbu = utilization(w.spec, w.totals, end)
         mfu_busy, mbu_busy = utilization(w.spec, w.totals, w.busy_s)
         rows.append({"worker": w.worker_id, "model": w.spec.model.name, "gpu": w.spec.gpu.name, "tp": w.spec.tp,
-                     "kv_blocks": w.pool.num_blocks, "iterations": w.num_iterations, "busy_s": w.busy_s,
+                     "pp": w.spec.pp, "kv_blocks": w.pool.num_blocks, "iterations": w.num_iterations, "busy_s": w.busy_s,
                      "busy_fraction": w.busy_s / end, "preemptions": w.num_preemptions,
                      "mfu": mfu, "mbu": mbu, "mfu_busy": mfu_busy, "mbu_busy": mbu_busy})
     return pd.DataFrame(rows)

@@ -18,16 +18,17 @@ def model_flops(spec: WorkerSpec, t: WorkTotals) -> float:
 
 
 def hbm_bytes(spec: WorkerSpec, t: WorkTotals) -> float:
-    """The weights once per iteration (a MoE model: the shared part and the experts its mean batch touches), KV read
-    by decodes and written for every token, and extra traffic (page-score metadata)."""
+    """The weights once per iteration (a MoE model: the shared part and, per iteration, the experts its tokens touch
+    under uniform routing, as the roofline reads them), KV read by decodes and written for every token, and extra
+    traffic (page-score metadata)."""
     m = spec.model
     d = m.dtype_bytes
     per_layer = active_linear_params_per_layer(m)
-    if m.is_moe and t.iterations:
-        tokens = t.tokens / t.iterations  # experts touched by the mean batch (uniform routing)
-        touched = m.num_experts * (1.0 - (1.0 - m.experts_per_token / m.num_experts) ** tokens)
-        per_layer = per_layer - m.experts_per_token * expert_params(m) + touched * expert_params(m)
     weights = t.iterations * (m.num_layers * per_layer + m.vocab_size * m.hidden_size) * d
+    if m.is_moe:
+        miss = 1.0 - m.experts_per_token / m.num_experts
+        touched = sum(count * m.num_experts * (1.0 - miss ** tokens) for tokens, count in t.batch_tokens.items())
+        weights += (touched - t.iterations * m.experts_per_token) * m.num_layers * expert_params(m) * d
     kv_per_token = m.num_layers * 2 * m.num_kv_heads * m.head_dim * d
     return weights + (t.decode_kv_tokens + t.tokens) * kv_per_token + t.extra_hbm_bytes
 

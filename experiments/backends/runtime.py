@@ -110,7 +110,7 @@ def run_runtime(spec: RunSpec, requests: Sequence[Request], runtime_conf: Mappin
     frame["query_id"] = pd.array([by_id[i].query_id for i in frame["request_id"]], dtype="Int64")
     frame["stage"] = pd.array([by_id[i].stage for i in frame["request_id"]], dtype="string")
     stats = engine.stats()
-    workers = pd.DataFrame([{"worker": 0, "model": engine.name, "gpu": str(engine.device), "tp": 1,
+    workers = pd.DataFrame([{"worker": 0, "model": engine.name, "gpu": str(engine.device), "tp": 1, "pp": 1,
                              "kv_blocks": stats["device_blocks"], "iterations": stats["steps"],
                              "busy_s": float("nan"), "busy_fraction": float("nan"),
                              "preemptions": stats["preemptions"]}])

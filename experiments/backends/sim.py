@@ -64,8 +64,9 @@ def cost_model_for(spec: RunSpec):
                     spec.engine_profile, dict(spec.cost_params)), worker.model, worker.pp, worker.pp_microbatches,
                     peer_link(worker.gpu))
             except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
+                hint = " (or use backend=sim_roofline)" if spec.cost_kind != "roofline" else ""
                 raise ConfigError(f"backend.cost: cannot build a {spec.cost_kind!r} cost model for {key[0]} on "
-                                  f"{key[2]} x {key[1]}: {err} (or use backend=sim_roofline)") from None
+                                  f"{key[2]} x {key[1]}: {err}{hint}") from None
         return cache[key]
     return build
 

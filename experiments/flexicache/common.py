@@ -95,7 +95,7 @@ def ran(cfg: DictConfig, policies: list[dict], model_names: Sequence[str]) -> di
     setups = {}
     for arm in policies:
         kv = kv_setup(cfg, arm["name"], **{k: v for k, v in arm.items() if k not in ("name", "rates", "label")})
-        setups[arm["label"]] = {"name": arm["name"], **({} if kv is None else {**kv.params, **asdict(kv.sim)})}
+        setups[arm["label"]] = {"name": "full"} if kv is None else kv.ran(spec.model)  # the sim settings it reads
     return {"models": list(model_names), "gpu": spec.gpu.name, "num_workers": len(spec.workers), "router": spec.router,
             "tp": spec.workers[0].tp, "cost_model": spec.cost_kind, "engine": asdict(spec.scheduler) | asdict(spec.memory),
             "policies": setups}

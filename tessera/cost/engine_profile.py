@@ -104,13 +104,20 @@ class EngineProfile:
             raise ValueError(f"engine_profile.attention_backend={self.attention_backend!r} is invalid: use one of "
                              f"{', '.join(ATTENTION_BACKENDS)}")
         sizes = self.graph_sizes
-        if self.cuda_graphs and (not sizes or list(sizes) != sorted(set(sizes)) or sizes[0] < 1):
+        if self.cuda_graphs and (not sizes or any(isinstance(x, bool) or not isinstance(x, numbers.Integral)
+                                                  for x in sizes) or list(sizes) != sorted(set(sizes)) or sizes[0] < 1
+                                 or sizes[-1] > MAX_GRAPH_SIZE):
             raise ValueError(f"engine_profile.graph_sizes={list(sizes)!r} is invalid with cuda_graphs=true: use "
                              "increasing whole batch sizes >= 1, e.g. [1, 2, 4, 8, 16]")
         limit = self.graph_max_context
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
             raise ValueError(f"engine_profile.graph_max_context={limit!r} is invalid: use a whole number of tokens "
                              ">= 1 (vLLM v0: 8192) or null for no limit")
+        for f, unused in (("graph_sizes", bool(sizes)), ("graph_mixed", self.graph_mixed)):
+            if unused and not self.cuda_graphs:
+                shown = list(sizes) if f == "graph_sizes" else self.graph_mixed
+                raise ValueError(f"engine_profile.{f}={shown!r} has no effect with cuda_graphs=false: drop "
+                                 "it or turn cuda_graphs on")
         if limit is not None and not self.cuda_graphs:
             raise ValueError(f"engine_profile.graph_max_context={limit} has no effect with cuda_graphs=false: drop it "
                              "(set it to null) or turn cuda_graphs on")
@@ -153,12 +160,37 @@ class EngineProfile:
                    if f.name not in ("frontend_s", "frontend_serial"))
 
 
+MAX_GRAPH_SIZE = 16_384  # batch sizes captured as graphs; engines capture up to a few hundred (vLLM v1: 512)
+SIZES_FIX = "use a list of increasing whole batch sizes and {start, stop, step} ranges, e.g. [1, 2, 4, {start: 8, " \
+            "stop: 256, step: 8}]"
+
+
+def _whole(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"engine_profile.graph_sizes: {what}={value!r} is not a whole number; {SIZES_FIX}")
+    return int(value)
+
+
 def expand_sizes(spec) -> list[int]:
-    """Graph sizes from a list whose entries are sizes or {start, stop, step} ranges (stop inclusive)."""
+    """Graph sizes from a list whose entries are sizes or {start, stop, step} ranges (stop inclusive), in increasing
+    order, each in [1, MAX_GRAPH_SIZE]; anything else is refused naming engine_profile.graph_sizes."""
+    if isinstance(spec, (str, bytes, dict)) or not hasattr(spec, "__iter__"):
+        raise ValueError(f"engine_profile.graph_sizes={spec!r} is not a list; {SIZES_FIX}")
     sizes: list[int] = []
     for item in spec:
-        if isinstance(item, dict):
-            sizes.extend(range(int(item["start"]), int(item["stop"]) + 1, int(item["step"])))
+        if hasattr(item, "keys"):
+            keys = set(item.keys())
+            if keys != {"start", "stop", "step"}:
+                raise ValueError(f"engine_profile.graph_sizes: a range has keys {sorted(keys)}, it needs exactly "
+                                 f"start, stop and step; {SIZES_FIX}")
+            start, stop, step = (_whole(item[k], k) for k in ("start", "stop", "step"))
+            if step < 1 or start < 1 or stop < start or stop > MAX_GRAPH_SIZE:
+                raise ValueError(f"engine_profile.graph_sizes: the range {{start: {start}, stop: {stop}, step: {step}}}"
+                                 f" is invalid: use 1 <= start <= stop <= {MAX_GRAPH_SIZE} and step >= 1")
+            sizes.extend(range(start, stop + 1, step))
         else:
-            sizes.append(int(item))
-    return sorted(set(sizes))
+            sizes.append(_whole(item, "a size"))
+    if any(not 1 <= s <= MAX_GRAPH_SIZE for s in sizes) or any(a >= b for a, b in zip(sizes, sizes[1:])):
+        raise ValueError(f"engine_profile.graph_sizes={sizes[:8]}{'...' if len(sizes) > 8 else ''} is invalid: sizes "
+                         f"must increase, each in [1, {MAX_GRAPH_SIZE}]; {SIZES_FIX}")
+    return sizes

@@ -10,6 +10,8 @@ without expert parallelism), so the all-reduces are a dense model's.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 from tessera.cost.network import all_reduce_time_fn, transfer_time
@@ -41,6 +43,11 @@ class RooflineEfficiency:
     seq_overhead_s: float = 0.0
 
     def __post_init__(self):
+        for field in ("flops_fraction", "hbm_fraction", "overhead_s", "seq_overhead_s"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"RooflineEfficiency.{field}={value!r} is not a finite number: give "
+                                 f"backend.cost.params.{field} as one")
         for field, value in (("flops_fraction", self.flops_fraction),
                              ("hbm_fraction", self.hbm_fraction)):
             if not 0.0 < value <= 1.0:

@@ -6,10 +6,12 @@ so its presence marks a complete run (sweeps skip complete runs when re-run).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from tessera.results.schema import add_latency_columns, conform
@@ -32,10 +34,24 @@ def save_run(run_dir: str | Path, requests: pd.DataFrame, summary: dict, kv_usag
     _atomic_write(run_dir / "requests.parquet", lambda p: frame.to_parquet(p, index=False))
     usage = kv_usage if kv_usage is not None else pd.DataFrame(columns=["worker", "t_s", "used_blocks", "num_blocks"])
     _atomic_write(run_dir / "kv_usage.parquet", lambda p: usage.to_parquet(p, index=False))
-    payload = {"summary": summary, "metadata": metadata or {}}
+    payload = strict_json({"summary": summary, "metadata": metadata or {}})
     _atomic_write(run_dir / "summary.json",
-                  lambda p: p.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str)))
+                  lambda p: p.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str, allow_nan=False)))
     return run_dir
+
+
+def strict_json(obj):
+    """obj as strict JSON takes it (parsers other than Python's reject NaN and Infinity): NaN as None (null), an
+    infinity as the string "inf" or "-inf", numpy scalars as plain numbers."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj
 
 
 def is_complete_run(run_dir: str | Path) -> bool:

@@ -2,6 +2,7 @@
 model, workload or backend key either changes what the run executes (its describe(), which becomes
 summary.json's metadata.ran) or stops with a ConfigError naming the key. Nothing is silently ignored."""
 import json
+import re
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -110,3 +111,46 @@ def test_a_sweep_with_one_bad_value_launches_nothing(tmp_path):
                     "sweep_name=bad", "output.progress=false"], cwd=tmp_path)
     assert proc.returncode == 2 and "1 of 2 runs of the sweep are invalid; nothing was launched" in proc.stderr
     assert not (tmp_path / "multirun").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["kvpolicy=quest", "+kvpolicy.rerank_mode=moments"], "kvpolicy.rerank_mode has no effect with kvpolicy=quest"),
+    (["kvpolicy=streaming", "+kvpolicy.minmax_region=true"], "kvpolicy.minmax_region has no effect"),
+    (["kvpolicy=head_split", "+kvpolicy.host_kv_gib=1"], "kvpolicy.host_kv_gib has no effect with kvpolicy=head_split"),
+    (["kvpolicy.page_tokens=999"], "kvpolicy.page_tokens=999 has no effect with kvpolicy=full"),
+    (["cluster.pp_microbatches=4"], "cluster.pp_microbatches=4 is invalid: use null with cluster.pp=1"),
+    (["engine_profile=vllm_v0_eager", "+engine_profile.graph_mixed=true"], "graph_mixed=True has no effect"),
+    (["engine_profile=sglang", "engine_profile.graph_sizes=[8,4]"], "engine_profile.graph_sizes=[8, 4] is invalid"),
+    (["experiment=capacity_search", "engine_profile=sglang", "engine_profile.graph_sizes=5"], "is not a list"),
+])
+def test_settings_that_nothing_reads_or_that_are_malformed_are_refused(overrides, message):
+    register_configs()
+    cfg = compose_run(overrides)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_run(cfg, overrides)
+        experiment_describer(cfg.experiment)(cfg)
+
+
+def test_what_ran_names_the_profile_changes_the_pipeline_and_the_policys_settings():
+    register_configs()
+    describe = experiment_describer("serve_trace")
+    ran = describe(compose_run(["engine_profile=trtllm", "engine_profile.cpu_fixed_s=0.002", "cluster.pp=2",
+                                "cluster.pp_microbatches=3", "cluster.tp=2"]))
+    assert ran["engine_profile"]["name"] == "trtllm" and ran["engine_profile"]["changed_from_shipped"] == ["cpu_fixed_s"]
+    assert (ran["pp"], ran["pp_microbatches"]) == (2, 3)
+    relabelled = describe(compose_run(["engine_profile=trtllm", "engine_profile.name=vllm_v0_eager"]))
+    assert "cpu_per_seq_s" in relabelled["engine_profile"]["changed_from_shipped"]  # not vllm_v0_eager's values
+    assert describe(compose_run(["engine_profile=sglang"]))["engine_profile"]["changed_from_shipped"] == []
+    quest = describe(compose_run(["kvpolicy=quest"]))["kvpolicy"]
+    assert "rerank_mode" not in quest and "host_kv_gib" not in quest and quest["minmax_region"] is True
+    search = experiment_describer("capacity_search")
+    base = search(compose_run(["experiment=capacity_search"]))
+    for change, key in (("engine_profile=vllm_v0_eager", "engine_profile"), ("cluster.pp=2", "pp"),
+                        ("cluster.kv_gib=20", "kv_gib"), ("kvpolicy=quest", "kvpolicy")):
+        assert search(compose_run(["experiment=capacity_search", change]))[key] != base[key], change
+
+
+def test_a_group_set_to_null_is_refused_in_one_line(tmp_path):
+    proc = run_cli(["engine_profile=null", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "engine_profile=null is not an option of engine_profile: leave engine_profile out" in proc.stderr

@@ -93,6 +93,21 @@ def test_mfu_of_prefills_and_mbu_of_decodes_approach_the_roofline_ceilings():
     assert w["mfu"] <= w["mfu_busy"] and w["mbu"] <= w["mbu_busy"]  # over the run >= busy time
 
 
+def test_a_moe_models_mbu_counts_the_experts_each_step_touches():
+    """Mostly one-token decodes beside a few long prefills: the experts read are summed per step (a decode touches
+    experts_per_token of them), not taken from the mean batch (which touches nearly all of them: MBU above 1)."""
+    moe = model("Qwen3-30B-A3B")
+    cost = make_cost_model("roofline", moe, H100, 1)
+    cluster = Cluster([WorkerSpec(0, H100, moe, 1)], lambda s: cost, SchedulerConfig(), MemoryConfig(),
+                      make_router("round_robin"))
+    run = cluster.run([Request(i, 30.0 * i, 8000, 200) for i in range(4)])
+    w = worker_frame(run).iloc[0]
+    assert 0.3 * cost.efficiency.hbm_fraction < w["mbu_busy"] <= cost.efficiency.hbm_fraction
+    totals = run.workers[0].totals
+    assert sum(totals.batch_tokens.values()) == totals.iterations
+    assert sum(n * c for n, c in totals.batch_tokens.items()) == totals.tokens
+
+
 def test_every_sequence_of_a_step_takes_one_lm_head_token():
     totals = WorkTotals()
     totals.add(BatchShape(prefill_tokens=300, prefill_seqs=3, decode_seqs=2, decode_kv_tokens=50.0))

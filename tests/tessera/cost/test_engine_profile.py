@@ -163,6 +163,37 @@ def test_bad_fields_name_the_key():
     assert replace(load("vllm_v1_cudagraph")).graph_sizes[-1] == 512
 
 
+@pytest.mark.parametrize("spec, message", [
+    ([{"start": 8, "stop": 64}], "needs exactly start, stop and step"),
+    ([{"start": 8, "stop": 64, "step": 8, "foo": 1}], "needs exactly start, stop and step"),
+    ([1, 2, "abc"], "is not a whole number"),
+    ([1.5, 2.7], "is not a whole number"),
+    ([1, True], "is not a whole number"),
+    ([{"start": 8, "stop": 64, "step": 8.5}], "is not a whole number"),
+    (5, "is not a list"),
+    (None, "is not a list"),
+    ("1,2", "is not a list"),
+    ([{"start": 8, "stop": 64, "step": 0}], "is invalid"),
+    ([{"start": 1, "stop": 10_000_000, "step": 1}], "is invalid"),
+    ([8, 4, 2, 1], "must increase"),
+    ([1, 2, 2], "must increase"),
+    ([0, 1], "must increase, each in"),
+])
+def test_graph_sizes_are_refused_by_name_unless_whole_increasing_and_bounded(spec, message):
+    with pytest.raises(ValueError, match="engine_profile.graph_sizes") as err:
+        expand_sizes(spec)
+    assert message in str(err.value)
+
+
+def test_graph_settings_without_graphs_are_refused():
+    with pytest.raises(ValueError, match=r"graph_sizes=\[1, 2\] has no effect with cuda_graphs=false"):
+        EngineProfile(name="x", graph_sizes=(1, 2))
+    with pytest.raises(ValueError, match="graph_mixed=True has no effect with cuda_graphs=false"):
+        EngineProfile(name="x", graph_mixed=True)
+    with pytest.raises(ValueError, match="engine_profile.graph_sizes"):
+        EngineProfile(name="x", cuda_graphs=True, graph_sizes=(1, 2.5))
+
+
 def test_a_context_longer_than_the_captured_one_runs_the_decode_step_eagerly():
     """vLLM v0 (graph_max_context 8192): the same batch is graphed at 8,192 tokens of context and eager (the host's
     launch floor) at 8,193; a shape that does not know its context (0) is not checked."""
