@@ -53,8 +53,9 @@ def settings(cfg: DictConfig) -> tuple[SLO, dict]:
     _real(p, "rate_hi", f"requests/s in ({lo:g}, {MAX_RATE:g}] (above rate_lo)", lambda v: lo < v <= MAX_RATE)
     _real(p, "tolerance", "a relative width > 0, e.g. 0.05", lambda v: v > 0)
     num = p.get("num_requests")
-    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+    if isinstance(num, bool) or not isinstance(num, (int, float)) or not float(num).is_integer() or num < 1:
         raise ConfigError(f"params.num_requests={num!r} is invalid: use a whole request count >= 1")
+    p["num_requests"] = int(num)  # 1e3 is 1,000 requests
     _real(p, "warmup_fraction", "a fraction in [0, 1), e.g. 0.1", lambda v: 0 <= v < 1)
     if p.get("max_queue_growth") is not None:
         _real(p, "max_queue_growth", "a share of the arrival rate in (0, 1), e.g. 0.05, or null to judge probes by "

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tessera.experiments.config import (BackendConf, ClusterConf, ConfigError, CostConf, EngineConf, ModelConf,
                                         OutputConf, RunConf)
-from tessera.experiments.engine_checks import check_engine_family, check_engine_profile
+from tessera.experiments.engine_checks import check_engine_family, check_engine_profile, check_kv_settings
 from tessera.paths import REPO_ROOT
 
 RUNTIME_ONLY = "backend.runtime configures backend=runtime only"
@@ -143,6 +143,7 @@ def check_run(cfg: DictConfig, overrides: list[str]) -> None:
             if hit:
                 raise ConfigError(f"{override} has no effect in experiment={cfg.experiment} on backend="
                                   f"{cfg.backend.kind}: {why.format(exp=cfg.experiment)}; drop it")
+    check_kv_settings(cfg, overrides)
 
 
 def _schema_default(path: str):

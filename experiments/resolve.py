@@ -20,7 +20,7 @@ from tessera.scheduling import SchedulerConfig, effective_config
 from tessera.types import GPUSpec, ModelSpec, WorkerSpec
 from tessera.experiments.config import ConfigError
 from tessera.paths import repo_path
-from tessera.sim.kv_setup import SIM_KEYS, KVSetup, used_sim_keys
+from tessera.sim.kv_setup import KVSetup
 from tessera.sim.router import ROUTERS
 
 BACKENDS = ("sim", "runtime")
@@ -60,11 +60,7 @@ def resolve_kv(conf, model: ModelSpec) -> KVSetup | None:
                 raise ConfigError(f"kvpolicy.{extra[0]} has no effect with kvpolicy=full (every page of every head "
                                   "stays on the GPU); pick a policy that uses it, e.g. kvpolicy=flexicache")
             return None
-        used = used_sim_keys(kv.policy_for(model).plan)
-        unused = sorted(k for k in set(conf) & SIM_KEYS if k not in used)
-        if unused:
-            raise ConfigError(f"kvpolicy.{unused[0]} has no effect with kvpolicy={kv.name} (it reads "
-                              f"{', '.join(used) or 'no simulator setting'}): drop it, or pick a policy that uses it")
+        kv.policy_for(model)
     except (ValueError, TypeError, KeyError) as err:
         msg = str(err).strip(chr(34))
         raise ConfigError(msg if msg.startswith("kvpolicy") else f"kvpolicy: {msg}") from None

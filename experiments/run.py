@@ -6,6 +6,7 @@ skipped, another config's results are refused (experiments/run_dir.py).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from tessera.experiments.registry import experiment_describer, experiment_runner
 from tessera.experiments.run_dir import (RunDirBefore, finished_run, named_run_dir, prepare, remove_failed_run,
                                         snapshot, snapshot_after_hydra)
 from tessera.paths import REPO_ROOT
+from tessera.results import is_complete_run
 from tessera.workload import TraceError
 
 register_configs()
@@ -59,7 +61,7 @@ def run_config(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
 def hydra_main(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    before = _BEFORE.get(run_dir.absolute()) or snapshot_after_hydra(run_dir)
+    before = _BEFORE.get(Path(os.path.abspath(run_dir))) or snapshot_after_hydra(run_dir)
     if hc.mode == RunMode.MULTIRUN and "joblib" in str(hc.launcher.get("_target_", "")):
         with open_dict(cfg):  # parallel jobs' bars would garble one terminal; each job prints its table
             cfg.output.progress = False
@@ -101,45 +103,61 @@ class _Tee:
         return getattr(self._stream, name)
 
 
+NOT_RUNNING = ("-h", "--help", "--hydra-help", "--version", "-i", "--info", "-c", "--cfg", "-p", "--package",
+               "-sc", "--shell-completion")  # Hydra flags that print and exit: nothing runs, no run dir is made
+
+
+def runs_once(argv: list[str]) -> bool:
+    """A single run (not a sweep, not a flag that only prints)."""
+    return not any(a in ("-m", "--multirun") or a.split("=")[0] in NOT_RUNNING for a in argv)
+
+
 def precheck_overrides(argv: list[str]) -> str | None:
     """Compose a single run's config up front so a type error in an override is one line and exit code 2.
 
     Returns the error line, or None when the config composes (or for multirun/help invocations,
     which Hydra handles itself).
     """
-    if any(a in ("-m", "--multirun", "-h", "--help", "--hydra-help", "--info") or a.startswith("--cfg")
-           for a in argv):
-        return None
+    return compose_single_run(argv)[0]
+
+
+def compose_single_run(argv: list[str], always: bool = False) -> tuple[str | None, DictConfig | None]:
+    """(the error line, None) when a single run's overrides do not compose, else (None, the composed config); the
+    config is None for sweeps and printing flags, and for the shipped defaults unless `always` (composing twice
+    costs ~0.2 s of start-up)."""
+    if not runs_once(argv):
+        return None, None
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     overrides = [a for a in argv if not a.startswith("-")]
-    if all(a.lstrip("+~").startswith("hydra.") for a in overrides):
-        return None  # the shipped defaults (Hydra reports its own keys): composing twice costs ~0.2 s of start-up
+    if not always and all(a.lstrip("+~").startswith("hydra.") for a in overrides):
+        return None, None
+    overrides = [a for a in overrides if not a.lstrip("+~").startswith("hydra.")]  # Hydra reports its own keys
     for arg in overrides:
         key, _, value = arg.lstrip("+~").partition("=")
         if value == "null" and "." not in key and (REPO_ROOT / "conf" / key).is_dir():
             return (f"{key}=null is not an option of {key}: leave {key} out for its default, or use one of "
-                    f"{', '.join(_group_options(key))}")
+                    f"{', '.join(_group_options(key))}"), None
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(REPO_ROOT / "conf"), job_name="precheck"):
-            compose(config_name="config", overrides=overrides)
+            return None, compose(config_name="config", overrides=overrides)
     except ValueError as err:  # Hydra's defaults list raises plain ValueErrors for some malformed group overrides
-        return f"{str(err).strip().splitlines()[0]}; fix the override (see conf/ for each group's options)"
+        return f"{str(err).strip().splitlines()[0]}; fix the override (see conf/ for each group's options)", None
     except (HydraException, OmegaConfBaseException) as err:
         cause = err.__cause__ or err
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         missing = re.search(r"Could not find '([\w/]+)/([^'/]+)'", first)
         if missing and (REPO_ROOT / "conf" / missing.group(1)).is_dir():
             group = missing.group(1)
-            return f"{group}={missing.group(2)} is not an option of {group}: use one of {', '.join(_group_options(group))}"
+            return (f"{group}={missing.group(2)} is not an option of {group}: use one of "
+                    f"{', '.join(_group_options(group))}"), None
         key = getattr(cause, "full_key", None)
         where = f"{key}: " if key else ""
         head = "" if cause is err else f"{str(err).splitlines()[0]}: "
         return (f"{head}{where}{first}; fix the override (see conf/ and "
-                "experiments/config.py for allowed values)")
-    return None
+                "experiments/config.py for allowed values)"), None
 
 
 def _group_options(group: str) -> list[str]:
@@ -176,6 +194,9 @@ def precheck_sweep(argv: list[str]) -> str | None:
                 cfg = compose(config_name="config", overrides=list(combo))
                 check_run(cfg, list(combo))
                 experiment_describer(cfg.experiment)(cfg)
+                job_dir = sweep_job_dir(argv, cfg, combo)
+                if job_dir is not None:  # a finished run of another config there: refused before any job runs
+                    finished_run(job_dir, cfg, where="sweep_name (or hydra.sweep.dir)", restore=False)
             except (ConfigError, TraceError) as err:
                 failures.append(f"  {' '.join(combo)}: {err}")
             except (HydraException, OmegaConfBaseException, ValueError) as err:  # Hydra: plain ValueErrors too
@@ -186,6 +207,25 @@ def precheck_sweep(argv: list[str]) -> str | None:
     return None
 
 
+def sweep_job_dir(argv: list[str], cfg: DictConfig, combo: tuple[str, ...]) -> Path | None:
+    """The folder a sweep's job writes to, as Hydra names it (hydra.sweep.dir / the job's override_dirname: its
+    overrides sorted, the excluded keys dropped); None when the command line changes how Hydra names it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    named = [a for a in argv if a.lstrip("+").startswith(("hydra.sweep.", "hydra.job."))]
+    sweep_dir = f"multirun/{cfg.sweep_name}"
+    for arg in named:
+        if not arg.lstrip("+").startswith("hydra.sweep.dir="):
+            return None
+        sweep_dir = OverridesParser.create().parse_overrides([arg])[0].value()
+        if not isinstance(sweep_dir, str) or "${" in sweep_dir:
+            return None
+    exclude = set(OmegaConf.load(REPO_ROOT / "conf" / "config.yaml").hydra.job.config.override_dirname.exclude_keys)
+    last = {o.key_or_group: o for o in OverridesParser.create().parse_overrides(list(combo))}  # a repeated key: the last
+    lines = sorted(o.input_line for key, o in last.items() if key not in exclude)
+    return Path(os.path.abspath(sweep_dir)) / ",".join(lines)
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if any(a in ("-m", "--multirun") for a in argv):
@@ -193,13 +233,18 @@ def main() -> None:
         if error:
             print(f"tessera: config error: {error}", file=sys.stderr)
             sys.exit(2)
-    error = precheck_overrides(sys.argv[1:])
-    runs_once = not any(a in ("-m", "--multirun", "-h", "--help", "--hydra-help", "--info") or a.startswith("--cfg")
-                        or a.startswith("--shell-completion") for a in argv)
-    run_dir = named_run_dir(argv) if runs_once else None
+    run_dir = named_run_dir(argv) if runs_once(argv) else None
+    error, cfg = compose_single_run(argv, always=run_dir is not None and is_complete_run(run_dir))
     if error is None and run_dir is not None:
         _BEFORE[run_dir] = snapshot(run_dir)
         error = prepare(run_dir)
+        if error is None and cfg is not None:
+            try:  # before Hydra writes its .hydra/ there
+                if finished_run(run_dir, cfg, restore=False) is not None:
+                    print(f"skipping {run_dir}: this config's results exist (force=true re-runs it)")
+                    return
+            except ConfigError as err:
+                error = str(err)
     if error:
         print(f"tessera: config error: {error}", file=sys.stderr)
         sys.exit(2)

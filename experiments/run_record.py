@@ -16,9 +16,9 @@ PROFILES = REPO_ROOT / "conf" / "engine_profile"
 
 def shipped_profile(name: str) -> EngineProfile | None:
     """The profile conf/engine_profile/<name>.yaml ships, or None when no file has that name."""
-    path = PROFILES / f"{name}.yaml"
-    if not path.is_file():
+    if name not in {p.stem for p in PROFILES.glob("*.yaml")}:  # a plain file name, never a path
         return None
+    path = PROFILES / f"{name}.yaml"
     return EngineProfile.from_dict(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
 
 

@@ -115,7 +115,7 @@ class EngineProfile:
                              ">= 1 (vLLM v0: 8192) or null for no limit")
         for f, unused in (("graph_sizes", bool(sizes)), ("graph_mixed", self.graph_mixed)):
             if unused and not self.cuda_graphs:
-                shown = list(sizes) if f == "graph_sizes" else self.graph_mixed
+                shown = (list(sizes[:6]) + (["..."] if len(sizes) > 6 else [])) if f == "graph_sizes" else self.graph_mixed
                 raise ValueError(f"engine_profile.{f}={shown!r} has no effect with cuda_graphs=false: drop "
                                  "it or turn cuda_graphs on")
         if limit is not None and not self.cuda_graphs:
@@ -136,6 +136,9 @@ class EngineProfile:
                              f"(fields: {', '.join(sorted(allowed))})")
         if "name" not in conf:
             raise ValueError("engine_profile.name is missing: pick a profile with engine_profile=<name>")
+        if conf.get("cuda_graphs", False) is False:  # a profile's graph settings are not read with graphs off
+            for f in ("graph_sizes", "graph_mixed", "graph_max_context"):
+                conf.pop(f, None)
         if "graph_sizes" in conf:
             conf["graph_sizes"] = tuple(expand_sizes(conf["graph_sizes"]))
         return cls(**conf)
@@ -161,8 +164,8 @@ class EngineProfile:
 
 
 MAX_GRAPH_SIZE = 16_384  # batch sizes captured as graphs; engines capture up to a few hundred (vLLM v1: 512)
-SIZES_FIX = "use a list of increasing whole batch sizes and {start, stop, step} ranges, e.g. [1, 2, 4, {start: 8, " \
-            "stop: 256, step: 8}]"
+SIZES_FIX = "use a list of whole batch sizes and {start, stop, step} ranges, e.g. [1, 2, 4, {start: 8, stop: 256, " \
+            "step: 8}]"
 
 
 def _whole(value, what: str) -> int:
@@ -172,8 +175,8 @@ def _whole(value, what: str) -> int:
 
 
 def expand_sizes(spec) -> list[int]:
-    """Graph sizes from a list whose entries are sizes or {start, stop, step} ranges (stop inclusive), in increasing
-    order, each in [1, MAX_GRAPH_SIZE]; anything else is refused naming engine_profile.graph_sizes."""
+    """Graph sizes from a list whose entries are whole sizes or {start, stop, step} ranges (stop inclusive), each in
+    [1, MAX_GRAPH_SIZE], returned sorted without repeats; anything else is refused naming engine_profile.graph_sizes."""
     if isinstance(spec, (str, bytes, dict)) or not hasattr(spec, "__iter__"):
         raise ValueError(f"engine_profile.graph_sizes={spec!r} is not a list; {SIZES_FIX}")
     sizes: list[int] = []
@@ -190,7 +193,8 @@ def expand_sizes(spec) -> list[int]:
             sizes.extend(range(start, stop + 1, step))
         else:
             sizes.append(_whole(item, "a size"))
-    if any(not 1 <= s <= MAX_GRAPH_SIZE for s in sizes) or any(a >= b for a, b in zip(sizes, sizes[1:])):
-        raise ValueError(f"engine_profile.graph_sizes={sizes[:8]}{'...' if len(sizes) > 8 else ''} is invalid: sizes "
-                         f"must increase, each in [1, {MAX_GRAPH_SIZE}]; {SIZES_FIX}")
-    return sizes
+    bad = [s for s in sizes if not 1 <= s <= MAX_GRAPH_SIZE]
+    if bad:
+        raise ValueError(f"engine_profile.graph_sizes: the size {bad[0]} is invalid: each must be in "
+                         f"[1, {MAX_GRAPH_SIZE}]; {SIZES_FIX}")
+    return sorted(set(sizes))  # in any order, repeats dropped (vLLM sorts and dedupes its capture sizes too)

@@ -66,6 +66,8 @@ def test_the_first_arrivals_are_not_measured(composed):
     ("params.slo_tpot_s=nan", "params.slo_tpot_s=nan is invalid: use seconds > 0"),
     ("params.num_requests=2.5", "params.num_requests=2.5 is invalid: use a whole request count"),
     ("params.max_queue_growth=abc", "params.max_queue_growth='abc' is invalid"),
+    ("params.rate_lo=1e-12", r"params.rate_lo=1e-12 is invalid: use requests/s in \[1e-09, 1e\+09\]"),
+    ("params.tolerance=0", "params.tolerance=0 is invalid: use a relative width > 0"),
     ("workload=azure_code", "has none: use e.g. workload=sharegpt_poisson")])
 def test_bad_settings_name_the_key(composed, change, message):
     with pytest.raises(ConfigError, match=message):

@@ -114,13 +114,17 @@ def test_a_sweep_with_one_bad_value_launches_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["kvpolicy=quest", "+kvpolicy.rerank_mode=moments"], "kvpolicy.rerank_mode has no effect with kvpolicy=quest"),
-    (["kvpolicy=streaming", "+kvpolicy.minmax_region=true"], "kvpolicy.minmax_region has no effect"),
-    (["kvpolicy=head_split", "+kvpolicy.host_kv_gib=1"], "kvpolicy.host_kv_gib has no effect with kvpolicy=head_split"),
+    (["kvpolicy=quest", "+kvpolicy.rerank_mode=moments"], "kvpolicy.rerank_mode=moments has no effect with kvpolicy=quest"),
+    (["kvpolicy=flexicache", "kvpolicy.unstable_fraction=1.0", "kvpolicy.host_kv_gib=5"],
+     "kvpolicy.host_kv_gib=5 has no effect with kvpolicy=flexicache"),
+    (["engine_profile=vllm_v1_cudagraph", "engine_profile.cuda_graphs=false", "engine_profile.graph_mixed=true"],
+     "engine_profile.graph_mixed=true has no effect with engine_profile.cuda_graphs=false"),
+    (["kvpolicy=streaming", "+kvpolicy.minmax_region=true"], "kvpolicy.minmax_region=true has no effect"),
+    (["kvpolicy=head_split", "+kvpolicy.host_kv_gib=1"], "kvpolicy.host_kv_gib=1 has no effect with kvpolicy=head_split"),
     (["kvpolicy.page_tokens=999"], "kvpolicy.page_tokens=999 has no effect with kvpolicy=full"),
     (["cluster.pp_microbatches=4"], "cluster.pp_microbatches=4 is invalid: use null with cluster.pp=1"),
-    (["engine_profile=vllm_v0_eager", "+engine_profile.graph_mixed=true"], "graph_mixed=True has no effect"),
-    (["engine_profile=sglang", "engine_profile.graph_sizes=[8,4]"], "engine_profile.graph_sizes=[8, 4] is invalid"),
+    (["engine_profile=vllm_v0_eager", "+engine_profile.graph_mixed=true"], "graph_mixed=true has no effect"),
+    (["engine_profile=sglang", "engine_profile.graph_sizes=[8,0]"], "engine_profile.graph_sizes: the size 0 is invalid"),
     (["experiment=capacity_search", "engine_profile=sglang", "engine_profile.graph_sizes=5"], "is not a list"),
 ])
 def test_settings_that_nothing_reads_or_that_are_malformed_are_refused(overrides, message):
@@ -141,6 +145,10 @@ def test_what_ran_names_the_profile_changes_the_pipeline_and_the_policys_setting
     relabelled = describe(compose_run(["engine_profile=trtllm", "engine_profile.name=vllm_v0_eager"]))
     assert "cpu_per_seq_s" in relabelled["engine_profile"]["changed_from_shipped"]  # not vllm_v0_eager's values
     assert describe(compose_run(["engine_profile=sglang"]))["engine_profile"]["changed_from_shipped"] == []
+    custom = describe(compose_run(["engine_profile=trtllm", "engine_profile.name=my_engine"]))["engine_profile"]
+    assert custom["name"] == "my_engine" and custom["changed_from_shipped"] is None  # no shipped profile of that name
+    assert describe(compose_run(["engine_profile=trtllm", "engine_profile.name=../kvpolicy/full"]))[
+        "engine_profile"]["changed_from_shipped"] is None  # a name is never read as a path
     quest = describe(compose_run(["kvpolicy=quest"]))["kvpolicy"]
     assert "rerank_mode" not in quest and "host_kv_gib" not in quest and quest["minmax_region"] is True
     search = experiment_describer("capacity_search")
@@ -154,3 +162,24 @@ def test_a_group_set_to_null_is_refused_in_one_line(tmp_path):
     proc = run_cli(["engine_profile=null", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "engine_profile=null is not an option of engine_profile: leave engine_profile out" in proc.stderr
+    sweep = run_cli(["-m", "engine_profile=null,sglang", "workload.limit=5", "sweep_name=n"], cwd=tmp_path)
+    assert sweep.returncode == 2 and "1 of 2 runs of the sweep are invalid" in sweep.stderr
+    assert "Traceback" not in sweep.stderr and not (tmp_path / "multirun").exists()
+
+
+@pytest.mark.parametrize("overrides", [
+    ["kvpolicy=flexicache", "kvpolicy.unstable_fraction=1.0"],  # no OFFLOAD head: the group's host pool unread
+    ["kvpolicy=flexicache_adaptive", "kvpolicy.min_offload_interval=100000"],
+    ["engine_profile=vllm_v1_cudagraph", "engine_profile.cuda_graphs=false"],  # its graph settings unread
+    ["engine_profile=vllm_v0_multistep", "engine_profile.cuda_graphs=false"],
+    ["engine_profile=sglang", "engine_profile.graph_sizes=[1,2,4,8,{start:8,stop:64,step:8}]"],
+])
+def test_a_groups_own_defaults_that_a_change_leaves_unread_are_not_refused(overrides):
+    register_configs()
+    cfg = compose_run(overrides)
+    check_run(cfg, overrides)
+    ran = experiment_describer(cfg.experiment)(cfg)
+    if "kvpolicy.unstable_fraction=1.0" in overrides:
+        assert "host_kv_gib" not in ran["kvpolicy"] and "rerank_mode" not in ran["kvpolicy"]
+    if "engine_profile.cuda_graphs=false" in overrides:
+        assert ran["engine_profile"]["graph_sizes"] == [] or ran["engine_profile"]["graph_sizes"] == ()

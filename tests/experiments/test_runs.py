@@ -1,5 +1,7 @@
 """End-to-end runs of the app: determinism and sweeps that skip finished runs (the analysis notebook reads a
 sweep in tests/notebooks/)."""
+import json
+
 import pandas as pd
 
 from tests.experiments.conftest import SMALL, run_cli
@@ -34,3 +36,17 @@ def test_sweep_with_joblib_skips_finished_runs(tmp_path):
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("skipping") == 2
+
+
+def test_a_run_whose_every_request_is_refused_says_so_and_writes_strict_json(tmp_path):
+    proc = run_cli(["output.progress=false", "output.figures=false", "workload=sharegpt_poisson",
+                    "workload.num_requests=4", "workload.lengths.kind=fixed", "+workload.lengths.prompt_tokens=8000",
+                    "+workload.lengths.output_tokens=20", "workload.context_limit=refuse",
+                    f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "every request was refused (workload.context_limit=refuse): nothing was served" in proc.stderr
+
+    def refuse(constant):
+        raise ValueError(constant)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text(), parse_constant=refuse)["summary"]
+    assert summary["context_limit"]["num_refused"] == 4 and summary["request_throughput_per_s"] is None

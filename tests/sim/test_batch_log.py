@@ -8,11 +8,12 @@ from tessera.cost import make_cost_model
 from tessera.hardware import gpu
 from tessera.interface import BatchShape
 from tessera.memory import MemoryConfig
-from tessera.models import model
+from tessera.models import active_linear_params_per_layer, model
 from tessera.scheduling import SchedulerConfig
 from tessera.sim import Cluster, make_router, request_frame, worker_frame
 from tessera.sim.batch_log import WorkTotals, enable_batch_log
 from tessera.sim.records import batch_frame
+from tessera.sim.utilization import hbm_bytes
 from tessera.types import Request, WorkerSpec
 from tests.sim.fakes import LinearCost, worker_specs
 
@@ -106,6 +107,24 @@ def test_a_moe_models_mbu_counts_the_experts_each_step_touches():
     totals = run.workers[0].totals
     assert sum(totals.batch_tokens.values()) == totals.iterations
     assert sum(n * c for n, c in totals.batch_tokens.items()) == totals.tokens
+
+
+def test_a_moe_models_expert_bytes_add_up_per_iteration():
+    """hbm_bytes over many iterations is the sum of each one's: a one-token decode reads experts_per_token experts
+    (a dense model of its active weights), an 8,000-token prefill nearly all of them."""
+    moe = model("Qwen3-30B-A3B")
+    spec = WorkerSpec(0, H100, moe, 1)
+    decode, prefill = BatchShape(decode_seqs=1), BatchShape(prefill_tokens=8000, prefill_seqs=1)
+    mixed, one, big = WorkTotals(), WorkTotals(), WorkTotals()
+    for _ in range(100):
+        mixed.add(decode)
+    mixed.add(prefill)
+    one.add(decode)
+    big.add(prefill)
+    assert hbm_bytes(spec, mixed) == pytest.approx(100 * hbm_bytes(spec, one) + hbm_bytes(spec, big))
+    d, kv_token = moe.dtype_bytes, moe.num_layers * 2 * moe.num_kv_heads * moe.head_dim * moe.dtype_bytes
+    active = moe.num_layers * active_linear_params_per_layer(moe) + moe.vocab_size * moe.hidden_size
+    assert hbm_bytes(spec, one) == pytest.approx(active * d + kv_token)
 
 
 def test_every_sequence_of_a_step_takes_one_lm_head_token():

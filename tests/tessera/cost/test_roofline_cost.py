@@ -106,7 +106,8 @@ def test_negative_batch_counters_are_rejected(batch):
 
 
 @pytest.mark.parametrize("field, value", [("flops_fraction", 0.0), ("flops_fraction", 1.5),
-                                          ("hbm_fraction", -0.1), ("overhead_s", -1e-3)])
+                                          ("hbm_fraction", -0.1), ("overhead_s", -1e-3), ("hbm_fraction", "abc"),
+                                          ("overhead_s", float("nan")), ("seq_overhead_s", True)])
 def test_efficiency_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"RooflineEfficiency.{field}"):
         RooflineEfficiency(**{field: value})

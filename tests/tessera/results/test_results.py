@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from tessera.results import add_latency_columns, empty_frame, is_complete_run, load, save_run, summarize
+from tessera.results.io import strict_json
 from tessera.results.schema import REQUEST_COLUMNS, conform
 from tessera.results.summary import time_weighted_mean
 
@@ -63,3 +64,18 @@ def test_save_then_load_many_runs(tmp_path):
 def test_load_refuses_a_path_with_no_runs(tmp_path):
     with pytest.raises(FileNotFoundError, match="no complete runs"):
         load(tmp_path)
+
+
+def test_summary_json_is_strict_json(tmp_path):
+    """NaN (no finished request) is null, an infinity (all requests at once) "inf": strict parsers read the file."""
+    summary = {"ttft_s": {"p50": float("nan")}, "workload": {"rate_per_s": math.inf, "low": -math.inf},
+               "n": np.int64(3), "x": np.float32(0.5), "rows": [float("nan"), 1.0]}
+    assert strict_json(summary) == {"ttft_s": {"p50": None}, "workload": {"rate_per_s": "inf", "low": "-inf"},
+                                    "n": 3, "x": 0.5, "rows": [None, 1.0]}
+    save_run(tmp_path, empty_frame(), summary)
+    text = (tmp_path / "summary.json").read_text()
+
+    def refuse(constant):
+        raise ValueError(constant)
+    back = json.loads(text, parse_constant=refuse)["summary"]
+    assert back["workload"]["rate_per_s"] == "inf" and back["ttft_s"]["p50"] is None
