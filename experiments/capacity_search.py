@@ -18,6 +18,7 @@ from tessera.experiments.run_record import simulated_cluster_record
 from tessera.results import add_latency_columns, empty_frame, save_run
 from tessera.workload import build_workload
 from tessera.workload.arrivals import MAX_RATE, MIN_RATE
+from tessera.workload.checks import whole_number
 from tessera.workload.context_limit import DEFAULT_POLICY, apply_context_limit
 
 
@@ -52,10 +53,11 @@ def settings(cfg: DictConfig) -> tuple[SLO, dict]:
     lo = _real(p, "rate_lo", f"requests/s in [{MIN_RATE:g}, {MAX_RATE:g}]", lambda v: MIN_RATE <= v <= MAX_RATE)
     _real(p, "rate_hi", f"requests/s in ({lo:g}, {MAX_RATE:g}] (above rate_lo)", lambda v: lo < v <= MAX_RATE)
     _real(p, "tolerance", "a relative width > 0, e.g. 0.05", lambda v: v > 0)
-    num = p.get("num_requests")
-    if isinstance(num, bool) or not isinstance(num, (int, float)) or not float(num).is_integer() or num < 1:
-        raise ConfigError(f"params.num_requests={num!r} is invalid: use a whole request count >= 1")
-    p["num_requests"] = int(num)  # 1e3 is 1,000 requests
+    try:
+        p["num_requests"] = whole_number("params.num_requests", p.get("num_requests"))  # 1e3 is 1,000 requests
+    except ValueError:
+        raise ConfigError(f"params.num_requests={p.get('num_requests')!r} is invalid: use a whole request count "
+                          ">= 1") from None
     _real(p, "warmup_fraction", "a fraction in [0, 1), e.g. 0.1", lambda v: 0 <= v < 1)
     if p.get("max_queue_growth") is not None:
         _real(p, "max_queue_growth", "a share of the arrival rate in (0, 1), e.g. 0.05, or null to judge probes by "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from tessera.cost.engine_profile import GRAPH_FIELDS
 from tessera.experiments.config import ConfigError
 from tessera.scheduling.families import CHUNKING
 
@@ -32,9 +33,6 @@ NO_ENGINE_PROFILE = {"mosaic": "the MoA placer and stages use params.cost_model"
                      "runtime_accuracy": "the runtime measures; it has no cost model"}
 
 
-GRAPH_FIELDS = ("graph_sizes", "graph_mixed", "graph_max_context")  # read only with cuda_graphs on
-
-
 def check_engine_profile(cfg: DictConfig, overrides: list[str], experiment: str) -> None:
     """engine_profile=... is refused where no simulated cost model reads it (the runtime, analytic experiments), and
     an override of a graph setting while the profile's cuda_graphs is off (a profile's own graph settings are then
@@ -45,9 +43,9 @@ def check_engine_profile(cfg: DictConfig, overrides: list[str], experiment: str)
     if why is None:
         profile = cfg.get("engine_profile") or {}
         if profile.get("cuda_graphs", False) is False:
+            graph_keys = {f"engine_profile.{f}" for f in GRAPH_FIELDS}
             for override in overrides:
-                key = override.lstrip("+~").split("=", 1)[0]
-                if key in {f"engine_profile.{f}" for f in GRAPH_FIELDS}:
+                if override.lstrip("+~").split("=", 1)[0] in graph_keys:
                     raise ConfigError(f"{override} has no effect with engine_profile.cuda_graphs=false (the steps run "
                                       "eagerly): drop it, or set engine_profile.cuda_graphs=true")
         return

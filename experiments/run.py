@@ -6,6 +6,7 @@ skipped, another config's results are refused (experiments/run_dir.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import subprocess
@@ -212,18 +213,34 @@ def sweep_job_dir(argv: list[str], cfg: DictConfig, combo: tuple[str, ...]) -> P
     overrides sorted, the excluded keys dropped); None when the command line changes how Hydra names it."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    named = [a for a in argv if a.lstrip("+").startswith(("hydra.sweep.", "hydra.job."))]
-    sweep_dir = f"multirun/{cfg.sweep_name}"
-    for arg in named:
+    sweep_dir = _named_sweep_dir(tuple(argv))
+    if sweep_dir is None:
+        return None
+    last = {o.key_or_group: o for o in OverridesParser.create().parse_overrides(list(combo))}  # a repeated key: the last
+    lines = sorted(o.input_line for key, o in last.items() if key not in _dirname_excluded_keys())
+    return Path(os.path.abspath(sweep_dir or f"multirun/{cfg.sweep_name}")) / ",".join(lines)
+
+
+@functools.cache
+def _named_sweep_dir(argv: tuple[str, ...]) -> str | None:
+    """hydra.sweep.dir as the command line sets it, "" for conf/'s multirun/<sweep_name>, None when the command line
+    changes the naming otherwise (another hydra.sweep / hydra.job key, an interpolation)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweep_dir = ""
+    for arg in (a for a in argv if a.lstrip("+").startswith(("hydra.sweep.", "hydra.job."))):
         if not arg.lstrip("+").startswith("hydra.sweep.dir="):
             return None
         sweep_dir = OverridesParser.create().parse_overrides([arg])[0].value()
-        if not isinstance(sweep_dir, str) or "${" in sweep_dir:
+        if not isinstance(sweep_dir, str) or not sweep_dir or "${" in sweep_dir:
             return None
-    exclude = set(OmegaConf.load(REPO_ROOT / "conf" / "config.yaml").hydra.job.config.override_dirname.exclude_keys)
-    last = {o.key_or_group: o for o in OverridesParser.create().parse_overrides(list(combo))}  # a repeated key: the last
-    lines = sorted(o.input_line for key, o in last.items() if key not in exclude)
-    return Path(os.path.abspath(sweep_dir)) / ",".join(lines)
+    return sweep_dir
+
+
+@functools.cache
+def _dirname_excluded_keys() -> frozenset[str]:
+    """conf/config.yaml's hydra.job.config.override_dirname.exclude_keys."""
+    return frozenset(OmegaConf.load(REPO_ROOT / "conf" / "config.yaml").hydra.job.config.override_dirname.exclude_keys)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ ATTENTION_BACKENDS: dict[str, dict[str, float | None]] = {
     "triton": {"ampere": 0.62, "hopper": 0.35},
 }
 HOPPER = ("H100", "H200")
+GRAPH_FIELDS = ("graph_sizes", "graph_mixed", "graph_max_context")  # read only with cuda_graphs on
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +105,7 @@ class EngineProfile:
             raise ValueError(f"engine_profile.attention_backend={self.attention_backend!r} is invalid: use one of "
                              f"{', '.join(ATTENTION_BACKENDS)}")
         sizes = self.graph_sizes
-        if self.cuda_graphs and (not sizes or any(isinstance(x, bool) or not isinstance(x, numbers.Integral)
-                                                  for x in sizes) or list(sizes) != sorted(set(sizes)) or sizes[0] < 1
-                                 or sizes[-1] > MAX_GRAPH_SIZE):
+        if self.cuda_graphs and (not sizes or expand_sizes(sizes) != list(sizes)):  # expand_sizes names a bad size
             raise ValueError(f"engine_profile.graph_sizes={list(sizes)!r} is invalid with cuda_graphs=true: use "
                              "increasing whole batch sizes >= 1, e.g. [1, 2, 4, 8, 16]")
         limit = self.graph_max_context
@@ -137,7 +136,7 @@ class EngineProfile:
         if "name" not in conf:
             raise ValueError("engine_profile.name is missing: pick a profile with engine_profile=<name>")
         if conf.get("cuda_graphs", False) is False:  # a profile's graph settings are not read with graphs off
-            for f in ("graph_sizes", "graph_mixed", "graph_max_context"):
+            for f in GRAPH_FIELDS:
                 conf.pop(f, None)
         if "graph_sizes" in conf:
             conf["graph_sizes"] = tuple(expand_sizes(conf["graph_sizes"]))
