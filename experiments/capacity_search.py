@@ -153,10 +153,16 @@ def figure(probes: pd.DataFrame, capacity: float, slo: SLO, path: Path, title: s
     left.set_yscale("log")
     left.set_xlabel("arrival rate (req/s)")
     left.set_ylabel("finished requests / s")
-    right.plot(probes["throughput_per_s"], probes["attainment"], "o-")
-    right.axhline(slo.percentile / 100, color="grey", ls=":", label=f"p{slo.percentile:g} target")
+    # attainment: the share of requests meeting both SLOs; a rate meets when its p-th percentiles of TTFT and of
+    # TPOT each meet theirs, which no attainment level marks, so the probes that meet are drawn filled
+    right.plot(probes["throughput_per_s"], probes["attainment"], "-", color="C0")
+    meets = probes["meets"].astype(bool)
+    right.plot(probes.loc[meets, "throughput_per_s"], probes.loc[meets, "attainment"], "o", color="C0",
+               label="meets (every criterion in the title)")
+    right.plot(probes.loc[~meets, "throughput_per_s"], probes.loc[~meets, "attainment"], "o", mfc="none",
+               color="C0", label="does not meet")
     right.set_xlabel("throughput (req/s)")
-    right.set_ylabel("SLO attainment")
+    right.set_ylabel("requests meeting both SLOs")
     if capacity > 0:
         left.axvline(capacity, color="C3", ls="--", label=f"capacity {capacity:.2f} req/s")
         at = probes.loc[probes["rate"] == capacity].iloc[0]
@@ -180,7 +186,11 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
                               float(p["rate_lo"]), float(p["rate_hi"]), float(p["tolerance"]))
     table = pd.DataFrame(probes)
     table.to_csv(run_dir / "probes.csv", index=False)
-    title = (f"capacity of {spec.model.name} on {len(spec.workers)} x {spec.gpu.name}: {capacity:.2f} req/s "
+    gpus = sum(w.tp * w.pp for w in spec.workers)
+    layout = f"{len(spec.workers)} worker(s) of TP {spec.workers[0].tp} x PP {spec.workers[0].pp}, " if gpus > len(
+        spec.workers) else ""
+    kv = spec.kv.name if spec.kv is not None else "full KV"
+    title = (f"capacity of {spec.model.name} on {gpus} x {spec.gpu.name} ({layout}{kv}): {capacity:.2f} req/s "
              f"(p{slo.percentile:g} TTFT <= {slo.ttft_s:g} s and TPOT <= {slo.tpot_s:g} s, "
              f"{p['num_requests']} requests per probe, first {p['warmup_fraction']:.0%} not measured"
              + (f", queue growth <= {limit:.0%} of the rate" if limit is not None else "") + ")")

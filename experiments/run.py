@@ -155,10 +155,31 @@ def compose_single_run(argv: list[str], always: bool = False) -> tuple[str | Non
             return (f"{group}={missing.group(2)} is not an option of {group}: use one of "
                     f"{', '.join(_group_options(group))}"), None
         key = getattr(cause, "full_key", None)
+        absent = _absent_profile_field(key, first)
+        if absent:
+            return absent, None
         where = f"{key}: " if key else ""
         head = "" if cause is err else f"{str(err).splitlines()[0]}: "
         return (f"{head}{where}{first}; fix the override (see conf/ and "
                 "experiments/config.py for allowed values)"), None
+
+
+def _absent_profile_field(key: str | None, message: str) -> str | None:
+    """The fix for an engine-profile field that the chosen profile's file leaves at its default (Hydra: "Key 'x' is
+    not in struct"), or None for any other error."""
+    from dataclasses import fields
+
+    from tessera.cost.engine_profile import EngineProfile
+
+    group, _, name = (key or "").partition(".")
+    if group != "engine_profile" or "not in struct" not in message:
+        return None
+    known = {f.name: f.default for f in fields(EngineProfile)}
+    if name not in known:
+        return (f"engine_profile.{name} is not an engine-profile field: use one of {', '.join(known)} "
+                "(docs/fidelity.md)")
+    return (f"engine_profile.{name}: this profile's file leaves {name} at its default ({known[name]!r}); to set "
+            f"it, add it with a + prefix: +engine_profile.{name}=<value>")
 
 
 def _group_options(group: str) -> list[str]:

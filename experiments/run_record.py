@@ -12,6 +12,11 @@ from tessera.experiments.resolve import RunSpec
 from tessera.paths import REPO_ROOT
 
 PROFILES = REPO_ROOT / "conf" / "engine_profile"
+# What an achieved HBM share (engine_profile.hbm_fraction, backend.cost.params.hbm_fraction) slows, per cost model:
+# the profiled one times the linear layers from Vidur's measured tables, which the share does not touch
+HBM_FRACTION_APPLIES_TO = {"roofline": "every HBM read: weights, KV, activations",
+                           "profiled": "KV reads (attention), the LM head and extra traffic only: the linear layers "
+                                       "take the profiled tables' measured times"}
 
 
 def shipped_profile(name: str) -> EngineProfile | None:
@@ -41,6 +46,7 @@ def simulated_cluster_record(cfg: DictConfig, spec: RunSpec) -> dict:
     return {"gpu": spec.gpu.name, "num_workers": len(spec.workers), "tp": worker.tp, "pp": worker.pp,
             "pp_microbatches": worker.pp_microbatches if worker.pp > 1 else None, "router": spec.router,
             "memory": asdict(spec.memory), "kv_gib": cfg.cluster.kv_gib, "cost_model": spec.cost_kind,
-            "cost_params": spec.cost_params, "engine": asdict(spec.scheduler),
+            "cost_params": spec.cost_params, "hbm_fraction_applies_to": HBM_FRACTION_APPLIES_TO.get(spec.cost_kind),
+            "engine": asdict(spec.scheduler),
             "engine_profile": engine_profile_record(spec.engine_profile),
             "kvpolicy": {"name": "full"} if spec.kv is None else spec.kv.ran(spec.model)}

@@ -23,6 +23,12 @@ from tessera.workload import describe as describe_requests
 from tessera.workload.context_limit import DEFAULT_POLICY, apply_context_limit, check_policy
 
 
+def gpu_count(worker: dict) -> str:
+    """A workers.csv row's GPUs for a label: tp, or tp x pp stages as their product and layout."""
+    tp, pp = int(worker["tp"]), int(worker.get("pp", 1))
+    return f"{tp * pp} (TP {tp} x PP {pp})" if pp > 1 else str(tp)
+
+
 def workload_requests(spec) -> tuple[list, object]:
     """The workload's requests after the model's context limit (workload.context_limit), and its report."""
     workload = dict(spec.workload)
@@ -73,7 +79,7 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
         records = batch_records.wanted(cfg, len(requests))
         result = run_sim(spec, requests, fast_forward=cfg.backend.fast_forward, progress=cfg.output.progress,
                          batch_log=any(records.values()))
-        names = {int(w["worker"]): f"worker {w['worker']}: {w['model']} on {w['tp']} x {w['gpu']}"
+        names = {int(w["worker"]): f"worker {w['worker']}: {w['model']} on {gpu_count(w)} x {w['gpu']}"
                  for w in result.workers.to_dict(orient="records")}
         batch_records.write(run_dir, result, records, names)
     summary = summarize(result.requests, result.kv_usage)

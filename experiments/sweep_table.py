@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 from hydra.experimental.callback import Callback
 
-HEADLINE = {"num_finished": "finished", "request_throughput_per_s": "req/s",
+HEADLINE = {"capacity_rate_per_s": "capacity (req/s)", "num_finished": "finished", "request_throughput_per_s": "req/s",
             "output_token_throughput_per_s": "out tok/s", "ttft_s.mean": "TTFT mean (s)",
             "ttft_s.p99": "TTFT p99 (s)", "tpot_s.mean": "TPOT mean (s)", "tpot_s.p99": "TPOT p99 (s)"}
 
@@ -29,7 +29,14 @@ def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
         return frame
     varied = [c for c in frame.columns if c not in HEADLINE.values() and c != "run" and frame[c].nunique() > 1]
     shown = varied + [c for c in HEADLINE.values() if c in frame.columns]
-    return frame[shown or ["run"]].sort_values(varied) if varied else frame[shown or ["run"]]
+    return frame[shown or ["run"]].sort_values(varied, key=_numbers_as_numbers) if varied else frame[shown or ["run"]]
+
+
+def _numbers_as_numbers(column: pd.Series) -> pd.Series:
+    """Sort key: a column of override values that all read as numbers sorts by value (16, 64, 256, not 16, 256,
+    64); any other column as text."""
+    numeric = pd.to_numeric(column, errors="coerce")
+    return numeric if numeric.notna().all() else column
 
 
 class SweepTable(Callback):

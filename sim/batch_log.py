@@ -32,7 +32,7 @@ class WorkTotals:
         self.prefill_tokens += shape.prefill_tokens
         self.prefill_attn_pairs += shape.prefill_attn_pairs
         self.decode_seqs += shape.decode_seqs
-        self.decode_kv_tokens += shape.decode_kv_tokens
+        self.decode_kv_tokens += shape.decode_kv_read_tokens
         self.extra_hbm_bytes += shape.extra_hbm_bytes
         self.sampled_tokens += shape.num_seqs
 
@@ -68,7 +68,7 @@ class BatchLog:
         self.duration_s.append(duration_s)
         self.prefill_tokens.append(shape.prefill_tokens)
         self.decode_seqs.append(shape.decode_seqs)
-        self.kv_tokens_read.append(shape.decode_kv_tokens)
+        self.kv_tokens_read.append(shape.decode_kv_read_tokens)
         self.preemptions.append(preemptions)
 
     def add_decode_span(self, start_s: float, ends_s: list[float], batch_size: int, kv_first: float) -> None:

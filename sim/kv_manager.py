@@ -270,7 +270,9 @@ class KVManager(KVCopies, KVReloads):
         shape.prefill_seqs = prefill_seqs
         shape.prefill_attn_pairs = prefill_pairs
         shape.decode_seqs = decode_seqs
+        # the cost reads sparse pages at the sparse kernels' efficiency; the records count the tokens read
         shape.decode_kv_tokens = (attended + sparse * self._sparse_surcharge) / self.num_heads
+        shape.decode_kv_surcharge = sparse * self._sparse_surcharge / self.num_heads
         shape.decode_max_context = 0  # not tracked: graph_max_context is refused with a KV policy
         shape.extra_hbm_bytes = float(scanned)
         return shape

@@ -412,6 +412,7 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         shape.decode_kv_tokens = decode_kv
         shape.decode_max_context = longest
         shape.extra_hbm_bytes = 0.0
+        shape.decode_kv_surcharge = 0.0
         return shape
 
     def _complete_step(self, batch: ScheduledBatch) -> None:

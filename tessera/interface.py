@@ -30,6 +30,8 @@ class BatchShape:
     extra_hbm_bytes: other device-memory traffic this iteration (e.g. page-score metadata).
     decode_max_context: the longest decoding sequence's context in tokens (the new one included), or 0 when the
         producer does not know it; an engine profile's graph_max_context reads it (0: not checked).
+    decode_kv_surcharge: the part of decode_kv_tokens that prices a sparse kernel's lower efficiency
+        (kvpolicy.sparse_kernel_efficiency), time and not reads: decode_kv_read_tokens leaves it out.
     """
 
     prefill_tokens: int = 0
@@ -39,6 +41,12 @@ class BatchShape:
     extra_hbm_bytes: float = 0.0
     prefill_seqs: int = 0
     decode_max_context: int = 0
+    decode_kv_surcharge: float = 0.0
+
+    @property
+    def decode_kv_read_tokens(self) -> float:
+        """KV tokens the decodes read (decode_kv_tokens without the sparse kernels' surcharge)."""
+        return self.decode_kv_tokens - self.decode_kv_surcharge
 
     @property
     def num_tokens(self) -> int:

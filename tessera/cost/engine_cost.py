@@ -84,7 +84,7 @@ class EngineCostModel:
         p = self.profile
         t = p.cpu_fixed_s + p.cpu_per_seq_s * batch.num_seqs + p.cpu_per_token_s * batch.num_tokens
         if self._control_s:
-            t += self._control_s * (batch.prefill_tokens + batch.decode_kv_tokens)
+            t += self._control_s * (batch.prefill_tokens + batch.decode_kv_read_tokens)
         return t
 
     def iteration_time(self, batch: BatchShape) -> float:

@@ -44,15 +44,19 @@ def stage_model(model: ModelSpec, pp: int) -> ModelSpec:
 class PipelineCostModel:
     """CostModel of a pp-stage worker from the cost of its largest stage.
 
-    An iteration's sequences are spread over m = min(microbatches, sequences) micro-batches (a prefill is one
-    sequence: its tokens stay in one micro-batch, as vLLM's virtual engines keep each sequence on one).
+    An iteration's sequences are spread over m = min(microbatches, sequences) micro-batches as evenly as their
+    count allows, prefills first (vLLM's virtual engines each hold their own requests, assigned by count; a prefill
+    stays whole in one micro-batch). The shape carries only the prefills' totals, so each prefill is taken as the
+    same size: tokens and attention pairs split in proportion to the prefills a micro-batch holds.
     With g(x) the stage's GPU time and c(x) the engine's CPU time for micro-batch x, s(x) one send of its
-    activations over the link, and b the largest micro-batch, the step (the period at which every sequence
-    gets its next token) is
-        max(sum over micro-batches of g,  c(b) + pp * g(b) + (pp - 1) * s(b))
-    the first term the busiest stage, the second one micro-batch's trip through every stage. microbatches=1
-    is a lone batch: the sum over stages plus the sends. Every stage is costed as the largest one with the
-    LM head (pessimistic by (pp - 1) LM heads per trip).
+    activations over the link, and b the micro-batch with the slowest trip, the step (the period at which every
+    sequence gets its next token) is
+        max(sum over micro-batches of g,  sum over micro-batches of c,  c(b) + pp * g(b) + (pp - 1) * s(b))
+    the busiest stage, the engine's one driver process preparing every micro-batch, and one micro-batch's trip
+    through every stage (a profile whose CPU overlaps the GPU, cpu_overlapped, leaves c out of the trip).
+    microbatches=1 is a lone batch: the sum over stages plus the sends. Every stage is costed as the largest one
+    with the LM head (pessimistic by (pp - 1) LM heads per trip). Every sequence advances once per step: a decode
+    in a micro-batch beside a long prefill waits for the prefill's trip (lockstep, pessimistic for the decodes).
     """
 
     def __init__(self, stage: CostModel, pp: int, microbatches: int, link: LinkSpec):
@@ -61,7 +65,7 @@ class PipelineCostModel:
         self.stage, self.pp, self.microbatches, self.link = stage, pp, microbatches, link
         self.model, self.gpu, self.tp = stage.model, stage.gpu, stage.tp
         self._send_bytes_per_token = ACTIVATIONS_SENT * stage.model.hidden_size * stage.model.dtype_bytes
-        self._split = _cpu_split(stage)
+        self._split, self._overlapped = _cpu_split(stage)
 
     @property
     def reads_max_context(self) -> bool:
@@ -72,21 +76,31 @@ class PipelineCostModel:
         return transfer_time(num_tokens * self._send_bytes_per_token, self.link)
 
     def micro_batches(self, batch: BatchShape) -> list[BatchShape]:
-        """The iteration split by sequence: decodes spread evenly, the prefill tokens in the first."""
+        """The iteration split by sequence: as even a count each as possible, the prefills spread first."""
         pf, ds = batch.prefill_tokens, batch.decode_seqs
-        m = min(self.microbatches, ds + (1 if pf else 0))
+        prefills = batch.prefill_seqs or (1 if pf else 0)
+        m = min(self.microbatches, ds + prefills)
         if m <= 1:
             return [batch]
         kv_per_seq = batch.decode_kv_tokens / ds if ds else 0.0
+        surcharge_per_seq = batch.decode_kv_surcharge / ds if ds else 0.0
         extra = batch.extra_hbm_bytes / m
-        shares = [ds // m + (1 if i < ds % m else 0) for i in range(m)]
-        if pf:  # the prefill counts as the first micro-batch's sequence: give it one decode fewer
-            shares = sorted(shares)
-        return [BatchShape(prefill_tokens=pf if i == 0 else 0, prefill_attn_pairs=batch.prefill_attn_pairs if i == 0
-                           else 0.0, decode_seqs=n, decode_kv_tokens=n * kv_per_seq, extra_hbm_bytes=extra,
-                           prefill_seqs=batch.prefill_seqs if i == 0 else 0,
-                           decode_max_context=batch.decode_max_context if n else 0)
-                for i, n in enumerate(shares)]
+        total = ds + prefills
+        seqs = [total // m + (1 if i < total % m else 0) for i in range(m)]
+        held = [prefills // m + (1 if i < prefills % m else 0) for i in range(m)]  # never above seqs[i]
+        parts, done = [], 0
+        for n_seqs, p in zip(seqs, held):
+            # the prefills' tokens by share of prefills, integers summing to the whole
+            tokens = pf * (done + p) // prefills - pf * done // prefills if p else 0
+            pairs = batch.prefill_attn_pairs * p / prefills if p else 0.0
+            done += p
+            n = n_seqs - p
+            parts.append(BatchShape(prefill_tokens=tokens, prefill_attn_pairs=pairs, decode_seqs=n,
+                                    decode_kv_tokens=n * kv_per_seq, extra_hbm_bytes=extra,
+                                    prefill_seqs=p if batch.prefill_seqs else 0,
+                                    decode_max_context=batch.decode_max_context if n else 0,
+                                    decode_kv_surcharge=n * surcharge_per_seq))
+        return parts
 
     def iteration_time(self, batch: BatchShape) -> float:
         if batch.prefill_tokens + batch.decode_seqs <= 0:
@@ -94,24 +108,27 @@ class PipelineCostModel:
         micro = self.micro_batches(batch)
         parts = [self._split(b) for b in micro]
         busiest = sum(g for g, _ in parts)
-        trip = max(c + self.pp * g + (self.pp - 1) * self.send_time(b.num_tokens) for (g, c), b in zip(parts, micro))
-        return busiest if busiest > trip else trip
+        driver = sum(c for _, c in parts)
+        trip_cpu = 0.0 if self._overlapped else 1.0
+        trip = max(trip_cpu * c + self.pp * g + (self.pp - 1) * self.send_time(b.num_tokens)
+                   for (g, c), b in zip(parts, micro))
+        return max(busiest, driver, trip)
 
     def transfer_time(self, num_bytes: float, link: LinkSpec) -> float:
         return self.stage.transfer_time(num_bytes, link)
 
 
 def _cpu_split(stage: CostModel):
-    """batch -> (GPU time, CPU time) of one stage step: an engine profile's own split, else the roofline's overheads."""
+    """(batch -> (GPU time, CPU time) of one stage step, whether the CPU time overlaps the GPU's): an engine
+    profile's own split, else the roofline's overheads (serial)."""
     if hasattr(stage, "cpu_time") and hasattr(stage, "gpu_time"):
-        overlapped = stage.profile.cpu_overlapped
-        return lambda b: (stage.gpu_time(b), 0.0 if overlapped else stage.cpu_time(b))
+        return (lambda b: (stage.gpu_time(b), stage.cpu_time(b))), bool(stage.profile.cpu_overlapped)
     eff = stage.efficiency
 
     def split(b: BatchShape) -> tuple[float, float]:
         cpu = eff.overhead_s + eff.seq_overhead_s * b.num_seqs
         return stage.iteration_time(b) - cpu, cpu
-    return split
+    return split, False
 
 
 def pipelined(build_stage: Callable[[ModelSpec], CostModel], model: ModelSpec, pp: int,

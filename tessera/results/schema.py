@@ -28,9 +28,10 @@ REQUEST_COLUMNS: dict[str, str] = {
 }
 
 # optional per-request breakdown (the simulator fills it): time in iterations that ran the request, time from each
-# preemption until it ran again, and the rest of its time in the system (waiting for a batch slot, KV stalls)
+# preemption until it ran again, the rest of its time in the engine (waiting for a batch slot, KV stalls), and, when
+# an engine profile has a frontend (frontend_s > 0), its time between the client's send and the engine
 BREAKDOWN_COLUMNS: dict[str, str] = {"execution_s": "float64", "preemption_s": "float64",
-                                     "scheduling_delay_s": "float64"}
+                                     "scheduling_delay_s": "float64", "frontend_s": "float64"}
 
 
 def empty_frame() -> pd.DataFrame:

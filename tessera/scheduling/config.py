@@ -48,3 +48,7 @@ class SchedulerConfig:
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"scheduler.{name}={getattr(self, name)!r} is invalid: use {allowed}")
+        if self.max_num_batched_tokens < self.max_num_seqs:  # vLLM's SchedulerConfig._verify_args refuses it too
+            raise ValueError(f"scheduler.max_num_batched_tokens={self.max_num_batched_tokens} is below "
+                             f"max_num_seqs={self.max_num_seqs}: every running sequence needs a token of the budget "
+                             "each step (vLLM refuses this pair); raise max_num_batched_tokens or lower max_num_seqs")

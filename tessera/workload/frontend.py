@@ -34,8 +34,8 @@ def through_frontend(requests: Sequence[Request], frontend_s: float, serial: boo
 def as_client_sees(frame: pd.DataFrame, sent: Sequence[Request]) -> pd.DataFrame:
     """A request frame of engine-side times with arrival_s set back to each request's client send time (from
     `sent`, the requests as the client sent them, one per request id), so TTFT and E2E include the frontend.
-    Engine-side columns (start, first token, finish, the breakdown) stay as they are: finish - arrival -
-    execution - preemption - scheduling delay is then the request's time in the frontend."""
+    Engine-side columns (start, first token, finish, the breakdown) stay as they are; the breakdown gains
+    frontend_s, the time from the send to the engine's arrival, so its parts still add up to E2E."""
     send = {r.request_id: r.arrival_s for r in sent}
     if len(send) != len(sent):
         raise ValueError("request_id repeats among the sent requests: a frontend needs one send time per id; "
@@ -45,5 +45,8 @@ def as_client_sees(frame: pd.DataFrame, sent: Sequence[Request]) -> pd.DataFrame
         raise ValueError(f"request_id {sorted(missing)[0]} of the results was never sent: pass the requests the "
                          "run was given")
     out = frame.copy()
-    out["arrival_s"] = out["request_id"].map(send).astype(float)
+    client = out["request_id"].map(send).astype(float)
+    if "scheduling_delay_s" in out.columns:
+        out["frontend_s"] = out["arrival_s"] - client
+    out["arrival_s"] = client
     return out

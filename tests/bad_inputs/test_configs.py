@@ -93,6 +93,11 @@ PRECHECK = [
     ("workers-fraction", ["cluster.num_workers=1.5"], ["cluster.num_workers"]),
     ("group-unknown", ["cluster=nope"], ["cluster", "nope"]),
     ("experiment-unknown", ["experiment=nope"], ["experiment", "nope"]),
+    # a field the profile's file leaves at its default: the fix is the + prefix (was Hydra's "not in struct")
+    ("profile-field-unlisted", ["engine_profile=vllm_v1_cudagraph", "engine_profile.allreduce_floor_s=2e-5"],
+     ["engine_profile.allreduce_floor_s", "+engine_profile.allreduce_floor_s="]),
+    ("profile-field-unknown", ["engine_profile=sglang", "engine_profile.bogus=1"],
+     ["engine_profile.bogus is not an engine-profile field", "allreduce_floor_s"]),
 ]
 CASES += PRECHECK
 

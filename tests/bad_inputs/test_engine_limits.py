@@ -94,6 +94,8 @@ SETTINGS = [
     ("block-size-fraction", dict(block_size=16.5), ["scheduler.block_size"]),
     ("budget-zero", dict(max_num_batched_tokens=0), ["scheduler.max_num_batched_tokens"]),
     ("budget-negative", dict(max_num_batched_tokens=-8192), ["scheduler.max_num_batched_tokens"]),
+    ("budget-below-max-num-seqs", dict(max_num_batched_tokens=64, max_num_seqs=128),  # vLLM refuses it too
+     ["scheduler.max_num_batched_tokens=64", "max_num_seqs=128", "raise max_num_batched_tokens"]),
     ("chunked-string", dict(chunked_prefill="no"), ["scheduler.chunked_prefill"]),
     ("watermark-one", dict(watermark=1.0), ["scheduler.watermark"]),
     ("watermark-nan", dict(watermark=NAN), ["scheduler.watermark"]),

@@ -48,3 +48,10 @@ def test_experiments_that_write_no_records_refuse_the_keys(composed):
             with pytest.raises(ConfigError, match="only experiment=serve_trace on the simulator writes"):
                 check_run(composed([*base, change]), [change])
     check_run(composed(["output.batch_log=true"]), ["output.batch_log=true"])  # serve_trace on the simulator
+
+
+def test_a_trace_names_every_gpu_of_a_pipelined_worker():
+    from tessera.experiments.serve_trace import gpu_count
+
+    assert gpu_count({"tp": 2, "pp": 2}) == "4 (TP 2 x PP 2)"  # was "2": the stages' GPUs were left out
+    assert gpu_count({"tp": 8, "pp": 1}) == "8" and gpu_count({"tp": 1}) == "1"

@@ -27,7 +27,7 @@ def test_single_request_prefill_then_decodes():
 
 
 def test_chunked_prefill_splits_a_long_prompt_by_the_token_budget():
-    seq = run_one([Request(0, 0.0, 100, 1)], max_num_batched_tokens=40)[0]
+    seq = run_one([Request(0, 0.0, 100, 1)], max_num_seqs=8, max_num_batched_tokens=40)[0]
     # three chunks of 40, 40, 20 tokens; the token comes after the last chunk.
     assert seq.first_token_s == pytest.approx(3e-3 + 100e-5)
     assert seq.finish_s == seq.first_token_s

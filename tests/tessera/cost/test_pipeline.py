@@ -1,7 +1,7 @@
 """Pipeline parallelism: stage shape, a lone batch's trip through every stage, micro-batches, sends."""
 import pytest
 
-from tessera.cost import RooflineCostModel, RooflineEfficiency
+from tessera.cost import RooflineCostModel, RooflineEfficiency, make_cost_model
 from tessera.cost.network import transfer_time
 from tessera.cost.pipeline import PipelineCostModel, pipelined, stage_model
 from tessera.hardware import gpu, peer_link
@@ -51,9 +51,45 @@ def test_micro_batches_split_by_sequence_and_keep_a_prefill_whole():
                                           decode_kv_tokens=10 * 300))
     assert len(parts) == 4
     assert [p.prefill_tokens for p in parts] == [900, 0, 0, 0]
-    assert [p.decode_seqs for p in parts] == [2, 2, 3, 3]  # the prefill's micro-batch gets fewest decodes
+    assert [p.decode_seqs for p in parts] == [2, 3, 3, 2]  # 11 sequences, 3 / 3 / 3 / 2, the prefill one of them
     assert sum(p.decode_kv_tokens for p in parts) == pytest.approx(3000)
     assert len(pipe.micro_batches(BatchShape(prefill_tokens=4000, prefill_attn_pairs=8e6))) == 1
+
+
+def test_prefills_spread_over_the_micro_batches_like_requests_over_virtual_engines():
+    """Four prompts waiting fill four micro-batches, one each (was: all in the first, so pp never sped a prefill)."""
+    stage = stage_cost(4)
+    pipe = PipelineCostModel(stage, 4, 4, NVLINK)
+    batch = BatchShape(prefill_tokens=4 * 2000, prefill_attn_pairs=4 * 2000 * 1000.5, prefill_seqs=4)
+    parts = pipe.micro_batches(batch)
+    assert [(p.prefill_tokens, p.prefill_seqs, p.decode_seqs) for p in parts] == [(2000, 1, 0)] * 4
+    assert sum(p.prefill_attn_pairs for p in parts) == pytest.approx(batch.prefill_attn_pairs)
+    uneven = pipe.micro_batches(BatchShape(prefill_tokens=1001, prefill_attn_pairs=3e5, prefill_seqs=3,
+                                           decode_seqs=5, decode_kv_tokens=500))
+    assert [p.prefill_seqs for p in uneven] == [1, 1, 1, 0] and [p.decode_seqs for p in uneven] == [1, 1, 1, 2]
+    assert sum(p.prefill_tokens for p in uneven) == 1001 and sum(p.num_seqs for p in uneven) == 8
+    # four quarter-model stages each busy with four prompts: about one whole-model prefill of the four, not four
+    lone = PipelineCostModel(stage, 4, 1, NVLINK)
+    assert pipe.iteration_time(batch) < 0.5 * lone.iteration_time(batch)
+
+
+def test_the_engine_cpu_of_every_micro_batch_bounds_the_step():
+    """One driver process prepares every micro-batch: the step is at least their summed CPU time, also when the
+    profile overlaps CPU with the GPU (was: one micro-batch's CPU, or none when overlapped)."""
+    from tessera.cost.engine_cost import with_engine_profile
+    from tessera.cost.engine_profile import EngineProfile
+
+    def piped(overlapped: bool) -> PipelineCostModel:
+        profile = EngineProfile(name="slow_cpu", cpu_fixed_s=0.05, cpu_per_seq_s=1e-3, cpu_overlapped=overlapped)
+        def stage(m):
+            return with_engine_profile(lambda **p: make_cost_model("roofline", m, H100, 1, **p), profile, {})
+        return pipelined(stage, LLAMA70, 8, None, NVLINK)
+    batch = BatchShape(decode_seqs=256, decode_kv_tokens=256 * 200)
+    for overlapped in (False, True):
+        pipe = piped(overlapped)
+        cpu = sum(pipe.stage.cpu_time(b) for b in pipe.micro_batches(batch))
+        assert cpu == pytest.approx(8 * 0.05 + 256 * 1e-3)
+        assert pipe.iteration_time(batch) >= cpu
 
 
 def test_micro_batches_hide_the_pipeline_at_a_large_batch_but_not_for_one_sequence():

@@ -73,7 +73,8 @@ def test_vllm_v0_never_mixes_prefills_and_decodes():
 
 
 def test_vllm_v0_runs_an_admissible_prefill_before_any_decode_and_never_chunks():
-    sched = make_scheduler(SchedulerConfig(family="vllm_v0", watermark=0.0, max_num_batched_tokens=100))
+    sched = make_scheduler(SchedulerConfig(family="vllm_v0", watermark=0.0, max_num_seqs=64,
+                                           max_num_batched_tokens=100))
     running, waiting = [decoding(0), decoding(1)], deque([seq(2, 60), seq(3, 60)])
     pool = BlockPool(100, 16)
     for s in running:

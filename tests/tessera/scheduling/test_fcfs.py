@@ -14,7 +14,7 @@ def seq(i, prompt, output=10):
 
 
 def test_admits_in_arrival_order_within_the_token_budget_and_chunks_the_last():
-    sched = FCFSScheduler(SchedulerConfig(max_num_batched_tokens=100, watermark=0.0))
+    sched = FCFSScheduler(SchedulerConfig(max_num_seqs=64, max_num_batched_tokens=100, watermark=0.0))
     pool = BlockPool(100, 16)
     waiting, running = deque([seq(0, 40), seq(1, 50), seq(2, 30)]), []
     batch = sched.schedule(waiting, running, pool)
@@ -24,7 +24,8 @@ def test_admits_in_arrival_order_within_the_token_budget_and_chunks_the_last():
 
 
 def test_without_chunked_prefill_a_prompt_that_does_not_fit_waits():
-    sched = FCFSScheduler(SchedulerConfig(max_num_batched_tokens=100, chunked_prefill=False, watermark=0.0))
+    sched = FCFSScheduler(SchedulerConfig(max_num_seqs=64, max_num_batched_tokens=100, chunked_prefill=False,
+                                          watermark=0.0))
     waiting, running = deque([seq(0, 60), seq(1, 60)]), []
     batch = sched.schedule(waiting, running, BlockPool(100, 16))
     assert batch.num_scheduled_tokens == [60]

@@ -37,6 +37,20 @@ def test_the_client_sees_its_own_send_times():
         as_client_sees(frame, sent[:2])
 
 
+def test_the_breakdown_gains_the_frontends_time_and_still_adds_up_to_e2e():
+    """A simulator frame's breakdown covers the engine's time; the frontend's share gets a column of its own (it was
+    left out: execution + preemption + scheduling delay fell short of E2E by frontend_s on every request)."""
+    frame = pd.DataFrame({"request_id": [0, 1], "arrival_s": [0.05, 0.30], "finish_s": [1.0, 2.0],
+                          "execution_s": [0.6, 1.2], "preemption_s": [0.0, 0.1]})
+    frame["scheduling_delay_s"] = frame["finish_s"] - frame["arrival_s"] - frame["execution_s"] - frame["preemption_s"]
+    client = as_client_sees(frame, [Request(0, 0.0, 10, 5), Request(1, 0.25, 10, 5)])
+    assert client["frontend_s"].tolist() == pytest.approx([0.05, 0.05])
+    parts = client[["execution_s", "preemption_s", "scheduling_delay_s", "frontend_s"]].sum(axis=1)
+    assert parts.tolist() == pytest.approx((client["finish_s"] - client["arrival_s"]).tolist())
+    assert "frontend_s" not in as_client_sees(frame.drop(columns="scheduling_delay_s"), [Request(0, 0.0, 10, 5),
+                                                                                         Request(1, 0.25, 10, 5)])
+
+
 def test_a_serial_frontend_without_a_delay_is_refused():
     with pytest.raises(ValueError, match="engine_profile.frontend_serial=true has no effect with frontend_s=0"):
         EngineProfile(name="x", frontend_serial=True)
