@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-import numpy as np
 import simpy
 
 from tessera.interface import BatchShape, ScheduledBatch
@@ -135,12 +134,9 @@ class CohortSteps:
         busy = self._account_span(start, ends, done, batch_size, kv_first)
         cohort.log.append(busy)
         if done > 1:
-            # step i adds the members whose residue is -(steps + i - 1) mod block (DecodeCohort.blocks)
-            block = cohort.block_size
-            residues = np.asarray(cohort.residues, dtype=np.int64)
-            new_blocks = np.zeros(done + 1, dtype=np.int64)
-            new_blocks[2:] = residues[(-(cohort.steps + np.arange(1, done))) % block]
-            self._record_span_usage(ends, done, new_blocks, False)
+            # step i takes a block for the members whose residue is -(steps + i - 1) mod block (DecodeCohort.blocks)
+            residues, block, before = cohort.residues, cohort.block_size, cohort.steps - 1
+            self._record_span_usage(ends, done, lambda i: residues[-(before + i) % block])
             self.pool.take(cohort.blocks(1, done))
         cohort.steps += done
         finished = cohort.pop_finished()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-import numpy as np
 import simpy
 
 from tessera.sim.sequence import SeqState
@@ -70,30 +69,29 @@ class DecodeSpans:
         busy = self._account_span(start, ends, done, batch_size, kv_first)
         if done > 1:
             block = self.pool.block_size
-            # a request holding h blocks of c computed tokens takes a block at step h * block - c + 1 (>= 2: step 1
-            # was allocated by the scheduler), then every block steps
-            firsts = [seq.num_blocks * block - seq.num_computed_tokens + 1 for seq in seqs]
-            self._record_span_usage(ends, done, np.bincount(np.minimum(firsts, done + 1), minlength=done + 2), True)
+            adds = [0] * (done + 1)  # adds[i]: blocks step i takes
+            for seq in seqs:
+                # holding h blocks of c computed tokens, it takes one at step h * block - c + 1 (>= 2: step 1 was
+                # allocated by the scheduler), then every block steps
+                for i in range(seq.num_blocks * block - seq.num_computed_tokens + 1, done + 1, block):
+                    adds[i] += 1
+            self._record_span_usage(ends, done, adds.__getitem__)
         for seq in seqs:
             seq.execution_s += busy
         self._apply_decode_steps(seqs, done)
 
-    def _record_span_usage(self, ends, done: int, new_blocks: np.ndarray, periodic: bool) -> None:
+    def _record_span_usage(self, ends, done: int, adds) -> None:
         """The KV usage points one event per iteration records inside a span (its blocks are allocated at the end):
-        each step i = 2..done is scheduled at the end of step i - 1 with its blocks allocated; a point where the
-        used blocks change. new_blocks[i]: blocks step i adds, or with `periodic` the requests whose first new
-        block comes at step i (each then takes one every block_size steps)."""
-        block = self.pool.block_size
-        adds = np.zeros(done + 1 + block, dtype=np.int64)
-        adds[2: done + 1] = new_blocks[2: done + 1]
-        if periodic:  # each request's blocks every `block` steps: a running sum along each residue
-            laps = adds[: (len(adds) // block) * block].reshape(-1, block)
-            np.cumsum(laps, axis=0, out=laps)
-        steps = np.flatnonzero(adds[2: done + 1]) + 2
-        if len(steps):
-            used = self.pool.num_used_blocks + np.cumsum(adds[2: done + 1])[steps - 2]
-            self.kv_usage_t.extend([ends[i - 2] for i in steps.tolist()])
-            self.kv_usage_blocks.extend(used.tolist())
+        each step i = 2..done is scheduled at the end of step i - 1 with its adds(i) blocks allocated; a point where
+        the used blocks change (the same step function, without the repeats)."""
+        used = self.pool.num_used_blocks
+        times, blocks = self.kv_usage_t, self.kv_usage_blocks
+        for i in range(2, done + 1):
+            add = adds(i)
+            if add:
+                used += add
+                times.append(ends[i - 2])
+                blocks.append(used)
 
     def _account_span(self, start: float, ends, done: int, batch_size: int, kv_first: float) -> float:
         """Counters and batch log of the first `done` iterations of a decode span; returns their busy time."""

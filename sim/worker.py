@@ -6,6 +6,7 @@ iteration takes, waits that long and advances its requests' token counters.
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left
 from collections import deque
 from dataclasses import replace
@@ -93,8 +94,8 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         self.num_preemptions = 0
         self.totals = WorkTotals()  # summed iteration counters (MFU/MBU)
         self.batch_log: BatchLog | None = None  # one entry per iteration (output.batch_log); set by the cluster
-        self.kv_usage_t: list[float] = []
-        self.kv_usage_blocks: list[int] = []
+        self.kv_usage_t = array("d")  # typed arrays: 16 bytes a point (decode spans add one per step taking a block)
+        self.kv_usage_blocks = array("q")
         self._wakeup: simpy.Event | None = None
         self._in_span = False
         self._span_blocked = False  # the running span started with requests waiting that FCFS could not admit
