@@ -177,6 +177,15 @@ def figure(probes: pd.DataFrame, capacity: float, slo: SLO, path: Path, title: s
     fig.savefig(path, dpi=120)
 
 
+def cluster_label(spec) -> str:
+    """The GPUs a search ran on (workers x tp x pp), their layout when a worker has several, and the KV policy."""
+    gpus = sum(w.tp * w.pp for w in spec.workers)
+    worker = spec.workers[0]
+    layout = f"{len(spec.workers)} worker(s) of TP {worker.tp} x PP {worker.pp}, " if gpus > len(spec.workers) else ""
+    kv = spec.kv.name if spec.kv is not None else "full KV"
+    return f"{gpus} x {spec.gpu.name} ({layout}{kv})"
+
+
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
     spec = resolve(cfg)
     slo, p = settings(cfg)
@@ -186,11 +195,7 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
                               float(p["rate_lo"]), float(p["rate_hi"]), float(p["tolerance"]))
     table = pd.DataFrame(probes)
     table.to_csv(run_dir / "probes.csv", index=False)
-    gpus = sum(w.tp * w.pp for w in spec.workers)
-    layout = f"{len(spec.workers)} worker(s) of TP {spec.workers[0].tp} x PP {spec.workers[0].pp}, " if gpus > len(
-        spec.workers) else ""
-    kv = spec.kv.name if spec.kv is not None else "full KV"
-    title = (f"capacity of {spec.model.name} on {gpus} x {spec.gpu.name} ({layout}{kv}): {capacity:.2f} req/s "
+    title = (f"capacity of {spec.model.name} on {cluster_label(spec)}: {capacity:.2f} req/s "
              f"(p{slo.percentile:g} TTFT <= {slo.ttft_s:g} s and TPOT <= {slo.tpot_s:g} s, "
              f"{p['num_requests']} requests per probe, first {p['warmup_fraction']:.0%} not measured"
              + (f", queue growth <= {limit:.0%} of the rate" if limit is not None else "") + ")")

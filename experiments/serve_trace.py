@@ -29,6 +29,12 @@ def gpu_count(worker: dict) -> str:
     return f"{tp * pp} (TP {tp} x PP {pp})" if pp > 1 else str(tp)
 
 
+def worker_names(workers) -> dict[int, str]:
+    """The trace's process name of each worker (a workers.csv frame): its model on its GPUs."""
+    return {int(w["worker"]): f"worker {w['worker']}: {w['model']} on {gpu_count(w)} x {w['gpu']}"
+            for w in workers.to_dict(orient="records")}
+
+
 def workload_requests(spec) -> tuple[list, object]:
     """The workload's requests after the model's context limit (workload.context_limit), and its report."""
     workload = dict(spec.workload)
@@ -79,9 +85,7 @@ def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:
         records = batch_records.wanted(cfg, len(requests))
         result = run_sim(spec, requests, fast_forward=cfg.backend.fast_forward, progress=cfg.output.progress,
                          batch_log=any(records.values()))
-        names = {int(w["worker"]): f"worker {w['worker']}: {w['model']} on {gpu_count(w)} x {w['gpu']}"
-                 for w in result.workers.to_dict(orient="records")}
-        batch_records.write(run_dir, result, records, names)
+        batch_records.write(run_dir, result, records, worker_names(result.workers))
     summary = summarize(result.requests, result.kv_usage)
     summary["workload"] = describe_requests(requests)
     summary["context_limit"] = asdict(context)

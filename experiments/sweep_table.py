@@ -33,10 +33,11 @@ def sweep_table(sweep_dir: str | Path) -> pd.DataFrame:
 
 
 def _numbers_as_numbers(column: pd.Series) -> pd.Series:
-    """Sort key: a column of override values that all read as numbers sorts by value (16, 64, 256, not 16, 256,
-    64); any other column as text."""
+    """Sort key: a column whose given override values all read as numbers sorts by value (16, 64, 256, not 16, 256,
+    64; runs that did not set it last); any other column as text."""
     numeric = pd.to_numeric(column, errors="coerce")
-    return numeric if numeric.notna().all() else column
+    given = column.notna()
+    return numeric if numeric[given].notna().all() else column
 
 
 class SweepTable(Callback):

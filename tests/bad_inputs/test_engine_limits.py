@@ -96,6 +96,8 @@ SETTINGS = [
     ("budget-negative", dict(max_num_batched_tokens=-8192), ["scheduler.max_num_batched_tokens"]),
     ("budget-below-max-num-seqs", dict(max_num_batched_tokens=64, max_num_seqs=128),  # vLLM refuses it too
      ["scheduler.max_num_batched_tokens=64", "max_num_seqs=128", "raise max_num_batched_tokens"]),
+    ("budget-one-below-max-num-seqs", dict(max_num_batched_tokens=127, max_num_seqs=128),
+     ["scheduler.max_num_batched_tokens=127"]),
     ("chunked-string", dict(chunked_prefill="no"), ["scheduler.chunked_prefill"]),
     ("watermark-one", dict(watermark=1.0), ["scheduler.watermark"]),
     ("watermark-nan", dict(watermark=NAN), ["scheduler.watermark"]),
@@ -132,3 +134,7 @@ def test_memory_that_cannot_hold_the_model_or_a_kv_block_is_a_memory_error(chang
 
 CASES = ([c[0] for c in REJECTIONS] + [c[0] for c in BAD_REQUESTS] + ["duplicate-ids"]
          + [c[0] for c in SETTINGS] + [c[0] for c in MEMORY])
+
+
+def test_a_budget_equal_to_max_num_seqs_is_accepted():
+    assert SchedulerConfig(max_num_batched_tokens=128, max_num_seqs=128).max_num_batched_tokens == 128

@@ -53,5 +53,21 @@ def test_experiments_that_write_no_records_refuse_the_keys(composed):
 def test_a_trace_names_every_gpu_of_a_pipelined_worker():
     from tessera.experiments.serve_trace import gpu_count
 
+    from tessera.experiments.serve_trace import worker_names
+
     assert gpu_count({"tp": 2, "pp": 2}) == "4 (TP 2 x PP 2)"  # was "2": the stages' GPUs were left out
     assert gpu_count({"tp": 8, "pp": 1}) == "8" and gpu_count({"tp": 1}) == "1"
+    workers = pd.DataFrame({"worker": [0, 1], "model": ["Llama-2-70B"] * 2, "gpu": ["H100"] * 2, "tp": [2, 2],
+                            "pp": [2, 2]})
+    assert worker_names(workers) == {0: "worker 0: Llama-2-70B on 4 (TP 2 x PP 2) x H100",
+                                     1: "worker 1: Llama-2-70B on 4 (TP 2 x PP 2) x H100"}
+
+
+def test_summary_says_what_an_hbm_share_reaches_on_each_cost_model(composed):
+    from tessera.experiments.resolve import resolve
+    from tessera.experiments.run_record import simulated_cluster_record
+
+    for backend, reaches in (("sim", "the linear layers take the profiled tables' measured times"),
+                             ("sim_roofline", "every HBM read")):
+        cfg = composed([f"backend={backend}", "engine_profile=trtllm"])
+        assert reaches in simulated_cluster_record(cfg, resolve(cfg))["hbm_fraction_applies_to"]

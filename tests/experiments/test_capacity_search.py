@@ -95,3 +95,15 @@ def test_a_short_probe_of_an_overload_is_caught_by_its_growing_queue(composed):
 def test_queue_growth_is_bad_config_when_not_a_share(composed):
     with pytest.raises(ConfigError, match="params.max_queue_growth=1.5 is invalid"):
         describe(composed(["experiment=capacity_search", "params.max_queue_growth=1.5"]))
+
+
+def test_the_title_counts_every_gpu_and_names_the_kv_policy(composed):
+    from tessera.experiments.capacity_search import cluster_label
+    from tessera.experiments.resolve import resolve
+
+    two = resolve(composed(["experiment=capacity_search", "cluster.tp=2", "cluster.num_workers=2"]))
+    assert cluster_label(two) == "4 x H100-SXM-80GB (2 worker(s) of TP 2 x PP 1, full KV)"  # was "2 x H100"
+    piped = resolve(composed(["experiment=capacity_search", "model=llama2_70b", "cluster.tp=2", "cluster.pp=2"]))
+    assert cluster_label(piped) == "4 x H100-SXM-80GB (1 worker(s) of TP 2 x PP 2, full KV)"
+    one = resolve(composed(["experiment=capacity_search", "kvpolicy=flexicache"]))
+    assert cluster_label(one) == "1 x H100-SXM-80GB (flexicache)"

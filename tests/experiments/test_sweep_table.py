@@ -25,3 +25,13 @@ def test_text_values_sort_as_text(tmp_path):
     table = sweep_table(tmp_path)
     assert table["engine.scheduler"].tolist() == ["orca", "sarathi", "vllm_v1"]
     assert table["finished"].tolist() == [11, 12, 10]
+
+
+def test_a_run_without_the_value_sorts_last_and_mixed_values_as_text(tmp_path):
+    for i, seqs in enumerate([256, None, 16, 64]):
+        write_run(tmp_path / str(i), ["experiment=capacity_search"] + ([f"engine.max_num_seqs={seqs}"] if seqs else []),
+                  {"capacity_rate_per_s": float(i)})
+    assert sweep_table(tmp_path)["capacity (req/s)"].tolist() == [2.0, 3.0, 0.0, 1.0]
+    for i, value in enumerate(["9", "abc", "10"]):
+        write_run(tmp_path / "mixed" / str(i), [f"workload.name={value}"], {"num_finished": i})
+    assert sweep_table(tmp_path / "mixed")["workload.name"].tolist() == ["10", "9", "abc"]  # as text: not all numbers

@@ -90,6 +90,13 @@ def test_the_engine_cpu_of_every_micro_batch_bounds_the_step():
         cpu = sum(pipe.stage.cpu_time(b) for b in pipe.micro_batches(batch))
         assert cpu == pytest.approx(8 * 0.05 + 256 * 1e-3)
         assert pipe.iteration_time(batch) >= cpu
+    # one sequence, one micro-batch: the trip carries the CPU unless the profile overlaps it with the GPU
+    one = BatchShape(decode_seqs=1, decode_kv_tokens=200)
+    serial, overlapped = piped(False), piped(True)
+    gpu, cpu = serial.stage.gpu_time(one), serial.stage.cpu_time(one)
+    trip = 8 * gpu + 7 * serial.send_time(1)
+    assert serial.iteration_time(one) == pytest.approx(cpu + trip)
+    assert overlapped.iteration_time(one) == pytest.approx(max(cpu, trip)) and cpu < trip
 
 
 def test_micro_batches_hide_the_pipeline_at_a_large_batch_but_not_for_one_sequence():

@@ -49,6 +49,13 @@ def test_the_breakdown_gains_the_frontends_time_and_still_adds_up_to_e2e():
     assert parts.tolist() == pytest.approx((client["finish_s"] - client["arrival_s"]).tolist())
     assert "frontend_s" not in as_client_sees(frame.drop(columns="scheduling_delay_s"), [Request(0, 0.0, 10, 5),
                                                                                          Request(1, 0.25, 10, 5)])
+    from tessera.results import summarize
+    from tessera.results.schema import empty_frame
+
+    full = pd.concat([empty_frame(), client], ignore_index=True)
+    full["status"], full["prompt_tokens"], full["output_tokens"] = "finished", 10, 5
+    full["first_token_s"], full["start_s"] = full["finish_s"] - 0.5, full["arrival_s"] + 0.1
+    assert summarize(full)["breakdown_s"]["frontend"]["mean"] == pytest.approx(0.05)
 
 
 def test_a_serial_frontend_without_a_delay_is_refused():
