@@ -8,8 +8,9 @@ from tessera.interface import KVBlockPool, ScheduledBatch
 
 
 def is_decode(seq) -> bool:
-    """A sequence whose prefill is done and that needs exactly one token (its last sampled one)."""
-    return seq.num_computed_tokens > 0 and seq.num_tokens - seq.num_computed_tokens == 1
+    """A sequence whose prompt is computed and that needs exactly one token (its last sampled one); a prompt with
+    one token left is still a prefill (as the simulator's batch records count it)."""
+    return seq.num_computed_tokens >= seq.num_prompt_tokens and seq.num_tokens - seq.num_computed_tokens == 1
 
 
 def allocate_or_preempt(seq, num_new: int, running: list, waiting, pool: KVBlockPool, batch: ScheduledBatch) -> bool:

@@ -98,6 +98,17 @@ def test_sarathi_decodes_never_wait_behind_a_prefill_where_vllm_v1_stalls_them()
     assert [(s.request_id, n) for s, n in zip(sarathi.seqs, sarathi.num_scheduled_tokens)] == [(1, 1), (0, 511)]
 
 
+def test_sarathi_takes_a_prompts_last_token_as_a_prefill_not_a_decode():
+    """The decode pass is for sequences that sampled a token; a prompt with one token left waits for the prefill
+    pass (it was taken as a decode and scheduled ahead of the real ones)."""
+    last, ready = seq(0, 33), decoding(1)
+    last.num_computed_tokens = 32
+    assert not is_decode(last) and is_decode(ready)
+    sched = make_scheduler(SchedulerConfig(family="sarathi", max_num_batched_tokens=512, watermark=0.0))
+    batch = sched.schedule(deque(), [last, ready], BlockPool(1000, 16))
+    assert [(s.request_id, n) for s, n in zip(batch.seqs, batch.num_scheduled_tokens)] == [(1, 1), (0, 1)]
+
+
 def test_sarathi_schedules_every_ready_decode_in_every_step():
     _, rec = simulate("sarathi", budget=64)
     for ready, batch, preempted in rec.steps:
