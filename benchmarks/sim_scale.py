@@ -101,12 +101,15 @@ def main() -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         work = r["load_s"] + r["simulate_s"] + r["frames_s"]
         total = work + r["import_s"]
-        base_rss = r["peak_rss_bytes"] if base_rss is None else base_rss
-        per_req = (r["peak_rss_bytes"] - base_rss) / r["requests"] if w != workers[0] else float("nan")
+        if base_rss is None:
+            base_rss, base_requests = r["peak_rss_bytes"], r["requests"]
+        more = r["requests"] - base_requests  # the RSS above the first point's is these requests'
+        per_req = (r["peak_rss_bytes"] - base_rss) / more if more > 0 else float("nan")
         print(f"{w:>8} {r['requests']:>9} {r['iterations']:>9} {r['import_s']:7.2f} {r['load_s']:6.2f} "
               f"{r['simulate_s']:7.2f} {r['frames_s']:7.2f} {total:7.2f} {r['requests'] / work:10.0f} "
               f"{1e6 * work / r['requests']:7.1f} {r['peak_rss_bytes'] / 2**20:8.0f} {per_req:7.0f} {r['digest']:>10}")
-    print("req/cpu-s and us/req exclude imports; B/req: peak RSS above the first point's, per request")
+    print("req/cpu-s and us/req exclude imports; B/req: peak RSS above the first point's, per request beyond the "
+          "first point's")
 
 
 if __name__ == "__main__":

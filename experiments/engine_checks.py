@@ -65,6 +65,15 @@ def check_kv_settings(cfg: DictConfig, overrides: list[str]) -> None:
 
     keys = [(o, o.lstrip("+~").split("=", 1)[0].removeprefix("kvpolicy.")) for o in overrides
             if o.lstrip("+~").startswith("kvpolicy.")]
+    policy = cfg.get("kvpolicy") or {}
+    for override, key in keys:
+        if key == "unstable_fraction" and policy.get("unstable_heads") is not None:
+            raise ConfigError(f"{override} has no effect with kvpolicy.unstable_heads given (the list is the unstable "
+                              "heads): drop one of the two")
+    if cfg.backend.kind != "runtime" and (policy.get("name") or "full") != "full" and any(
+            o.lstrip("+~").split("=", 1)[0] == "backend.fast_forward" for o in overrides):
+        raise ConfigError("backend.fast_forward has no effect with a KV policy: its decodes always run through the KV "
+                          "decode cohort (sim/kv_cohort.py), which matches one event per iteration; drop it")
     keys = [(o, k) for o, k in keys if k in SIM_KEYS]
     if not keys:
         return

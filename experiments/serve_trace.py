@@ -66,7 +66,7 @@ def describe(cfg: DictConfig) -> dict:
         kv = {"name": "full"} if spec.kv is None else {"name": spec.kv.name, **spec.kv.params}
         return common | {"engine": asdict(spec.scheduler), "kvpolicy": kv,
                          "runtime": runtime_settings(cfg.backend.get("runtime"))}
-    return common | simulated_cluster_record(cfg, spec) | {"fast_forward": cfg.backend.fast_forward}
+    return common | simulated_cluster_record(cfg, spec) | {"fast_forward": cfg.backend.fast_forward and spec.kv is None}
 
 
 def run(cfg: DictConfig, run_dir: Path, metadata: dict) -> dict:

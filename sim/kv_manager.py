@@ -381,7 +381,8 @@ class KVManager(KVCopies, KVReloads):
             "pool_head_pages": self.pool.num_blocks,
             "minmax_share": self.minmax_share,
             "minmax_region_bytes": self.minmax_capacity_bytes,
-            "host_capacity_bytes": self.host_capacity_bytes,
+            # a policy without OFFLOAD heads keeps nothing on host: its host pool is not one
+            "host_capacity_bytes": self.host_capacity_bytes if self.num_offload_heads else 0.0,
             "peak_host_kv_bytes": self.peak_host_bytes,
             "peak_minmax_bytes": self.peak_minmax_bytes,
             "pcie_h2d_bytes": link.bytes_moved["h2d"] * self.tp if link else 0.0,

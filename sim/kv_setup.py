@@ -99,7 +99,10 @@ class KVSetup:
         """What a run records of it (summary.json metadata.ran): the name, the policy's parameters and the
         simulator settings its plan reads."""
         used = used_sim_keys(self.policy_for(model).plan)
-        return {"name": self.name, **self.params, **{k: getattr(self.sim, k) for k in used}}
+        params = dict(self.params)
+        if params.get("unstable_heads") is not None:  # the list is the unstable heads: the fraction is not read
+            params.pop("unstable_fraction", None)
+        return {"name": self.name, **params, **{k: getattr(self.sim, k) for k in used}}
 
     def policy_for(self, model: ModelSpec) -> PlannedPolicy:
         params = dict(self.params)

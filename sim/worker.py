@@ -94,6 +94,7 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         self.num_preemptions = 0
         self.totals = WorkTotals()  # summed iteration counters (MFU/MBU)
         self.batch_log: BatchLog | None = None  # one entry per iteration (output.batch_log); set by the cluster
+        self._unlogged_preemptions = 0  # made by scheduler calls that ran nothing: the next iteration's entry has them
         self.kv_usage_t = array("d")  # typed arrays: 16 bytes a point (decode spans add one per step taking a block)
         self.kv_usage_blocks = array("q")
         self._wakeup: simpy.Event | None = None
@@ -315,6 +316,7 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
             for lane, request in held:
                 lane.release(request)
         if not batch.seqs:
+            self._unlogged_preemptions += len(batch.preempted)
             if rejected:
                 return  # a request the scheduler preempted was rejected: plan again without it
             if not kv.has_pending():
@@ -377,7 +379,8 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         self.num_iterations += 1
         self.totals.add(shape)
         if self.batch_log is not None:
-            self.batch_log.add(start, duration, shape, len(batch.preempted))
+            self.batch_log.add(start, duration, shape, len(batch.preempted) + self._unlogged_preemptions)
+            self._unlogged_preemptions = 0
         for seq in batch.seqs:
             seq.execution_s += duration
 

@@ -71,3 +71,25 @@ def test_summary_says_what_an_hbm_share_reaches_on_each_cost_model(composed):
                              ("sim_roofline", "every HBM read")):
         cfg = composed([f"backend={backend}", "engine_profile=trtllm"])
         assert reaches in simulated_cluster_record(cfg, resolve(cfg))["hbm_fraction_applies_to"]
+
+
+def test_every_preemption_of_a_kv_policy_run_is_in_a_batch_row(tmp_path):
+    """Scheduler calls that preempt and run nothing (a KV policy waiting for copies) hand their preemptions to the
+    next iteration's row (they were lost: 3,062 rows' worth of 3,071 on this run)."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(["model=llama31_8b", "backend=sim_roofline", "kvpolicy=flexicache",
+                    "engine.gpu_memory_utilization=0.25", "workload=long_context", "workload.num_requests=60",
+                    "workload.lengths.prompt_tokens=[8000,16000]", "workload.lengths.output_tokens=[300,300]",
+                    "output.progress=false", "output.figures=false", "output.print_table=false",
+                    f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())["summary"]
+    assert summary["preemptions"] > 1000
+    assert pd.read_parquet(run_dir / "batches.parquet")["preemptions"].sum() == summary["preemptions"]
+    quest = tmp_path / "quest"
+    proc = run_cli(["model=llama31_8b", "backend=sim_roofline", "kvpolicy=quest", "workload=long_context",
+                    "workload.num_requests=4", "output.progress=false", "output.figures=false",
+                    "output.print_table=false", f"hydra.run.dir={quest}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    kv = json.loads((quest / "summary.json").read_text())["summary"]["kv"]
+    assert kv["host_capacity_bytes"] == 0 and kv["pcie_h2d_bytes"] == 0  # quest keeps nothing on host

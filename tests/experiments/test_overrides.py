@@ -126,6 +126,11 @@ def test_a_sweep_with_one_bad_value_launches_nothing(tmp_path):
     (["engine_profile=vllm_v0_eager", "+engine_profile.graph_mixed=true"], "graph_mixed=true has no effect"),
     (["engine_profile=sglang", "engine_profile.graph_sizes=[8,0]"], "engine_profile.graph_sizes: the size 0 is invalid"),
     (["experiment=capacity_search", "engine_profile=sglang", "engine_profile.graph_sizes=5"], "is not a list"),
+    # a KV policy's decodes always run through its cohort: fast_forward was accepted and recorded, never applied
+    (["kvpolicy=flexicache", "backend.fast_forward=false"], "backend.fast_forward has no effect with a KV policy"),
+    # a given unstable list is the unstable heads: the fraction was accepted and recorded, never read
+    (["kvpolicy=flexicache", "kvpolicy.unstable_fraction=0.5", "+kvpolicy.unstable_heads=[[0,0]]"],
+     "kvpolicy.unstable_fraction=0.5 has no effect with kvpolicy.unstable_heads given"),
 ])
 def test_settings_that_nothing_reads_or_that_are_malformed_are_refused(overrides, message):
     register_configs()
@@ -149,6 +154,10 @@ def test_what_ran_names_the_profile_changes_the_pipeline_and_the_policys_setting
     assert custom["name"] == "my_engine" and custom["changed_from_shipped"] is None  # no shipped profile of that name
     assert describe(compose_run(["engine_profile=trtllm", "engine_profile.name=../kvpolicy/full"]))[
         "engine_profile"]["changed_from_shipped"] is None  # a name is never read as a path
+    assert describe(compose_run(["kvpolicy=flexicache"]))["fast_forward"] is False  # its cohort, not spans
+    assert describe(compose_run([]))["fast_forward"] is True
+    given = describe(compose_run(["kvpolicy=flexicache", "+kvpolicy.unstable_heads=[[0,0]]"]))["kvpolicy"]
+    assert given["unstable_heads"] == [[0, 0]] and "unstable_fraction" not in given
     quest = describe(compose_run(["kvpolicy=quest"]))["kvpolicy"]
     assert "rerank_mode" not in quest and "host_kv_gib" not in quest and quest["minmax_region"] is True
     search = experiment_describer("capacity_search")
