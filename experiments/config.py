@@ -16,6 +16,11 @@ class ConfigError(ValueError):
     """A config value that cannot be used; the message names the key, what is allowed and the fix."""
 
 
+def override_key(override: str) -> str:
+    """The dotted key a command-line override sets: its +, ++ or ~ prefix and its value dropped."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
 @dataclass
 class ModelConf:
     name: str = "Llama-2-7B"

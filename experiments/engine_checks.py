@@ -8,7 +8,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from tessera.cost.engine_profile import GRAPH_FIELDS
-from tessera.experiments.config import ConfigError
+from tessera.experiments.config import ConfigError, override_key
 from tessera.scheduling.families import CHUNKING
 
 
@@ -19,7 +19,7 @@ def check_engine_family(cfg: DictConfig, overrides: list[str]) -> None:
     if fixed is None:
         return
     for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0]
+        key = override_key(override)
         if key == "engine.chunked_prefill":
             raise ConfigError(f"{override} has no effect with engine.scheduler={family}: that family "
                               f"{'always chunks prefills' if fixed else 'never chunks prefills'}; drop it, or use "
@@ -45,12 +45,12 @@ def check_engine_profile(cfg: DictConfig, overrides: list[str], experiment: str)
         if profile.get("cuda_graphs", False) is False:
             graph_keys = {f"engine_profile.{f}" for f in GRAPH_FIELDS}
             for override in overrides:
-                if override.lstrip("+~").split("=", 1)[0] in graph_keys:
+                if override_key(override) in graph_keys:
                     raise ConfigError(f"{override} has no effect with engine_profile.cuda_graphs=false (the steps run "
                                       "eagerly): drop it, or set engine_profile.cuda_graphs=true")
         return
     for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0]
+        key = override_key(override)
         if key == "engine_profile" or key.startswith("engine_profile."):
             raise ConfigError(f"{override} has no effect in experiment={cfg.experiment} on backend={cfg.backend.kind}: "
                               f"{why}; drop it")
@@ -63,15 +63,15 @@ def check_kv_settings(cfg: DictConfig, overrides: list[str]) -> None:
     from tessera.experiments.resolve import resolve_model
     from tessera.sim.kv_setup import SIM_KEYS, KVSetup, used_sim_keys
 
-    keys = [(o, o.lstrip("+~").split("=", 1)[0].removeprefix("kvpolicy.")) for o in overrides
-            if o.lstrip("+~").startswith("kvpolicy.")]
+    keys = [(o, override_key(o).removeprefix("kvpolicy.")) for o in overrides
+            if override_key(o).startswith("kvpolicy.")]
     policy = cfg.get("kvpolicy") or {}
     for override, key in keys:
         if key == "unstable_fraction" and policy.get("unstable_heads") is not None:
             raise ConfigError(f"{override} has no effect with kvpolicy.unstable_heads given (the list is the unstable "
                               "heads): drop one of the two")
     if cfg.backend.kind != "runtime" and (policy.get("name") or "full") != "full" and any(
-            o.lstrip("+~").split("=", 1)[0] == "backend.fast_forward" for o in overrides):
+            override_key(o) == "backend.fast_forward" for o in overrides):
         raise ConfigError("backend.fast_forward has no effect with a KV policy: its decodes always run through the KV "
                           "decode cohort (sim/kv_cohort.py), which matches one event per iteration; drop it")
     keys = [(o, k) for o, k in keys if k in SIM_KEYS]

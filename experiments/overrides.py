@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from tessera.experiments.config import (BackendConf, ClusterConf, ConfigError, CostConf, EngineConf, ModelConf,
-                                        OutputConf, RunConf)
+                                        OutputConf, RunConf, override_key)
 from tessera.experiments.engine_checks import check_engine_family, check_engine_profile, check_kv_settings
 from tessera.paths import REPO_ROOT
 
@@ -132,7 +132,7 @@ def check_run(cfg: DictConfig, overrides: list[str]) -> None:
     if (exp, cfg.backend.kind) not in BATCH_RECORDS_RUNS:
         ignored |= {f"output.{key}": BATCH_RECORDS for key in ("batch_log", "chrome_trace")}
     for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0]
+        key = override_key(override)
         if key.startswith("hydra.") or key in ("hydra", "experiment"):
             continue
         for prefix, why in ignored.items():

@@ -380,7 +380,7 @@ class Worker(CohortSteps, DecodeSpans, KVCohortSteps):
         self.totals.add(shape)
         if self.batch_log is not None:
             self.batch_log.add(start, duration, shape, len(batch.preempted) + self._unlogged_preemptions)
-            self._unlogged_preemptions = 0
+        self._unlogged_preemptions = 0
         for seq in batch.seqs:
             seq.execution_s += duration
 

@@ -109,8 +109,7 @@ class PipelineCostModel:
         parts = [self._split(b) for b in micro]
         busiest = sum(g for g, _ in parts)
         driver = sum(c for _, c in parts)
-        trip_cpu = 0.0 if self._overlapped else 1.0
-        trip = max(trip_cpu * c + self.pp * g + (self.pp - 1) * self.send_time(b.num_tokens)
+        trip = max((0.0 if self._overlapped else c) + self.pp * g + (self.pp - 1) * self.send_time(b.num_tokens)
                    for (g, c), b in zip(parts, micro))
         return max(busiest, driver, trip)
 
