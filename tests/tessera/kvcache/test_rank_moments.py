@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tessera.kvcache.head_model import HeadBehaviour, default_params
-from tessera.kvcache.rank_moments import BURN_IN_RANKS, STATS, RankSchedule, _interp_weights, _table, table
+from tessera.kvcache.rank_moments import (BURN_IN_RANKS, STATS, RankMomentTable, RankSchedule, _interp_weights, _table,
+                                          table)
 
 
 def test_schedule_of_a_fixed_interval():
@@ -28,6 +29,19 @@ def test_interpolation_weights():
     assert w.sum(1).tolist() == [1.0] * 5
     assert w[0].tolist() == [0.5, 0.5, 0.0] and w[1].tolist() == [0.0, 0.5, 0.5]
     assert w[2].tolist() == [0.0, 0.0, 1.0] and w[3].tolist() == [1.0, 0.0, 0.0] and w[4].tolist() == [0.0, 0.0, 1.0]
+
+
+def test_pages_weights_interpolate_in_inverse_pages():
+    """A first rank's page-grid weights (computed on one point in Python floats) are _interp_weights' over 1 / pages,
+    bit for bit, clipped at both ends of the grid."""
+    grid = np.array([20, 40, 64, 128, 256, 512, 1024, 2048, 4096, 8192])
+    t = RankMomentTable(None, np.zeros(3), grid, None)
+    for pages in (1, 20, 21, 33, 40, 63, 64, 65, 100, 1000, 1875, 5000, 8192, 9000, 10**6):
+        want = _interp_weights(1.0 / grid[::-1], np.array([1.0 / pages]))[0][::-1]
+        got = t.pages_weights(pages)
+        assert got.tolist() == want.tolist(), pages
+    assert t.pages_weights(64).tolist() == [0.0, 0.0, 1.0] + [0.0] * 7
+    assert t.pages_weights(10**6)[-1] == 1.0 and t.pages_weights(1)[0] == 1.0  # clipped to the grid
 
 
 def select_trajectory(keep: float, heads: int, n0: int, schedule: RankSchedule, k: int, seed: int):
