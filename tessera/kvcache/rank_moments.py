@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import zlib
-from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -75,7 +74,6 @@ class RankMomentTable:
         self._draw_node = draw_node
         self._nodes: dict[int, dict] = {}
         self._stacks: dict[int, np.ndarray] = {}
-        self._inverse_pages = (1.0 / first_pages[::-1]).tolist()  # 1 / first_pages, increasing
 
     def node(self, i: int) -> dict:
         """STATS of first-page grid point i: [ranks, G] each."""
@@ -98,16 +96,8 @@ class RankMomentTable:
 
     def pages_weights(self, first_pages: int) -> np.ndarray:
         """[N] interpolation weights of a first rank at `first_pages` pages, linear in 1 / pages (clipped)."""
-        inverse = self._inverse_pages  # increasing
-        # _interp_weights' arithmetic on one point, in Python floats (a first rank per request calls it)
-        x = min(max(1.0 / first_pages, inverse[0]), inverse[-1])
-        hi = min(max(bisect_right(inverse, x), 1), len(inverse) - 1)
-        lo = hi - 1
-        t = (x - inverse[lo]) / (inverse[hi] - inverse[lo])
-        w = np.zeros(len(inverse))
-        w[lo] = 1.0 - t
-        w[hi] = t
-        return w[::-1]
+        inverse = 1.0 / self.first_pages[::-1]  # increasing
+        return _interp_weights(inverse, np.array([1.0 / first_pages]))[0][::-1]
 
     def head_sums(self, churn_weights: np.ndarray, pages_weights: np.ndarray) -> np.ndarray:
         """[ranks, len(STATS)] the STATS summed over heads (independent: variances and covariances add)."""
